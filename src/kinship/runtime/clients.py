@@ -1,0 +1,64 @@
+"""gRPC clients of the suite's own services: channels, health, and calls.
+
+Used by the ranker (to reach the embedder and indexer) and by the CLI. A failed call
+becomes the matching domain error (see `grpc_errors.from_rpc_error`), and the current
+request id travels on as `x-request-id`, so one id follows a request through every
+service's logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from . import errors, grpc_errors
+from .interceptors import REQUEST_ID_KEY
+from .server import client_options
+
+T = TypeVar("T")
+
+
+def aio_channel(address: str, max_message_mb: float = 16.0) -> grpc.aio.Channel:
+    """An insecure asyncio channel with the suite's message size limits."""
+    return grpc.aio.insecure_channel(address, options=client_options(max_message_mb))
+
+
+def sync_channel(address: str, max_message_mb: float = 16.0) -> grpc.Channel:
+    """A blocking channel, for the CLI and tests."""
+    return grpc.insecure_channel(address, options=client_options(max_message_mb))
+
+
+def request_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata that carries the current call's request id onward, when there is one."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return ((REQUEST_ID_KEY, request_id),) if request_id else ()
+
+
+async def call(
+    method: Callable[..., Awaitable[T]],
+    request: Any,
+    *,
+    service: str,
+    timeout: float,
+) -> T:
+    """Calls a unary method of another service, turning failures into domain errors."""
+    try:
+        return await method(request, timeout=timeout, metadata=request_metadata())
+    except grpc.aio.AioRpcError as exc:
+        raise grpc_errors.from_rpc_error(exc, service=service) from exc
+
+
+async def check_serving(channel: grpc.aio.Channel, *, service: str, service_name: str = "", timeout: float = 2.0) -> None:
+    """Raises Unavailable unless the health service of `channel` says SERVING."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise errors.Unavailable(f"{service} health check failed: {exc.code().name} {exc.details()}") from exc
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        raise errors.Unavailable(f"{service} is {status}")

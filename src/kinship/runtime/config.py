@@ -1,0 +1,174 @@
+"""Settings from flags and environment variables, validated once at start-up.
+
+Each service declares its settings as a list of `Setting`. A value comes from the
+command-line flag if given, else from the environment variable, else the default.
+Every problem is reported at once, each naming the flag and the variable, so that a
+bad deployment fails at start with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: attribute name, flag, environment variable, parser and check."""
+
+    name: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    check: Callable[[Any], str | None] | None = None  # returns a problem, or None when fine
+    choices: Sequence[str] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+# Parsers and checks shared by the services --------------------------------------
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def port_check(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"must be a TCP port 0-65535 (0 picks a free one), got {value}"
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be greater than 0, got {value}"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, got {value}"
+
+
+def address_check(value: str) -> str | None:
+    # host:port, dns:///host:port, unix:path ... grpc accepts many forms; catch the common slip.
+    if not value:
+        return "must not be empty"
+    if value.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return f"must look like host:port (for example localhost:50051), got {value!r}"
+    return None
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory: $XDG_DATA_HOME/kinship-search or ~/.local/share/kinship-search."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kinship-search"
+
+
+def server_settings(service: str, default_port: int) -> list[Setting]:
+    """Settings every gRPC server of the suite has; `service` prefixes the port variables."""
+    upper = service.upper()
+    return [
+        Setting("host", "KINSHIP_HOST", "127.0.0.1", "address to listen on ([::] or 0.0.0.0 for all)"),
+        Setting("port", f"KINSHIP_{upper}_PORT", default_port, f"gRPC port of the {service}", int, port_check),
+        Setting(
+            "max_message_mb",
+            "KINSHIP_MAX_MESSAGE_MB",
+            16.0,
+            "largest gRPC message accepted or sent, in MiB (an image of 10 MiB needs more than 10)",
+            float,
+            positive,
+        ),
+        Setting(
+            "grace_seconds",
+            "KINSHIP_GRACE_SECONDS",
+            10.0,
+            "on SIGTERM, how long in-flight calls may finish before the server stops",
+            float,
+            non_negative,
+        ),
+        Setting(
+            "health_interval_seconds",
+            "KINSHIP_HEALTH_INTERVAL_SECONDS",
+            5.0,
+            "how often readiness is re-checked (dependencies reachable, model loaded)",
+            float,
+            positive,
+        ),
+        Setting(
+            "metrics_port",
+            f"KINSHIP_{upper}_METRICS_PORT",
+            -1,
+            "port of the Prometheus /metrics endpoint; -1 disables it, 0 picks a free one",
+            int,
+            lambda v: None if v == -1 else port_check(v),
+        ),
+        Setting(
+            "log_level",
+            "KINSHIP_LOG_LEVEL",
+            "info",
+            "log level",
+            str.lower,
+            choices=("debug", "info", "warning", "error"),
+        ),
+        Setting("log_format", "KINSHIP_LOG_FORMAT", "json", "log format", str.lower, choices=("json", "console")),
+    ]
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
+    """Adds one flag per setting; flags default to None so the environment can fill in."""
+    for s in settings:
+        extra = f" [env {s.env}; default {s.default}]"
+        kwargs: dict[str, Any] = {"dest": s.name, "default": None, "help": s.help + extra}
+        if s.choices:
+            kwargs["choices"] = list(s.choices)
+        parser.add_argument(s.flag, **kwargs)
+
+
+def resolve(
+    settings: Sequence[Setting],
+    flags: Mapping[str, Any] | argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+) -> SimpleNamespace:
+    """Combines flags, environment and defaults; raises ConfigError listing every bad setting."""
+    flag_values = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for s in settings:
+        raw = flag_values.get(s.name)
+        origin = f"{s.flag}"
+        if raw is None and s.env in environ and environ[s.env] != "":
+            raw, origin = environ[s.env], f"${s.env}"
+        if raw is None:
+            values[s.name] = s.default
+            continue
+        try:
+            value = s.parse(raw) if isinstance(raw, str) else raw
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{origin}={raw!r} is not valid: {exc} ({s.help})")
+            continue
+        if s.choices and value not in s.choices:
+            problems.append(f"{origin}={raw!r} must be one of {', '.join(s.choices)}")
+            continue
+        problem = s.check(value) if s.check else None
+        if problem:
+            problems.append(f"{origin} {problem} (flag {s.flag}, env {s.env})")
+            continue
+        values[s.name] = value
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return SimpleNamespace(**values)

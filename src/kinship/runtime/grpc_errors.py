@@ -1,0 +1,96 @@
+"""Domain errors <-> gRPC status, with google.rpc.Status details.
+
+Servers turn a `KinshipError` into its status code, a message and rich details
+(`BadRequest` field violations, `ErrorInfo`), readable by any gRPC client through
+grpcio-status. Clients turn a failed call back into the same domain error, so that an
+INVALID_ARGUMENT from the embedder reaches the ranker's caller as INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from . import errors
+
+DOMAIN = "kinship-search"
+
+_BY_STATUS: dict[grpc.StatusCode, type[errors.KinshipError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+}
+
+
+def status_code_of(error: errors.KinshipError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, error.status_name)
+
+
+def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
+    """Builds the google.rpc.Status that carries `error` to the caller."""
+    code = status_code_of(error)
+    details: list[any_pb2.Any] = []
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    violations = getattr(error, "violations", None)
+    if violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    return status_pb2.Status(code=getattr(code_pb2, error.status_name), message=error.message, details=details)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: errors.KinshipError) -> None:
+    """Ends the call with `error` (raises grpc's abort exception)."""
+    await context.abort_with_status(rpc_status.to_status(to_rpc_status(error)))
+
+
+def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
+    """Turns a failed client call into the matching domain error.
+
+    The original message is kept, prefixed with the service that said it, so a
+    caller of the ranker learns that e.g. the embedder refused a photo and why.
+    """
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    cls = _BY_STATUS.get(code)
+    if cls is None:
+        return errors.Unavailable(
+            f"{service} failed with {code.name if code else 'an unknown status'}: {details}",
+            reason="DEPENDENCY_FAILED",
+        )
+    if cls is errors.InvalidArgument:
+        violations = _field_violations(err)
+        return errors.InvalidArgument(details or f"{service} refused the request", violations=violations)
+    if cls is errors.Unavailable:
+        return errors.Unavailable(f"{service} is unavailable: {details}")
+    return cls(details or f"{service} failed with {code.name}")
+
+
+def _field_violations(err: grpc.RpcError) -> list[errors.FieldViolation]:
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a status without parsable details is still a status
+        return []
+    if status is None:
+        return []
+    out: list[errors.FieldViolation] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out.extend(errors.FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return out

@@ -1,0 +1,244 @@
+"""One way to run a gRPC service: start-up, health, reflection, shutdown.
+
+A service hands the runtime a `Service` (what to register, how to tell it is ready,
+how to close it); the runtime owns everything else the same way for all three:
+
+- a `grpc.aio` server with the configured message size limits and interceptors;
+- the standard health service: NOT_SERVING until the service's readiness check
+  passes, then re-checked every `health_interval_seconds`, so health tells the truth
+  when Milvus or a dependency goes away and comes back;
+- server reflection with the full service names, so grpcurl/ghz work without protos;
+- graceful shutdown on SIGTERM or SIGINT: health turns NOT_SERVING first, in-flight
+  calls get `grace_seconds` to finish, then the server stops and the service closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from .interceptors import CallContextInterceptor
+from .logs import get_logger
+from .metrics import serve_metrics
+
+log = get_logger("kinship.server")
+
+MIB = 1024 * 1024
+
+
+class Service(Protocol):
+    """What a service gives the runtime. Built by the service's bootstrap."""
+
+    #: Short name: "embedder", "indexer" or "ranker".
+    name: str
+    #: Full gRPC service names, e.g. ("kinship.v1.Embedder",): for health and reflection.
+    service_names: Sequence[str]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Adds the servicer(s) to the server."""
+
+    async def check_ready(self) -> None:
+        """Returns when the service can do its work; raises with the reason when not."""
+
+    async def close(self) -> None:
+        """Releases what the service holds (sessions, clients), after the server stopped."""
+
+
+def server_options(settings: SimpleNamespace) -> list[tuple[str, Any]]:
+    limit = int(settings.max_message_mb * MIB)
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def client_options(max_message_mb: float) -> list[tuple[str, Any]]:
+    limit = int(max_message_mb * MIB)
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A started server: its bound port and what is needed to stop it."""
+
+    server: grpc.aio.Server
+    service: Service
+    health: HealthServicer
+    port: int
+    settings: SimpleNamespace
+    _health_task: asyncio.Task | None = None
+    _ready: bool | None = None
+    metrics_port: int | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _set_all(self, status: int) -> None:
+        for name in ("", *self.service.service_names):
+            await self.health.set(name, status)
+
+    async def refresh_health(self) -> bool:
+        """Runs the readiness check once and publishes the result."""
+        try:
+            await self.service.check_ready()
+            ready, reason = True, None
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its reason logged
+            ready, reason = False, f"{type(exc).__name__}: {exc}"
+        if ready != self._ready:
+            if ready:
+                log.info("service ready", health="SERVING")
+            else:
+                log.warning("service not ready", health="NOT_SERVING", reason=reason)
+        self._ready = ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self._set_all(status)
+        return ready
+
+    async def _health_loop(self) -> None:
+        while True:
+            await self.refresh_health()
+            await asyncio.sleep(self.settings.health_interval_seconds)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, drain in-flight calls within `grace`, stop, close."""
+        if self.stopped.is_set():
+            return
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("shutting down", grace_seconds=grace)
+        if self._health_task:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        try:
+            await self.service.close()
+        finally:
+            self.stopped.set()
+            log.info("stopped")
+
+
+async def start_server(service: Service, settings: SimpleNamespace) -> RunningServer:
+    """Builds, binds and starts the server for `service`; health starts NOT_SERVING."""
+    server = grpc.aio.server(
+        interceptors=[CallContextInterceptor(service.name)],
+        options=server_options(settings),
+    )
+    service.register(server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*service.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the port is taken or the address is not local")
+    running = RunningServer(server=server, service=service, health=health, port=port, settings=settings)
+    await running._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    if settings.metrics_port >= 0:
+        running.metrics_port = serve_metrics(settings.host, settings.metrics_port)
+    log.info("listening", address=f"{settings.host}:{port}", metrics_port=running.metrics_port)
+    await running.refresh_health()
+    running._health_task = asyncio.create_task(running._health_loop())
+    return running
+
+
+async def serve_until_signalled(service: Service, settings: SimpleNamespace) -> None:
+    """Runs `service` until SIGTERM or SIGINT, then shuts it down gracefully."""
+    running = await start_server(service, settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()
+
+
+def run_service(build: Callable[[SimpleNamespace], Awaitable[Service] | Service], settings: SimpleNamespace) -> None:
+    """Entry point of `kinship serve NAME`: builds the service in the loop and serves it."""
+
+    async def main() -> None:
+        built = build(settings)
+        service = await built if asyncio.iscoroutine(built) else built
+        await serve_until_signalled(service, settings)
+
+    asyncio.run(main())
+
+
+class ServerThread:
+    """Runs a service's server in a background thread with its own event loop.
+
+    For tests and tools that want a real server on an ephemeral port while they
+    talk to it with ordinary (blocking) gRPC clients::
+
+        with ServerThread(build, settings) as srv:
+            channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    """
+
+    def __init__(self, build: Callable[[SimpleNamespace], Awaitable[Service] | Service], settings: SimpleNamespace):
+        self._build = build
+        self._settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kinship-server", daemon=True)
+        self.running: RunningServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.running is not None, "server not started"
+        return self.running.port
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> ServerThread:
+        self._thread.start()
+
+        async def boot() -> RunningServer:
+            built = self._build(self._settings)
+            service = await built if asyncio.iscoroutine(built) else built
+            return await start_server(service, self._settings)
+
+        try:
+            self.running = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            raise
+        return self
+
+    def call(self, coro_factory: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+        """Runs a coroutine in the server's loop (e.g. to flip health in a test)."""
+        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop).result(timeout)
+
+    def stop(self, grace: float | None = None, timeout: float = 60.0) -> None:
+        if self.running is not None:
+            running = self.running
+            self.call(lambda: running.stop(grace), timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        self._loop.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=1.0)
