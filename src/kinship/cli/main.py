@@ -1,1 +1,45 @@
-def main(): print("hi")
+"""The `kinship` command: run the services and talk to them.
+
+    kinship serve embedder|indexer|ranker|all [...]
+    kinship embed IMAGE [--json]
+    kinship enroll PATH... [--person-id ID] [--birth-year Y] [--sex f|m] [--region R] [--json]
+    kinship find --relative father=dad.jpg --relative mother=mum.jpg [--json]
+    kinship status [--json]
+
+Room is left for `bench`, `loadtest`, `train`, `eval`, `audit` and `certs`: each is a
+sub-command module registered in `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import client_commands, serve
+
+#: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
+COMMANDS = (serve, client_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinship",
+        description="Cross-age kinship face search: run the services and query them.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+# kinship-search: the two commands of the quick start are `make run` and `make test`.
+# Both create .venv when absent and install what they need from the project's own files.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-test run test test-unit test-integration test-e2e protos check-protos lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kinship-search needs Python 3.11 or newer, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps record which install step ran against which pyproject.toml.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -q -e .
+	$(PY) scripts/one_cv2.py
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
+	$(PY) scripts/one_cv2.py
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the suite
+
+install-test: $(VENV)/.installed-test  ## install with the test extras
+
+run: install  ## start the three services with embedded defaults and a sample gallery
+	$(VENV)/bin/kinship serve all --sample-gallery
+
+test: install-test  ## run the whole test suite (unit, integration, end-to-end)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install-test  ## unit tests only
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install-test  ## integration tests only (Milvus Lite and a Milvus server)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install-test  ## end-to-end tests only (kinship serve all as subprocesses)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+protos: install-test  ## regenerate src/kinship/v1 from protos/
+	$(PY) scripts/gen_protos.py
+
+lint: install-test  ## ruff over the code
+	$(PIP) install -q ruff
+	$(VENV)/bin/ruff check src services tests scripts
+
+clean:  ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

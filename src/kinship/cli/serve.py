@@ -1,0 +1,187 @@
+"""`kinship serve NAME` runs one service; `kinship serve all` supervises all three.
+
+`all` starts each service as its own process (as on a cluster, where each scales on
+its own), waits until every one answers SERVING on the standard health service, and
+on Ctrl-C or SIGTERM sends SIGTERM to each so they drain gracefully, killing any that
+outlive the grace period. If one of them dies, the others are stopped too and the
+command exits non-zero: a half-running suite is worse than a stopped one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kinship.runtime import config
+from kinship.runtime.errors import ConfigError
+from kinship.runtime.logs import configure_logging
+
+SERVICES = {"embedder": 50051, "indexer": 50052, "ranker": 50053}
+START_ORDER = ("embedder", "indexer", "ranker")
+
+
+def _bootstrap(name: str):
+    return importlib.import_module(f"kinship.{name}.bootstrap")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run a service, or all three")
+    which = serve.add_subparsers(dest="service", metavar="SERVICE", required=True)
+    for name in SERVICES:
+        # The service's own flags are parsed in run_one, so that other commands do not
+        # import every service (and onnxruntime, pymilvus) just to build this parser.
+        parser = which.add_parser(name, help=f"run the {name} service (--help lists its settings)", add_help=False)
+        parser.add_argument("service_args", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=run_one)
+    everything = which.add_parser("all", help="run the three services as separate processes")
+    everything.add_argument("--data-dir", type=Path, default=None, help="where the Milvus Lite file and caches live [env KINSHIP_DATA_DIR; default ~/.local/share/kinship-search]")
+    everything.add_argument("--host", default="127.0.0.1", help="address the services listen on [default 127.0.0.1]")
+    for name, port in SERVICES.items():
+        everything.add_argument(f"--{name}-port", type=int, default=port, help=f"port of the {name} [default {port}]")
+    everything.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on shutdown [default 10]")
+    everything.add_argument("--start-timeout", type=float, default=180.0, help="how long to wait for all three to be SERVING [default 180]")
+    everything.add_argument("--sample-gallery", action="store_true", help="enrol the small sample gallery the first time, and print example commands")
+    everything.set_defaults(func=run_all)
+
+
+def service_parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"kinship serve {name}",
+        description=f"Run the {name} service. Each setting is a flag or an environment variable; flags win.",
+    )
+    config.add_arguments(parser, _bootstrap(name).settings())
+    return parser
+
+
+def run_one(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap(args.service)
+    flags = service_parser(args.service).parse_args(args.service_args)
+    try:
+        settings = config.resolve(bootstrap.settings(), flags)
+    except ConfigError as exc:
+        print(f"kinship serve {args.service}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, service=args.service)
+    from kinship.runtime.server import run_service
+
+    run_service(bootstrap.build, settings)
+    return 0
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    process: subprocess.Popen
+
+
+def wait_serving(address: str, deadline: float, process: subprocess.Popen | None = None) -> bool:
+    """Polls the health service at `address` until SERVING or `deadline` (time.monotonic)."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                return False
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.25)
+    return False
+
+
+def _stop_children(children: list[Child], grace: float) -> None:
+    # Reverse start order: the ranker stops taking calls before its dependencies go.
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace + 5
+    for child in reversed(children):
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            print(f"kinship: {child.name} did not stop within the grace period; killing it", file=sys.stderr)
+            child.process.kill()
+            child.process.wait()
+
+
+def run_all(args: argparse.Namespace) -> int:
+    data_dir = (args.data_dir or Path(os.environ.get("KINSHIP_DATA_DIR") or config.default_data_dir())).expanduser()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"kinship serve all: cannot create the data directory {data_dir}: {exc}; pass --data-dir", file=sys.stderr)
+        return 2
+    ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
+    addresses = {name: f"{args.host}:{port}" for name, port in ports.items()}
+
+    stop_requested = False
+
+    def request_stop(signum, _frame):
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    children: list[Child] = []
+    exit_code = 0
+    try:
+        deadline = time.monotonic() + args.start_timeout
+        for name in START_ORDER:
+            cmd = [
+                sys.executable, "-m", "kinship.cli.main", "serve", name,
+                "--host", args.host, "--port", str(ports[name]), "--grace-seconds", str(args.grace_seconds),
+            ]
+            if name == "indexer":
+                cmd += ["--data-dir", str(data_dir)]
+            if name == "ranker":
+                cmd += ["--embedder-address", addresses["embedder"], "--indexer-address", addresses["indexer"]]
+            # Children ignore Ctrl-C from the terminal's process group: the supervisor
+            # decides when and how they stop (SIGTERM, then a grace period).
+            process = subprocess.Popen(cmd, start_new_session=True)
+            children.append(Child(name, ports[name], process))
+            print(f"kinship: started {name} (pid {process.pid}) on {addresses[name]}", file=sys.stderr)
+        for child in children:
+            if stop_requested:
+                break
+            if not wait_serving(addresses[child.name], deadline, child.process):
+                print(
+                    f"kinship serve all: {child.name} did not become SERVING on {addresses[child.name]} "
+                    f"within {args.start_timeout:.0f}s (see its log above); stopping",
+                    file=sys.stderr,
+                )
+                return 1
+        if stop_requested:
+            return 0
+        print(f"kinship: all three services are SERVING (data in {data_dir})", file=sys.stderr)
+        if args.sample_gallery:
+            from . import sample
+
+            sample.ensure_sample_gallery(data_dir, addresses)
+        print("kinship: press Ctrl-C to stop", file=sys.stderr, flush=True)
+        while not stop_requested:
+            for child in children:
+                if child.process.poll() is not None:
+                    print(f"kinship serve all: {child.name} exited with code {child.process.returncode}; stopping the others", file=sys.stderr)
+                    exit_code = 1
+                    stop_requested = True
+                    break
+            time.sleep(0.2)
+        return exit_code
+    finally:
+        _stop_children(children, args.grace_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("kinship: stopped", file=sys.stderr)
