@@ -1,0 +1,70 @@
+"""kinship.v1 enums and shared messages <-> the ranker's domain values.
+
+Used by the transport (the ranker's own contract) and by the gRPC clients (the
+embedder's and indexer's contracts), which share these messages.
+"""
+
+from __future__ import annotations
+
+from kinship.runtime.errors import InvalidArgument
+from kinship.v1 import common_pb2
+
+from ..domain.model import PersonAttributes, Relation, Sex
+
+RELATION_FROM_PB = {
+    common_pb2.RELATION_UNSPECIFIED: Relation.UNSPECIFIED,
+    common_pb2.RELATION_FATHER: Relation.FATHER,
+    common_pb2.RELATION_MOTHER: Relation.MOTHER,
+    common_pb2.RELATION_SIBLING: Relation.SIBLING,
+    common_pb2.RELATION_SELF: Relation.SELF,
+}
+RELATION_TO_PB = {domain: pb for pb, domain in RELATION_FROM_PB.items()}
+
+SEX_FROM_PB = {
+    common_pb2.SEX_UNSPECIFIED: Sex.UNSPECIFIED,
+    common_pb2.SEX_FEMALE: Sex.FEMALE,
+    common_pb2.SEX_MALE: Sex.MALE,
+}
+SEX_TO_PB = {domain: pb for pb, domain in SEX_FROM_PB.items()}
+
+
+def relation_from_pb(value: int, field: str) -> Relation:
+    # proto3 enums are open: a newer client may send a number this server does not know.
+    try:
+        return RELATION_FROM_PB[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unknown relation {value}; use father, mother, sibling or self", field=field) from None
+
+
+def sex_from_pb(value: int, field: str) -> Sex:
+    try:
+        return SEX_FROM_PB[value]
+    except KeyError:
+        raise InvalidArgument(f"{field}: unknown sex {value}; use female, male or leave it unset", field=field) from None
+
+
+def attributes_from_pb(message: common_pb2.PersonAttributes) -> PersonAttributes:
+    return PersonAttributes(
+        birth_year=message.birth_year if message.HasField("birth_year") else None,
+        sex=SEX_FROM_PB.get(message.sex, Sex.UNSPECIFIED),
+        region=message.region,
+        source=message.source,
+    )
+
+
+def attributes_to_pb(attributes: PersonAttributes) -> common_pb2.PersonAttributes:
+    message = common_pb2.PersonAttributes(
+        sex=SEX_TO_PB[attributes.sex], region=attributes.region, source=attributes.source
+    )
+    if attributes.birth_year is not None:
+        message.birth_year = attributes.birth_year
+    return message
+
+
+def birth_year_range_to_pb(low: int | None, high: int | None) -> common_pb2.BirthYearRange:
+    message = common_pb2.BirthYearRange()
+    if low is not None:
+        message.min = low
+    if high is not None:
+        message.max = high
+    return message

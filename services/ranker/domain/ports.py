@@ -1,0 +1,34 @@
+"""What the ranker needs from outside the process: the embedder and the gallery.
+
+Real implementations talk gRPC (`kinship.ranker.adapters.grpc_clients`); unit tests
+use hand-written fakes. Implementations raise `kinship.runtime.errors` domain errors
+(InvalidArgument, NotFound, Unavailable, ...), never transport exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .model import EmbeddedImage, GalleryRecord, SearchFilter, SearchHit
+
+
+class FaceEmbedder(Protocol):
+    async def embed(self, image: bytes, model_id: str) -> EmbeddedImage:
+        """Every face found in the encoded `image` ("" = the embedder's default model)."""
+
+
+class GalleryIndex(Protocol):
+    async def search(
+        self,
+        model_id: str,
+        queries: Sequence[np.ndarray],
+        top_k: int,
+        search_filter: SearchFilter,
+    ) -> list[list[SearchHit]]:
+        """Nearest records for each query, one list of hits per query in query order."""
+
+    async def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
+        """Every record of the given people (at most 1000 ids per call); unknown people are absent."""
