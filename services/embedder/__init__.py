@@ -1,0 +1,1 @@
+"""The embedder service (kinship.v1.Embedder): image -> faces with boxes, landmarks and embeddings."""

@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "serve" and argv[1] in serve.SERVICES:
+        # A service's flags come from its own settings; argparse sub-parsers with
+        # REMAINDER would not pass `--flag` arguments through, so route it directly.
+        try:
+            return serve.run_one(argv[1], argv[2:])
+        except KeyboardInterrupt:
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

