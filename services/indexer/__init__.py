@@ -1,0 +1,1 @@
+"""The indexer: the gallery of enrolled face embeddings, kept in Milvus (kinship.v1.Indexer)."""

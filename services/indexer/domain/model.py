@@ -1,0 +1,80 @@
+"""What the gallery holds and answers, as plain dataclasses over numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class Sex(IntEnum):
+    """Sex of a person; the values are those of kinship.v1.Sex."""
+
+    UNSPECIFIED = 0
+    FEMALE = 1
+    MALE = 2
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What the gallery knows about a person beside the embedding (never the image)."""
+
+    birth_year: int | None = None
+    sex: Sex = Sex.UNSPECIFIED
+    region: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryRecord:
+    """One photo of one person: its L2-normalised embedding and attributes."""
+
+    record_id: str
+    person_id: str
+    embedding: np.ndarray
+    attributes: Attributes = field(default_factory=Attributes)
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Typed restrictions on search hits; unset fields do not restrict.
+
+    A birth-year bound admits only records whose birth year is known and in range.
+    """
+
+    birth_year_min: int | None = None
+    birth_year_max: int | None = None
+    sex: Sex = Sex.UNSPECIFIED
+    regions: tuple[str, ...] = ()
+    exclude_person_ids: tuple[str, ...] = ()
+
+    @property
+    def restricts_birth_year(self) -> bool:
+        return self.birth_year_min is not None or self.birth_year_max is not None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One record found by a search, with its cosine similarity to the query."""
+
+    record_id: str
+    person_id: str
+    similarity: float
+    attributes: Attributes
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    upserted_count: int
+    collection: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """One collection of the gallery: the embeddings of one model."""
+
+    model_id: str
+    name: str
+    dimension: int
+    record_count: int

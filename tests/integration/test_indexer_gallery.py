@@ -1,0 +1,236 @@
+"""The indexer through real gRPC, against Milvus Lite (a file in a tmp folder) and a Milvus 2.3.5 server.
+
+One indexer per backend for the module; each test uses model ids of its own, so
+each works in collections of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kinship.indexer import bootstrap
+from kinship.runtime import config
+from kinship.runtime.server import ServerThread
+from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
+
+DIM = 16
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def indexer_settings(**values):
+    return config.resolve(bootstrap.settings(), {"port": 0, "log_level": "warning", **values}, env={})
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def indexer(request, tmp_path_factory):
+    if request.param == "lite":
+        settings = indexer_settings(data_dir=tmp_path_factory.mktemp("indexer-data"))
+    else:
+        settings = indexer_settings(milvus_uri=request.getfixturevalue("milvus_server").uri)
+    with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
+        yield indexer_pb2_grpc.IndexerStub(channel), health_pb2_grpc.HealthStub(channel)
+
+
+@pytest.fixture
+def stub(indexer):
+    return indexer[0]
+
+
+@pytest.fixture
+def model_id():
+    """A model id (hence a collection) of this test's own."""
+    return f"test-model@{uuid.uuid4().hex[:10]}"
+
+
+def unit_vectors(count, seed, dim=DIM):
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def record(record_id, person_id, vector, birth_year=None, sex=common_pb2.SEX_UNSPECIFIED, region="", source="test"):
+    attributes = common_pb2.PersonAttributes(sex=sex, region=region, source=source)
+    if birth_year is not None:
+        attributes.birth_year = birth_year
+    return indexer_pb2.GalleryRecord(
+        record_id=record_id, person_id=person_id, embedding=vector.tolist(), attributes=attributes
+    )
+
+
+def search(stub, model_id, vector, top_k=10, **filter_fields):
+    reply = stub.Search(
+        indexer_pb2.SearchRequest(
+            model_id=model_id,
+            queries=[indexer_pb2.QueryEmbedding(embedding=vector.tolist())],
+            top_k=top_k,
+            filter=indexer_pb2.SearchFilter(**filter_fields),
+        )
+    )
+    return reply.results[0].hits
+
+
+SIX_PEOPLE = [
+    ("p0", 1980, common_pb2.SEX_MALE, "IT-MI"),
+    ("p1", 1990, common_pb2.SEX_FEMALE, "IT-RM"),
+    ("p2", 2000, common_pb2.SEX_MALE, "FR-75"),
+    ("p3", None, common_pb2.SEX_FEMALE, "IT-MI"),
+    ("p4", 1995, common_pb2.SEX_UNSPECIFIED, ""),
+    ("p5", 1985, common_pb2.SEX_FEMALE, "FR-75"),
+]
+
+
+def enrol_six_people(stub, model_id):
+    """Six people with distinct attributes, one record each (p3 has no birth year); returns their vectors."""
+    vectors = unit_vectors(len(SIX_PEOPLE), seed=1)
+    records = [
+        record(f"r-{person}", person, vectors[i], birth_year, sex, region)
+        for i, (person, birth_year, sex, region) in enumerate(SIX_PEOPLE)
+    ]
+    reply = stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=records))
+    assert reply.upserted_count == len(SIX_PEOPLE)
+    return vectors
+
+
+@pytest.fixture
+def people(stub, model_id):
+    """The six people in this test's own collection, for tests that change it."""
+    return enrol_six_people(stub, model_id)
+
+
+@pytest.fixture(scope="module")
+def shared_gallery(indexer):
+    """The six people in a collection that tests only read (collections cost seconds on the server)."""
+    model_id = f"shared-model@{uuid.uuid4().hex[:10]}"
+    return model_id, enrol_six_people(indexer[0], model_id)
+
+
+def assert_status(error: grpc.RpcError, code: grpc.StatusCode, *words: str) -> None:
+    assert error.code() == code, error.details()
+    for word in words:
+        assert word in error.details()
+
+
+def test_upsert_then_search_finds_the_vector_first(stub, shared_gallery):
+    model_id, people = shared_gallery
+    hits = search(stub, model_id, people[2], top_k=3)
+    assert hits[0].record_id == "r-p2" and hits[0].person_id == "p2"
+    assert hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].attributes.birth_year == 2000 and hits[0].attributes.region == "FR-75"
+    assert hits[0].attributes.sex == common_pb2.SEX_MALE and hits[0].attributes.source == "test"
+    assert len(hits) == 3
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+
+
+def test_each_filter_filters(stub, shared_gallery):
+    model_id, people = shared_gallery
+    query = people[3]
+
+    def found(**filter_fields):
+        return {hit.person_id for hit in search(stub, model_id, query, **filter_fields)}
+
+    assert found() == {"p0", "p1", "p2", "p3", "p4", "p5"}
+    # p3's birth year is unknown: any bound excludes it.
+    assert found(birth_year=common_pb2.BirthYearRange(min=1985, max=1995)) == {"p1", "p4", "p5"}
+    assert found(birth_year=common_pb2.BirthYearRange(max=1985)) == {"p0", "p5"}
+    assert found(birth_year=common_pb2.BirthYearRange(min=1995)) == {"p2", "p4"}
+    assert found(sex=common_pb2.SEX_FEMALE) == {"p1", "p3", "p5"}
+    assert found(regions=["IT-MI", "FR-75"]) == {"p0", "p2", "p3", "p5"}
+    assert found(exclude_person_ids=["p3", "p0"]) == {"p1", "p2", "p4", "p5"}
+    assert found(sex=common_pb2.SEX_MALE, regions=["FR-75"], birth_year=common_pb2.BirthYearRange(min=1999)) == {"p2"}
+
+
+def test_upsert_with_same_record_id_replaces(stub, model_id, people):
+    moved = unit_vectors(1, seed=99)[0]
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p1", "p1", moved, 1991)]))
+    hits = search(stub, model_id, moved, top_k=6)
+    assert hits[0].record_id == "r-p1" and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].attributes.birth_year == 1991
+    assert [h.record_id for h in hits].count("r-p1") == 1
+    (info,) = [c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model_id]
+    assert info.record_count == 6 and info.dimension == DIM
+
+
+def test_get_records_returns_embeddings(stub, model_id, people):
+    extra = unit_vectors(1, seed=7)[0]
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p1-b", "p1", extra)]))
+    reply = stub.GetRecords(indexer_pb2.GetRecordsRequest(model_id=model_id, person_ids=["p1", "p4", "nobody"]))
+    by_id = {r.record_id: r for r in reply.records}
+    assert set(by_id) == {"r-p1", "r-p1-b", "r-p4"}
+    np.testing.assert_allclose(by_id["r-p1"].embedding, people[1], atol=1e-6)
+    np.testing.assert_allclose(by_id["r-p1-b"].embedding, extra, atol=1e-6)
+    assert by_id["r-p4"].attributes.birth_year == 1995 and not by_id["r-p1-b"].attributes.HasField("birth_year")
+
+
+def test_delete_by_person_and_by_record_counts_exactly(stub, model_id, people):
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p0-b", "p0", unit_vectors(1, 5)[0])]))
+    deleted = stub.Delete(indexer_pb2.DeleteRequest(model_id=model_id, person_ids=["p0"], record_ids=["r-p2", "r-none"]))
+    assert deleted.deleted_count == 3
+    remaining = {hit.record_id for hit in search(stub, model_id, people[0])}
+    assert remaining == {"r-p1", "r-p3", "r-p4", "r-p5"}
+    again = stub.Delete(indexer_pb2.DeleteRequest(model_id=model_id, person_ids=["p0"]))
+    assert again.deleted_count == 0
+
+
+def test_delete_without_model_erases_a_person_everywhere(stub, model_id):
+    other_model = model_id + "-other"
+    person = f"person-{uuid.uuid4().hex[:8]}"
+    vectors = unit_vectors(3, seed=11)
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record(f"{person}-a", person, vectors[0]), record("keep", "k", vectors[1])]))
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=other_model, records=[record(f"{person}-b", person, vectors[2][:8] / np.linalg.norm(vectors[2][:8]))]))
+    deleted = stub.Delete(indexer_pb2.DeleteRequest(person_ids=[person]))
+    assert deleted.deleted_count == 2
+    for model in (model_id, other_model):
+        assert not stub.GetRecords(indexer_pb2.GetRecordsRequest(model_id=model, person_ids=[person])).records
+    assert [h.record_id for h in search(stub, model_id, vectors[1])] == ["keep"]
+
+
+def test_unknown_model_is_not_found_naming_held_models(stub, shared_gallery):
+    model_id, people = shared_gallery
+    query = indexer_pb2.QueryEmbedding(embedding=people[0].tolist())
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Search(indexer_pb2.SearchRequest(model_id=model_id + "-absent", queries=[query], top_k=1))
+    assert_status(caught.value, grpc.StatusCode.NOT_FOUND, model_id + "-absent", repr(model_id))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetRecords(indexer_pb2.GetRecordsRequest(model_id=model_id + "-absent", person_ids=["p0"]))
+    assert_status(caught.value, grpc.StatusCode.NOT_FOUND)
+
+
+@pytest.mark.parametrize(
+    ("make_request", "words"),
+    [
+        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("r-x", "p-x", v[:8] / np.linalg.norm(v[:8]))]), ["8 values", f"{DIM}-dimensional"]),
+        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("r-y", "p-y", v * 2)]), ["r-y", "L2-normalised"]),
+        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m), ["at least one record"]),
+        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("bad id'", "p", v)]), ["record_id"]),
+        (lambda m, v: indexer_pb2.SearchRequest(model_id=m, queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())], top_k=0), ["top_k"]),
+        (lambda m, v: indexer_pb2.SearchRequest(model_id=m, top_k=5), ["at least one query"]),
+        (lambda m, v: indexer_pb2.SearchRequest(model_id=m, queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())], top_k=5, filter=indexer_pb2.SearchFilter(regions=["x' or 1==1"])), ["regions[0]"]),
+        (lambda m, v: indexer_pb2.DeleteRequest(model_id=m), ["at least one"]),
+    ],
+    ids=["wrong-length", "not-normalised", "empty-upsert", "bad-record-id", "top-k-0", "no-queries", "unsafe-region", "empty-delete"],
+)
+def test_bad_requests_are_invalid_argument_and_service_keeps_serving(indexer, shared_gallery, make_request, words):
+    stub, health = indexer
+    model_id, people = shared_gallery
+    request = make_request(model_id, people[0])
+    method = {"UpsertRequest": stub.Upsert, "SearchRequest": stub.Search, "DeleteRequest": stub.Delete}
+    with pytest.raises(grpc.RpcError) as caught:
+        method[type(request).__name__](request)
+    assert_status(caught.value, grpc.StatusCode.INVALID_ARGUMENT, *words)
+    assert health.Check(health_pb2.HealthCheckRequest(service="kinship.v1.Indexer")).status == SERVING
+    assert search(stub, model_id, people[0], top_k=1)[0].record_id == "r-p0"
+
+
+def test_unreachable_milvus_starts_not_serving(dead_milvus_uri, tmp_path):
+    settings = indexer_settings(milvus_uri=dead_milvus_uri, milvus_timeout_seconds=2.0, data_dir=tmp_path)
+    with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(service="kinship.v1.Indexer")).status == NOT_SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            indexer_pb2_grpc.IndexerStub(channel).ListCollections(indexer_pb2.ListCollectionsRequest())
+        assert_status(caught.value, grpc.StatusCode.UNAVAILABLE, dead_milvus_uri)

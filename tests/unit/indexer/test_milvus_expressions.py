@@ -1,0 +1,78 @@
+"""Filter expressions and collection names of the Milvus adapter (no Milvus needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kinship.indexer.adapters.milvus_gallery import (
+    UNKNOWN_BIRTH_YEAR,
+    collection_name,
+    filter_expression,
+    quote,
+    redact_uri,
+)
+from kinship.indexer.domain.model import SearchFilter, Sex
+
+MILVUS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def test_empty_filter_restricts_nothing():
+    assert filter_expression(SearchFilter()) == ""
+
+
+def test_every_typed_field_becomes_a_clause():
+    expression = filter_expression(
+        SearchFilter(
+            birth_year_min=1980,
+            birth_year_max=1995,
+            sex=Sex.FEMALE,
+            regions=("IT-MI", "FR-75"),
+            exclude_person_ids=("p:1", "p.2"),
+        )
+    )
+    assert expression == (
+        f"birth_year != {UNKNOWN_BIRTH_YEAR} and birth_year >= 1980 and birth_year <= 1995 and sex == 1 "
+        'and region in ["IT-MI", "FR-75"] and person_id not in ["p:1", "p.2"]'
+    )
+
+
+@pytest.mark.parametrize("flt", [SearchFilter(birth_year_max=2000), SearchFilter(birth_year_min=-5)])
+def test_any_birth_year_bound_excludes_unknown_birth_years(flt):
+    # Without the explicit clause, "birth_year <= 2000" would admit the sentinel -1.
+    assert filter_expression(flt).startswith(f"birth_year != {UNKNOWN_BIRTH_YEAR} and ")
+
+
+@pytest.mark.parametrize("value", ['a"b', "a'b", "a b", "a\\b", "", "x] or [1", "é"])
+def test_quote_refuses_anything_outside_the_safe_set(value):
+    with pytest.raises(ValueError):
+        quote(value)
+
+
+def test_quote_wraps_safe_values():
+    assert quote("IT-MI_2:a.b") == '"IT-MI_2:a.b"'
+
+
+def test_filter_expression_refuses_unsafe_regions_even_unvalidated():
+    with pytest.raises(ValueError):
+        filter_expression(SearchFilter(regions=('x" or 1 == 1 or region == "',)))
+
+
+@pytest.mark.parametrize(
+    "model_id", ["sface-2021dec-int8bq@yunet-2023mar", "a", "9starts-with-digit", "x" * 128, "a/b:c+d"]
+)
+def test_collection_names_are_valid_milvus_names(model_id):
+    name = collection_name(model_id)
+    assert MILVUS_NAME.fullmatch(name), name
+    assert name == collection_name(model_id)  # deterministic
+
+
+def test_ids_that_sanitise_alike_get_different_collections():
+    assert collection_name("model-a") != collection_name("model.a")
+    assert collection_name("sface@1").startswith("faces_sface_1_")
+
+
+def test_redact_uri_drops_credentials():
+    assert redact_uri("https://user:secret@milvus:19530") == "https://milvus:19530"
+    assert redact_uri("/data/milvus/gallery.db") == "/data/milvus/gallery.db"

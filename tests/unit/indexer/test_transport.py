@@ -1,0 +1,88 @@
+"""The servicer's protobuf <-> domain translation, over the fake store (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from kinship.indexer.domain.model import Sex
+from kinship.indexer.transport import IndexerServicer
+from kinship.runtime.errors import InvalidArgument
+from kinship.v1 import common_pb2, indexer_pb2
+
+
+def unit(seed):
+    v = np.random.default_rng(seed).normal(size=4).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def call(method, request):
+    return asyncio.run(method(request, None))
+
+
+@pytest.fixture
+def servicer(gallery):
+    return IndexerServicer(gallery)
+
+
+def enrol(servicer):
+    records = [
+        indexer_pb2.GalleryRecord(
+            record_id="r1",
+            person_id="p1",
+            embedding=unit(1).tolist(),
+            attributes=common_pb2.PersonAttributes(birth_year=1990, sex=common_pb2.SEX_FEMALE, region="IT-MI", source="s"),
+        ),
+        indexer_pb2.GalleryRecord(record_id="r2", person_id="p2", embedding=unit(2).tolist()),
+    ]
+    return call(servicer.Upsert, indexer_pb2.UpsertRequest(model_id="m1", records=records))
+
+
+def test_upsert_translates_records_and_attributes(servicer, store):
+    reply = enrol(servicer)
+    assert reply.upserted_count == 2 and reply.collection == "faces_m1"
+    stored = store.collections["m1"][1]
+    assert stored["r1"].attributes.birth_year == 1990 and stored["r1"].attributes.sex is Sex.FEMALE
+    assert stored["r2"].attributes.birth_year is None  # unset optional stays unknown, not 0
+    np.testing.assert_allclose(stored["r1"].embedding, unit(1), atol=1e-7)
+
+
+def test_search_translates_filter_and_hits(servicer, store):
+    enrol(servicer)
+    request = indexer_pb2.SearchRequest(
+        model_id="m1",
+        queries=[indexer_pb2.QueryEmbedding(embedding=unit(1).tolist()), indexer_pb2.QueryEmbedding(embedding=unit(2).tolist())],
+        top_k=2,
+        filter=indexer_pb2.SearchFilter(
+            birth_year=common_pb2.BirthYearRange(max=2000), sex=common_pb2.SEX_MALE, regions=["IT-MI"], exclude_person_ids=["p3"]
+        ),
+    )
+    reply = call(servicer.Search, request)
+    flt = store.last_filter
+    assert (flt.birth_year_min, flt.birth_year_max, flt.sex) == (None, 2000, Sex.MALE)
+    assert flt.regions == ("IT-MI",) and flt.exclude_person_ids == ("p3",)
+    assert [r.hits[0].record_id for r in reply.results] == ["r1", "r2"]
+    first = reply.results[0].hits[0]
+    assert first.similarity == pytest.approx(1.0, abs=1e-6)
+    assert first.attributes.birth_year == 1990 and first.attributes.sex == common_pb2.SEX_FEMALE
+    assert not reply.results[1].hits[0].attributes.HasField("birth_year")
+
+
+def test_unknown_sex_value_is_invalid_argument(servicer):
+    record = indexer_pb2.GalleryRecord(record_id="r", person_id="p", embedding=unit(1).tolist())
+    record.attributes.sex = 7
+    with pytest.raises(InvalidArgument) as caught:
+        call(servicer.Upsert, indexer_pb2.UpsertRequest(model_id="m1", records=[record]))
+    assert caught.value.violations[0].field == "records[0].attributes.sex"
+
+
+def test_get_records_delete_and_list_collections(servicer):
+    enrol(servicer)
+    records = call(servicer.GetRecords, indexer_pb2.GetRecordsRequest(model_id="m1", person_ids=["p1"])).records
+    assert [r.record_id for r in records] == ["r1"]
+    np.testing.assert_allclose(records[0].embedding, unit(1), atol=1e-7)
+    (info,) = call(servicer.ListCollections, indexer_pb2.ListCollectionsRequest()).collections
+    assert (info.model_id, info.name, info.dimension, info.record_count) == ("m1", "faces_m1", 4, 2)
+    assert call(servicer.Delete, indexer_pb2.DeleteRequest(person_ids=["p1"], record_ids=["r2"])).deleted_count == 2
