@@ -19,6 +19,14 @@ SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_service_logs():
+    """In-process servers log through structlog; keep test output to warnings and errors."""
+    from kinship.runtime.logs import configure_logging
+
+    configure_logging(level="warning", fmt="console")
+
+
 def require_path(path: Path, what: str) -> Path:
     """Returns `path`, or skips (fails in CI) with a reason naming what is missing."""
     if path.exists():
