@@ -37,10 +37,15 @@ def main() -> int:
         pip("uninstall", "-y", "opencv-python")
         pip("install", "--force-reinstall", "--no-deps", f"opencv-python-headless=={headless}")
     check = subprocess.run(
-        [sys.executable, "-c", "import cv2, sys; info = cv2.getBuildInformation(); "
-         "gui = [l.split(':', 1)[1].strip() for l in info.splitlines() if l.strip().startswith('GUI:')]; "
-         "print(cv2.__version__, gui[0] if gui else '?')"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import cv2, sys; info = cv2.getBuildInformation(); "
+            "gui = [l.split(':', 1)[1].strip() for l in info.splitlines() if l.strip().startswith('GUI:')]; "
+            "print(cv2.__version__, gui[0] if gui else '?')",
+        ],
+        capture_output=True,
+        text=True,
     )
     if check.returncode != 0:
         print(f"one_cv2: cv2 does not import after the fix:\n{check.stderr}", file=sys.stderr)

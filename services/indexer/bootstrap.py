@@ -38,7 +38,9 @@ def settings() -> list[config.Setting]:
             "Milvus server URI, e.g. http://milvus:19530; empty uses the Milvus Lite file in the data directory "
             "(one process per file: run a single indexer, or use a server to scale out)",
         ),
-        config.Setting("milvus_token", "KINSHIP_MILVUS_TOKEN", "", "Milvus token (user:password or API key); empty for none"),
+        config.Setting(
+            "milvus_token", "KINSHIP_MILVUS_TOKEN", "", "Milvus token (user:password or API key); empty for none"
+        ),
         config.Setting(
             "milvus_timeout_seconds",
             "KINSHIP_MILVUS_TIMEOUT_SECONDS",

@@ -73,7 +73,9 @@ def sex_from_proto(value: int, field: str) -> Sex:
     try:
         return _SEX_FROM_PROTO[value]
     except KeyError:
-        raise InvalidArgument(f"unknown sex value {value}; use SEX_UNSPECIFIED, SEX_FEMALE or SEX_MALE", field=field) from None
+        raise InvalidArgument(
+            f"unknown sex value {value}; use SEX_UNSPECIFIED, SEX_FEMALE or SEX_MALE", field=field
+        ) from None
 
 
 def attributes_from_proto(message: common_pb2.PersonAttributes, field: str) -> Attributes:

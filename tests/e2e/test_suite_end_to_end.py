@@ -48,7 +48,9 @@ def father_son_pairs(kinfacew_dir: Path, count: int) -> list[tuple[Path, Path]]:
 
 
 def kinship_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kinship.cli.main", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kinship.cli.main", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _serving(address: str, service: str = "") -> bool:
@@ -66,7 +68,17 @@ def suite(tmp_path_factory, kinfacew_dir):
     ports = {name: free_port() for name in ("embedder", "indexer", "ranker")}
     log_path = data_dir / "serve-all.log"
     log = open(log_path, "w")
-    cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "all", "--data-dir", str(data_dir), "--grace-seconds", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinship.cli.main",
+        "serve",
+        "all",
+        "--data-dir",
+        str(data_dir),
+        "--grace-seconds",
+        "3",
+    ]
     for name, port in ports.items():
         cmd += [f"--{name}-port", str(port)]
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -92,7 +104,9 @@ def test_every_service_is_serving_and_reflects_its_contract(suite) -> None:
         assert _serving(address, names[name]), f"{name} is not SERVING"
         with grpc.insecure_channel(address) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            replies = stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
             listed = {s.name for r in replies for s in r.list_services_response.service}
         assert names[name] in listed
 
@@ -118,7 +132,18 @@ def gallery(suite, kinfacew_dir, tmp_path_factory):
     for _parent, child in pairs:
         person = child.stem  # e.g. fs_001_2
         cv2.imwrite(str(folder / f"{person}.jpg"), as_portrait(cv2.imread(str(child))))
-    result = kinship_cli("enroll", str(folder), "--sex", "m", "--birth-year", "1990", "--source", "kinfacew-i", "--json", env=suite["env"])
+    result = kinship_cli(
+        "enroll",
+        str(folder),
+        "--sex",
+        "m",
+        "--birth-year",
+        "1990",
+        "--source",
+        "kinfacew-i",
+        "--json",
+        env=suite["env"],
+    )
     report = json.loads(result.stdout)
     assert result.returncode == 0, f"{result.stderr}\n{report.get('skipped')}"
     assert len(report["enrolled"]) == GALLERY_PAIRS
@@ -132,8 +157,20 @@ def test_find_ranks_the_planted_relative_first(suite, gallery, tmp_path: Path) -
     cv2.imwrite(str(father), as_portrait(cv2.imread(str(parent))))
     cv2.imwrite(str(earlier), as_portrait(cv2.imread(str(child)), scale=2.5, mirror=True))
     result = kinship_cli(
-        "find", "--relative", f"father={father}", "--relative", f"self={earlier}",
-        "--sex", "m", "--born-from", "1985", "--born-to", "1995", "--top-n", "5", "--json",
+        "find",
+        "--relative",
+        f"father={father}",
+        "--relative",
+        f"self={earlier}",
+        "--sex",
+        "m",
+        "--born-from",
+        "1985",
+        "--born-to",
+        "1995",
+        "--top-n",
+        "5",
+        "--json",
         env=suite["env"],
     )
     assert result.returncode == 0, result.stderr
@@ -147,7 +184,9 @@ def test_find_ranks_the_planted_relative_first(suite, gallery, tmp_path: Path) -
     scores = [c["score"] for c in reply["candidates"]]
     assert scores == sorted(scores, reverse=True)
     # The human-readable form names the same person first.
-    text = kinship_cli("find", "--relative", f"father={father}", "--relative", f"self={earlier}", "--top-n", "3", env=suite["env"])
+    text = kinship_cli(
+        "find", "--relative", f"father={father}", "--relative", f"self={earlier}", "--top-n", "3", env=suite["env"]
+    )
     assert text.returncode == 0 and f"1. {child.stem}" in text.stdout
 
 
@@ -168,8 +207,12 @@ def test_parent_photos_alone_rank_true_children_better_than_chance(suite, galler
         ranks = []
         for parent, child in gallery:
             ok, buf = cv2.imencode(".jpg", as_portrait(cv2.imread(str(parent))))
-            relative = ranker_pb2.Relative(relation=common_pb2.RELATION_FATHER, photos=[ranker_pb2.Photo(image=buf.tobytes())])
-            reply = stub.FindRelatives(ranker_pb2.FindRelativesRequest(relatives=[relative], top_n=GALLERY_PAIRS), timeout=60)
+            relative = ranker_pb2.Relative(
+                relation=common_pb2.RELATION_FATHER, photos=[ranker_pb2.Photo(image=buf.tobytes())]
+            )
+            reply = stub.FindRelatives(
+                ranker_pb2.FindRelativesRequest(relatives=[relative], top_n=GALLERY_PAIRS), timeout=60
+            )
             order = [c.person_id for c in reply.candidates]
             ranks.append(order.index(child.stem) + 1)
     chance = (GALLERY_PAIRS + 1) / 2
@@ -183,12 +226,16 @@ def test_bad_requests_get_clear_errors_and_the_suite_keeps_serving(suite, tmp_pa
             stub.FindRelatives(ranker_pb2.FindRelativesRequest(), timeout=30)
         assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "relative" in empty.value.details()
-        broken = ranker_pb2.Relative(relation=common_pb2.RELATION_MOTHER, photos=[ranker_pb2.Photo(image=b"\xff\xd8\xffnot really a jpeg")])
+        broken = ranker_pb2.Relative(
+            relation=common_pb2.RELATION_MOTHER, photos=[ranker_pb2.Photo(image=b"\xff\xd8\xffnot really a jpeg")]
+        )
         with pytest.raises(grpc.RpcError) as malformed:
             stub.FindRelatives(ranker_pb2.FindRelativesRequest(relatives=[broken]), timeout=30)
         assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "photos[0]" in malformed.value.details()
-        good = ranker_pb2.Relative(relation=common_pb2.RELATION_SELF, photos=[ranker_pb2.Photo(image=sample_image("Tom_Hanks_54745.png"))])
+        good = ranker_pb2.Relative(
+            relation=common_pb2.RELATION_SELF, photos=[ranker_pb2.Photo(image=sample_image("Tom_Hanks_54745.png"))]
+        )
         with pytest.raises(grpc.RpcError) as unknown:
             stub.FindRelatives(ranker_pb2.FindRelativesRequest(relatives=[good], model_id="no-such-model"), timeout=30)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from kinship.indexer import bootstrap
+
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
@@ -151,7 +151,9 @@ def test_upsert_with_same_record_id_replaces(stub, model_id, people):
     assert hits[0].record_id == "r-p1" and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
     assert hits[0].attributes.birth_year == 1991
     assert [h.record_id for h in hits].count("r-p1") == 1
-    (info,) = [c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model_id]
+    (info,) = [
+        c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model_id
+    ]
     assert info.record_count == 6 and info.dimension == DIM
 
 
@@ -168,7 +170,9 @@ def test_get_records_returns_embeddings(stub, model_id, people):
 
 def test_delete_by_person_and_by_record_counts_exactly(stub, model_id, people):
     stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p0-b", "p0", unit_vectors(1, 5)[0])]))
-    deleted = stub.Delete(indexer_pb2.DeleteRequest(model_id=model_id, person_ids=["p0"], record_ids=["r-p2", "r-none"]))
+    deleted = stub.Delete(
+        indexer_pb2.DeleteRequest(model_id=model_id, person_ids=["p0"], record_ids=["r-p2", "r-none"])
+    )
     assert deleted.deleted_count == 3
     remaining = {hit.record_id for hit in search(stub, model_id, people[0])}
     assert remaining == {"r-p1", "r-p3", "r-p4", "r-p5"}
@@ -180,8 +184,17 @@ def test_delete_without_model_erases_a_person_everywhere(stub, model_id):
     other_model = model_id + "-other"
     person = f"person-{uuid.uuid4().hex[:8]}"
     vectors = unit_vectors(3, seed=11)
-    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record(f"{person}-a", person, vectors[0]), record("keep", "k", vectors[1])]))
-    stub.Upsert(indexer_pb2.UpsertRequest(model_id=other_model, records=[record(f"{person}-b", person, vectors[2][:8] / np.linalg.norm(vectors[2][:8]))]))
+    stub.Upsert(
+        indexer_pb2.UpsertRequest(
+            model_id=model_id, records=[record(f"{person}-a", person, vectors[0]), record("keep", "k", vectors[1])]
+        )
+    )
+    stub.Upsert(
+        indexer_pb2.UpsertRequest(
+            model_id=other_model,
+            records=[record(f"{person}-b", person, vectors[2][:8] / np.linalg.norm(vectors[2][:8]))],
+        )
+    )
     deleted = stub.Delete(indexer_pb2.DeleteRequest(person_ids=[person]))
     assert deleted.deleted_count == 2
     for model in (model_id, other_model):
@@ -203,16 +216,46 @@ def test_unknown_model_is_not_found_naming_held_models(stub, shared_gallery):
 @pytest.mark.parametrize(
     ("make_request", "words"),
     [
-        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("r-x", "p-x", v[:8] / np.linalg.norm(v[:8]))]), ["8 values", f"{DIM}-dimensional"]),
-        (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("r-y", "p-y", v * 2)]), ["r-y", "L2-normalised"]),
+        (
+            lambda m, v: indexer_pb2.UpsertRequest(
+                model_id=m, records=[record("r-x", "p-x", v[:8] / np.linalg.norm(v[:8]))]
+            ),
+            ["8 values", f"{DIM}-dimensional"],
+        ),
+        (
+            lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("r-y", "p-y", v * 2)]),
+            ["r-y", "L2-normalised"],
+        ),
         (lambda m, v: indexer_pb2.UpsertRequest(model_id=m), ["at least one record"]),
         (lambda m, v: indexer_pb2.UpsertRequest(model_id=m, records=[record("bad id'", "p", v)]), ["record_id"]),
-        (lambda m, v: indexer_pb2.SearchRequest(model_id=m, queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())], top_k=0), ["top_k"]),
+        (
+            lambda m, v: indexer_pb2.SearchRequest(
+                model_id=m, queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())], top_k=0
+            ),
+            ["top_k"],
+        ),
         (lambda m, v: indexer_pb2.SearchRequest(model_id=m, top_k=5), ["at least one query"]),
-        (lambda m, v: indexer_pb2.SearchRequest(model_id=m, queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())], top_k=5, filter=indexer_pb2.SearchFilter(regions=["x' or 1==1"])), ["regions[0]"]),
+        (
+            lambda m, v: indexer_pb2.SearchRequest(
+                model_id=m,
+                queries=[indexer_pb2.QueryEmbedding(embedding=v.tolist())],
+                top_k=5,
+                filter=indexer_pb2.SearchFilter(regions=["x' or 1==1"]),
+            ),
+            ["regions[0]"],
+        ),
         (lambda m, v: indexer_pb2.DeleteRequest(model_id=m), ["at least one"]),
     ],
-    ids=["wrong-length", "not-normalised", "empty-upsert", "bad-record-id", "top-k-0", "no-queries", "unsafe-region", "empty-delete"],
+    ids=[
+        "wrong-length",
+        "not-normalised",
+        "empty-upsert",
+        "bad-record-id",
+        "top-k-0",
+        "no-queries",
+        "unsafe-region",
+        "empty-delete",
+    ],
 )
 def test_bad_requests_are_invalid_argument_and_service_keeps_serving(indexer, shared_gallery, make_request, words):
     stub, health = indexer

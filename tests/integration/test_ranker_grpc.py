@@ -16,8 +16,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-
 from kinship.ranker import bootstrap
+
 from kinship.runtime import config, errors
 from kinship.runtime.server import ServerThread
 from kinship.v1 import (
@@ -76,7 +76,12 @@ class TableIndexer(indexer_pb2_grpc.IndexerServicer):
 
     RECORDS = [
         ("dad-1", "dad-1/r1", unit(1, 0, 0), common_pb2.PersonAttributes(birth_year=1960, sex=common_pb2.SEX_MALE)),
-        ("son", "son/r1", unit(1, 1, 0), common_pb2.PersonAttributes(birth_year=1995, sex=common_pb2.SEX_MALE, region="IT-MI")),
+        (
+            "son",
+            "son/r1",
+            unit(1, 1, 0),
+            common_pb2.PersonAttributes(birth_year=1995, sex=common_pb2.SEX_MALE, region="IT-MI"),
+        ),
         ("stranger", "stranger/r1", unit(0, 0, 1), common_pb2.PersonAttributes(sex=common_pb2.SEX_FEMALE)),
     ]
 
@@ -149,9 +154,10 @@ def ranker_settings(embedder_address: str, indexer_address: str) -> SimpleNamesp
 def fakes():
     embedder = FakeService("embedder", TableEmbedder(), embedder_pb2_grpc.add_EmbedderServicer_to_server)
     indexer = FakeService("indexer", TableIndexer(), indexer_pb2_grpc.add_IndexerServicer_to_server)
-    with ServerThread(lambda s: embedder, server_settings("embedder")) as emb_srv, ServerThread(
-        lambda s: indexer, server_settings("indexer")
-    ) as idx_srv:
+    with (
+        ServerThread(lambda s: embedder, server_settings("embedder")) as emb_srv,
+        ServerThread(lambda s: indexer, server_settings("indexer")) as idx_srv,
+    ):
         yield SimpleNamespace(
             embedder=embedder,
             indexer=indexer,
@@ -273,13 +279,17 @@ def test_health_follows_the_dependencies(ranker, fakes):
             "unknown relation 7",
         ),
         (
-            ranker_pb2.FindRelativesRequest(relatives=[relative(common_pb2.RELATION_SELF, b"dad.jpg")], model_id="other"),
+            ranker_pb2.FindRelativesRequest(
+                relatives=[relative(common_pb2.RELATION_SELF, b"dad.jpg")], model_id="other"
+            ),
             grpc.StatusCode.NOT_FOUND,
             [],
             "model 'other' is not served",
         ),
         (
-            ranker_pb2.FindRelativesRequest(relatives=[relative(common_pb2.RELATION_SELF, b"dad.jpg")], model_id=UNINDEXED),
+            ranker_pb2.FindRelativesRequest(
+                relatives=[relative(common_pb2.RELATION_SELF, b"dad.jpg")], model_id=UNINDEXED
+            ),
             grpc.StatusCode.NOT_FOUND,
             [],
             "no collection for model",

@@ -14,10 +14,10 @@ import cv2
 import grpc
 import numpy as np
 import pytest
-
 from kinship.embedder import bootstrap as embedder_bootstrap
 from kinship.indexer import bootstrap as indexer_bootstrap
 from kinship.ranker import bootstrap as ranker_bootstrap
+
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread
 from kinship.v1 import (
@@ -49,10 +49,16 @@ def crop(image: bytes, box: common_pb2.BoundingBox, margin: float = 0.6) -> byte
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, group_photo, portrait_photo):
     data_dir = tmp_path_factory.mktemp("ranker-stack")
-    with ServerThread(embedder_bootstrap.build, resolved(embedder_bootstrap.settings())) as embedder, ServerThread(
-        indexer_bootstrap.build, resolved(indexer_bootstrap.settings(), data_dir=str(data_dir))
-    ) as indexer:
-        with grpc.insecure_channel(embedder.address) as emb_channel, grpc.insecure_channel(indexer.address) as idx_channel:
+    with (
+        ServerThread(embedder_bootstrap.build, resolved(embedder_bootstrap.settings())) as embedder,
+        ServerThread(
+            indexer_bootstrap.build, resolved(indexer_bootstrap.settings(), data_dir=str(data_dir))
+        ) as indexer,
+    ):
+        with (
+            grpc.insecure_channel(embedder.address) as emb_channel,
+            grpc.insecure_channel(indexer.address) as idx_channel,
+        ):
             embed = embedder_pb2_grpc.EmbedderStub(emb_channel).Embed
             group = embed(embedder_pb2.EmbedRequest(image=group_photo), timeout=60)
             portrait = embed(embedder_pb2.EmbedRequest(image=portrait_photo), timeout=60)
@@ -62,7 +68,9 @@ def stack(tmp_path_factory, group_photo, portrait_photo):
                     record_id=f"group-{k}:t1",
                     person_id=f"group-{k}",
                     embedding=face.embedding,
-                    attributes=common_pb2.PersonAttributes(birth_year=1980 + k, sex=common_pb2.SEX_MALE, source="t1.jpg"),
+                    attributes=common_pb2.PersonAttributes(
+                        birth_year=1980 + k, sex=common_pb2.SEX_MALE, source="t1.jpg"
+                    ),
                 )
                 for k, face in enumerate(group.faces)
             ]
@@ -77,7 +85,9 @@ def stack(tmp_path_factory, group_photo, portrait_photo):
             indexer_pb2_grpc.IndexerStub(idx_channel).Upsert(
                 indexer_pb2.UpsertRequest(model_id=group.model_id, records=records), timeout=60
             )
-        settings = resolved(ranker_bootstrap.settings(), embedder_address=embedder.address, indexer_address=indexer.address)
+        settings = resolved(
+            ranker_bootstrap.settings(), embedder_address=embedder.address, indexer_address=indexer.address
+        )
         with ServerThread(ranker_bootstrap.build, settings) as ranker, grpc.insecure_channel(ranker.address) as channel:
             yield SimpleNamespace(
                 stub=ranker_pb2_grpc.KinshipRankerStub(channel),

@@ -39,7 +39,16 @@ def _descriptor_set(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
     out = tmp_path / "contracts.pb"
     files = [str(p.relative_to(ROOT / "protos")) for p in sorted((ROOT / "protos" / "kinship" / "v1").glob("*.proto"))]
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    code = protoc.main(["protoc", f"-I{ROOT / 'protos'}", f"-I{well_known}", "--include_source_info", f"--descriptor_set_out={out}", *files])
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{ROOT / 'protos'}",
+            f"-I{well_known}",
+            "--include_source_info",
+            f"--descriptor_set_out={out}",
+            *files,
+        ]
+    )
     assert code == 0
     fds = descriptor_pb2.FileDescriptorSet()
     fds.ParseFromString(out.read_bytes())
@@ -52,9 +61,9 @@ def _undocumented(fds: descriptor_pb2.FileDescriptorSet) -> list[str]:
     for f in fds.file:
         documented = {tuple(loc.path) for loc in f.source_code_info.location if loc.leading_comments.strip()}
 
-        def check(path: tuple[int, ...], name: str) -> None:
+        def check(path: tuple[int, ...], name: str, documented=documented, file_name=f.name) -> None:
             if path not in documented:
-                missing.append(f"{f.name}: {name}")
+                missing.append(f"{file_name}: {name}")
 
         def walk_message(msg, path, prefix):
             check(path, prefix + msg.name)
@@ -112,5 +121,7 @@ def test_service_full_names_are_the_contract() -> None:
 @pytest.mark.parametrize("module", ["common", "embedder", "indexer", "ranker"])
 def test_generated_modules_import_on_their_own(module: str) -> None:
     # A fresh interpreter: catches imports that only work because another module loaded first.
-    result = subprocess.run([sys.executable, "-c", f"import kinship.v1.{module}_pb2_grpc"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import kinship.v1.{module}_pb2_grpc"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

@@ -23,7 +23,9 @@ def rendered() -> list[dict]:
         if IN_CI:
             pytest.fail("kubectl is needed to render the manifests in CI")
         pytest.skip("kubectl not installed: cannot render deploy/k8s")
-    out = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy" / "k8s" / "base")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "deploy" / "k8s" / "base")], capture_output=True, text=True, check=True
+    )
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 

@@ -8,7 +8,6 @@ embedded one at a time.
 from __future__ import annotations
 
 import numpy as np
-
 from kinship.embedder.adapters.onnx_models import OnnxSession
 
 FACE_SIZE = 112

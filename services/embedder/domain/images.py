@@ -43,7 +43,7 @@ class DecodedImage:
 
 
 def sniff_format(data: bytes) -> str | None:
-    """"jpeg", "png" or None, from the magic bytes."""
+    """ "jpeg", "png" or None, from the magic bytes."""
     if data.startswith(JPEG_MAGIC):
         return "jpeg"
     if data.startswith(PNG_MAGIC):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kinship.runtime.errors import InvalidArgument, NotFound
-
 from kinship.embedder.domain.images import decode_image, require_image
 from kinship.embedder.domain.pipeline import EmbeddedFace, FacePipeline
+
+from kinship.runtime.errors import InvalidArgument, NotFound
 
 
 @dataclass(frozen=True)

@@ -297,11 +297,15 @@ class MilvusGallery:
             client.create_collection(
                 name,
                 schema=schema,
-                index_params=index_params,
                 consistency_level=_CONSISTENCY,
                 properties={MODEL_ID_PROPERTY: model_id},
                 timeout=self._timeout,
             )
+            # Index before load (the server refuses index changes on a loaded collection).
+            # sync=False: pymilvus's wait for the build calls AllocTimestamp, which Milvus
+            # Lite does not implement (it logs a traceback); load_collection waits instead.
+            client.create_index(name, index_params, timeout=self._timeout, sync=False)
+            client.load_collection(name, timeout=self._timeout)
             log.info("created collection", collection=name, model_id=model_id, dimension=dimension)
         self._dimensions[model_id] = dimension
         self._model_of_collection[name] = model_id
@@ -316,7 +320,8 @@ class MilvusGallery:
                 self._dimensions.pop(model_id, None)
                 self._model_of_collection.pop(collection_name(model_id), None)
                 raise NotFound(
-                    f"the collection of model {model_id!r} is gone from Milvus at {self._shown_uri}", reason="MODEL_NOT_FOUND"
+                    f"the collection of model {model_id!r} is gone from Milvus at {self._shown_uri}",
+                    reason="MODEL_NOT_FOUND",
                 ) from exc
             raise Unavailable(f"Milvus at {self._shown_uri} failed to {operation}: {_describe(exc)}") from exc
 

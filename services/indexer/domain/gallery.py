@@ -118,4 +118,3 @@ class Gallery:
 
 def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
-

@@ -21,10 +21,10 @@ RECORD_ID_MAX = 128
 REGION_MAX = 64
 SOURCE_MAX = 128
 MODEL_ID_MAX = 128
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,%d}" % RECORD_ID_MAX)
-REGION_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,%d}" % REGION_MAX)
+ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{RECORD_ID_MAX}}}")
+REGION_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{REGION_MAX}}}")
 # Model ids look like "sface-2021dec-int8bq@yunet-2023mar".
-MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@+/-]{1,%d}" % MODEL_ID_MAX)
+MODEL_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:@+/-]{{1,{MODEL_ID_MAX}}}")
 ID_CHARS = 'letters, digits and "._:-"'
 
 MIN_TOP_K, MAX_TOP_K = 1, 1000
@@ -70,7 +70,9 @@ def check_model_id(value: str, field: str = "model_id", problems: Violations | N
     if not value:
         problems.add(field, "is required: the id of the embedding model that made the vectors")
     elif not MODEL_ID_PATTERN.fullmatch(value):
-        problems.add(field, f'must be 1-{MODEL_ID_MAX} characters of letters, digits and "._:@+/-", got {_preview(value)}')
+        problems.add(
+            field, f'must be 1-{MODEL_ID_MAX} characters of letters, digits and "._:@+/-", got {_preview(value)}'
+        )
     if own:
         problems.raise_if_any()
 

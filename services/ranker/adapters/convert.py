@@ -33,14 +33,18 @@ def relation_from_pb(value: int, field: str) -> Relation:
     try:
         return RELATION_FROM_PB[value]
     except KeyError:
-        raise InvalidArgument(f"{field}: unknown relation {value}; use father, mother, sibling or self", field=field) from None
+        raise InvalidArgument(
+            f"{field}: unknown relation {value}; use father, mother, sibling or self", field=field
+        ) from None
 
 
 def sex_from_pb(value: int, field: str) -> Sex:
     try:
         return SEX_FROM_PB[value]
     except KeyError:
-        raise InvalidArgument(f"{field}: unknown sex {value}; use female, male or leave it unset", field=field) from None
+        raise InvalidArgument(
+            f"{field}: unknown sex {value}; use female, male or leave it unset", field=field
+        ) from None
 
 
 def attributes_from_pb(message: common_pb2.PersonAttributes) -> PersonAttributes:

@@ -73,8 +73,7 @@ class GrpcGalleryIndex:
         )
         reply = await clients.call(self._stub.Search, request, service="indexer", timeout=self._timeout)
         return [
-            [SearchHit(hit.record_id, hit.person_id, hit.similarity) for hit in result.hits]
-            for result in reply.results
+            [SearchHit(hit.record_id, hit.person_id, hit.similarity) for hit in result.hits] for result in reply.results
         ]
 
     async def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:

@@ -94,7 +94,7 @@ class KinshipRanker:
                 "name model_id in the request so that every photo uses the same model"
             )
         chosen: dict[tuple[int, int], np.ndarray] = {}
-        for (i, j, rel), image in zip(jobs, images):
+        for (i, j, rel), image in zip(jobs, images, strict=True):
             face = scoring.most_prominent(image.faces)
             if face is None:
                 raise InvalidArgument(
@@ -132,7 +132,9 @@ class KinshipRanker:
 
     # -- 2. candidate generation -------------------------------------------------------------
 
-    async def _candidates(self, query: KinshipQuery, faces: list[scoring.RelativeFaces], model_id: str) -> dict[str, set[int]]:
+    async def _candidates(
+        self, query: KinshipQuery, faces: list[scoring.RelativeFaces], model_id: str
+    ) -> dict[str, set[int]]:
         """Person id -> indices of the relatives whose search found that person."""
         known = query.missing_person
         search_filter = SearchFilter(
@@ -149,7 +151,7 @@ class KinshipRanker:
             raise FailedPrecondition(f"the indexer answered {len(results)} results for {len(queries)} queries")
         excluded = set(search_filter.exclude_person_ids)
         retrieved_by: dict[str, set[int]] = {}
-        for owner, hits in zip(owners, results):
+        for owner, hits in zip(owners, results, strict=True):
             for hit in hits:
                 if hit.person_id not in excluded:
                     retrieved_by.setdefault(hit.person_id, set()).add(owner)

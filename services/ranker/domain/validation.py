@@ -31,7 +31,9 @@ class Limits:
 _PERSON_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def validate(request: FindRelativesInput, limits: Limits = Limits(), *, current_year: int | None = None) -> KinshipQuery:
+def validate(
+    request: FindRelativesInput, limits: Limits = Limits(), *, current_year: int | None = None
+) -> KinshipQuery:
     """Returns the question with defaults resolved, or raises InvalidArgument listing every problem."""
     year = current_year if current_year is not None else datetime.date.today().year
     problems: list[FieldViolation] = []
@@ -40,7 +42,9 @@ def validate(request: FindRelativesInput, limits: Limits = Limits(), *, current_
         problems.append(FieldViolation(path, description))
 
     if not request.relatives:
-        bad("relatives", "at least one relative is needed; add the father, mother, a sibling or an earlier photo (self)")
+        bad(
+            "relatives", "at least one relative is needed; add the father, mother, a sibling or an earlier photo (self)"
+        )
 
     total_photos = 0
     for i, relative in enumerate(request.relatives):
@@ -79,7 +83,7 @@ def validate(request: FindRelativesInput, limits: Limits = Limits(), *, current_
     labels = resolve_labels([(r.label, r.relation) for r in request.relatives])
     relatives = tuple(
         Relative(label=label, relation=r.relation, photos=tuple(r.photos), person_id=r.person_id)
-        for label, r in zip(labels, request.relatives)
+        for label, r in zip(labels, request.relatives, strict=True)
     )
     missing = request.missing_person
     regions = tuple(dict.fromkeys(region.strip() for region in missing.regions))

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,15 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kinship.runtime.clients import sync_channel
-from kinship.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, indexer_pb2, indexer_pb2_grpc, ranker_pb2, ranker_pb2_grpc
+from kinship.v1 import (
+    common_pb2,
+    embedder_pb2,
+    embedder_pb2_grpc,
+    indexer_pb2,
+    indexer_pb2_grpc,
+    ranker_pb2,
+    ranker_pb2_grpc,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 RELATIONS = {
@@ -32,7 +40,12 @@ RELATIONS = {
     "sister": common_pb2.RELATION_SIBLING,
     "self": common_pb2.RELATION_SELF,
 }
-SEXES = {"f": common_pb2.SEX_FEMALE, "female": common_pb2.SEX_FEMALE, "m": common_pb2.SEX_MALE, "male": common_pb2.SEX_MALE}
+SEXES = {
+    "f": common_pb2.SEX_FEMALE,
+    "female": common_pb2.SEX_FEMALE,
+    "m": common_pb2.SEX_MALE,
+    "male": common_pb2.SEX_MALE,
+}
 UPSERT_BATCH = 256
 CALL_TIMEOUT = 120.0
 
@@ -99,14 +112,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     status = subparsers.add_parser("status", help="health of the three services")
     for name, port in (("embedder", 50051), ("indexer", 50052), ("ranker", 50053)):
-        status.add_argument(f"--{name}", help=f"{name} address [env KINSHIP_{name.upper()}_ADDRESS; default 127.0.0.1:{port}]")
+        status.add_argument(
+            f"--{name}", help=f"{name} address [env KINSHIP_{name.upper()}_ADDRESS; default 127.0.0.1:{port}]"
+        )
     status.add_argument("--json", action="store_true", help="print JSON for programs")
     status.set_defaults(func=cmd_status)
 
 
 def _add_common(parser: argparse.ArgumentParser, service: str) -> None:
     port = {"embedder": 50051, "indexer": 50052, "ranker": 50053}[service]
-    parser.add_argument(f"--{service}", help=f"{service} address [env KINSHIP_{service.upper()}_ADDRESS; default 127.0.0.1:{port}]")
+    parser.add_argument(
+        f"--{service}", help=f"{service} address [env KINSHIP_{service.upper()}_ADDRESS; default 127.0.0.1:{port}]"
+    )
     parser.add_argument("--json", action="store_true", help="print the response as JSON (protobuf JSON mapping)")
 
 
@@ -129,7 +146,9 @@ def _run(func):
 
 
 def to_json(message) -> str:
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
+    return json_format.MessageToJson(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2
+    )
 
 
 def _read_image(path: Path) -> bytes:
@@ -147,16 +166,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
     image = _read_image(args.image)
     with sync_channel(_address(args.embedder, "KINSHIP_EMBEDDER_ADDRESS", 50051)) as channel:
         reply = embedder_pb2_grpc.EmbedderStub(channel).Embed(
-            embedder_pb2.EmbedRequest(image=image, model_id=args.model_id, max_faces=args.max_faces), timeout=CALL_TIMEOUT
+            embedder_pb2.EmbedRequest(image=image, model_id=args.model_id, max_faces=args.max_faces),
+            timeout=CALL_TIMEOUT,
         )
     if args.json:
         print(to_json(reply))
         return 0
-    print(f"{args.image}: {reply.image_width}x{reply.image_height}, {len(reply.faces)} face(s), model {reply.model_id} ({reply.dimension}-d)")
+    print(
+        f"{args.image}: {reply.image_width}x{reply.image_height}, {len(reply.faces)} face(s), model {reply.model_id} ({reply.dimension}-d)"
+    )
     for i, face in enumerate(reply.faces):
         b = face.box
         head = ", ".join(f"{v:.3f}" for v in face.embedding[:4])
-        print(f"  face {i}: score {face.detection_score:.3f}  box ({b.x_min:.0f},{b.y_min:.0f})-({b.x_max:.0f},{b.y_max:.0f})  embedding [{head}, ...]")
+        print(
+            f"  face {i}: score {face.detection_score:.3f}  box ({b.x_min:.0f},{b.y_min:.0f})-({b.x_max:.0f},{b.y_max:.0f})  embedding [{head}, ...]"
+        )
     return 0
 
 
@@ -230,13 +254,17 @@ def _manifest_items(manifest: Path, defaults: common_pb2.PersonAttributes) -> li
     rows = list(csv.DictReader(text.splitlines()))
     missing = {"path", "person_id"} - set(rows[0].keys() if rows else [])
     if missing:
-        raise CommandError(f"manifest {manifest} needs the columns path and person_id (missing: {', '.join(sorted(missing))})")
+        raise CommandError(
+            f"manifest {manifest} needs the columns path and person_id (missing: {', '.join(sorted(missing))})"
+        )
     items = []
     for line, row in enumerate(rows, start=2):
         try:
             year = int(row["birth_year"]) if row.get("birth_year") else None
         except ValueError as exc:
-            raise CommandError(f"manifest {manifest} line {line}: birth_year {row['birth_year']!r} is not a year") from exc
+            raise CommandError(
+                f"manifest {manifest} line {line}: birth_year {row['birth_year']!r} is not a year"
+            ) from exc
         sex = (row.get("sex") or "").strip().lower() or None
         if sex and sex not in SEXES:
             raise CommandError(f"manifest {manifest} line {line}: sex must be f or m, got {row['sex']!r}")
@@ -260,13 +288,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"enrolled {len(report['enrolled'])} of {len(items)} image(s) into {report['collection'] or '-'} (model {report['model_id'] or '-'})")
+        print(
+            f"enrolled {len(report['enrolled'])} of {len(items)} image(s) into {report['collection'] or '-'} (model {report['model_id'] or '-'})"
+        )
         for skipped in report["skipped"]:
             print(f"  skipped {skipped['path']}: {skipped['reason']}")
     return 0 if not report["skipped"] else 1
 
 
-def enrol(items: list[EnrolItem], embedder_address: str, indexer_address: str, *, model_id: str = "", progress: bool = True) -> dict:
+def enrol(
+    items: list[EnrolItem], embedder_address: str, indexer_address: str, *, model_id: str = "", progress: bool = True
+) -> dict:
     """Embeds each item's image, keeps its most prominent face, and upserts in batches.
 
     The record id is the person id plus a digest of the image bytes, so enrolling the
@@ -284,7 +316,9 @@ def enrol(items: list[EnrolItem], embedder_address: str, indexer_address: str, *
         def flush() -> None:
             nonlocal collection
             if pending:
-                reply = indexer.Upsert(indexer_pb2.UpsertRequest(model_id=used_model, records=pending), timeout=CALL_TIMEOUT)
+                reply = indexer.Upsert(
+                    indexer_pb2.UpsertRequest(model_id=used_model, records=pending), timeout=CALL_TIMEOUT
+                )
                 collection = reply.collection
                 pending.clear()
 
@@ -305,7 +339,11 @@ def enrol(items: list[EnrolItem], embedder_address: str, indexer_address: str, *
             used_model = reply.model_id
             face = reply.faces[most_prominent(reply.faces)]
             record_id = f"{item.person_id}:{hashlib.sha256(image).hexdigest()[:16]}"
-            pending.append(indexer_pb2.GalleryRecord(record_id=record_id, person_id=item.person_id, embedding=face.embedding, attributes=item.attributes))
+            pending.append(
+                indexer_pb2.GalleryRecord(
+                    record_id=record_id, person_id=item.person_id, embedding=face.embedding, attributes=item.attributes
+                )
+            )
             enrolled.append({"path": str(item.path), "person_id": item.person_id, "record_id": record_id})
             if len(pending) >= UPSERT_BATCH:
                 flush()
@@ -343,7 +381,9 @@ def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequ
     if high is not None:
         missing.birth_year.max = high
     relatives = [parse_relative(text, i) for i, text in enumerate(args.relative)]
-    return ranker_pb2.FindRelativesRequest(relatives=relatives, missing_person=missing, top_n=args.top_n, model_id=args.model_id)
+    return ranker_pb2.FindRelativesRequest(
+        relatives=relatives, missing_person=missing, top_n=args.top_n, model_id=args.model_id
+    )
 
 
 @_run

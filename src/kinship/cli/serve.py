@@ -41,15 +41,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         # The service's own flags are parsed in run_one, so that other commands do not
         # import every service (and onnxruntime, pymilvus) just to build this parser.
         # Listed for --help only: main() hands `serve NAME ...` to run_one before argparse.
-        which.add_parser(name, help=f"run the {name} service (`kinship serve {name} --help` lists its settings)", add_help=False)
+        which.add_parser(
+            name, help=f"run the {name} service (`kinship serve {name} --help` lists its settings)", add_help=False
+        )
     everything = which.add_parser("all", help="run the three services as separate processes")
-    everything.add_argument("--data-dir", type=Path, default=None, help="where the Milvus Lite file and caches live [env KINSHIP_DATA_DIR; default ~/.local/share/kinship-search]")
+    everything.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the Milvus Lite file and caches live [env KINSHIP_DATA_DIR; default ~/.local/share/kinship-search]",
+    )
     everything.add_argument("--host", default="127.0.0.1", help="address the services listen on [default 127.0.0.1]")
     for name, port in SERVICES.items():
         everything.add_argument(f"--{name}-port", type=int, default=port, help=f"port of the {name} [default {port}]")
     everything.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on shutdown [default 10]")
-    everything.add_argument("--start-timeout", type=float, default=180.0, help="how long to wait for all three to be SERVING [default 180]")
-    everything.add_argument("--sample-gallery", action="store_true", help="enrol the small sample gallery the first time, and print example commands")
+    everything.add_argument(
+        "--start-timeout", type=float, default=180.0, help="how long to wait for all three to be SERVING [default 180]"
+    )
+    everything.add_argument(
+        "--sample-gallery",
+        action="store_true",
+        help="enrol the small sample gallery the first time, and print example commands",
+    )
     everything.set_defaults(func=run_all)
 
 
@@ -130,7 +143,9 @@ def run_all(args: argparse.Namespace) -> int:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"kinship serve all: cannot create the data directory {data_dir}: {exc}; pass --data-dir", file=sys.stderr)
+        print(
+            f"kinship serve all: cannot create the data directory {data_dir}: {exc}; pass --data-dir", file=sys.stderr
+        )
         return 2
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     addresses = {name: f"{args.host}:{port}" for name, port in ports.items()}
@@ -148,8 +163,17 @@ def run_all(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.start_timeout
         for name in START_ORDER:
             cmd = [
-                sys.executable, "-m", "kinship.cli.main", "serve", name,
-                "--host", args.host, "--port", str(ports[name]), "--grace-seconds", str(args.grace_seconds),
+                sys.executable,
+                "-m",
+                "kinship.cli.main",
+                "serve",
+                name,
+                "--host",
+                args.host,
+                "--port",
+                str(ports[name]),
+                "--grace-seconds",
+                str(args.grace_seconds),
             ]
             if name == "indexer":
                 cmd += ["--data-dir", str(data_dir)]
@@ -181,7 +205,10 @@ def run_all(args: argparse.Namespace) -> int:
         while not stop_requested:
             for child in children:
                 if child.process.poll() is not None:
-                    print(f"kinship serve all: {child.name} exited with code {child.process.returncode}; stopping the others", file=sys.stderr)
+                    print(
+                        f"kinship serve all: {child.name} exited with code {child.process.returncode}; stopping the others",
+                        file=sys.stderr,
+                    )
                     exit_code = 1
                     stop_requested = True
                     break

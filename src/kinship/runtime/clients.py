@@ -52,7 +52,9 @@ async def call(
         raise grpc_errors.from_rpc_error(exc, service=service) from exc
 
 
-async def check_serving(channel: grpc.aio.Channel, *, service: str, service_name: str = "", timeout: float = 2.0) -> None:
+async def check_serving(
+    channel: grpc.aio.Channel, *, service: str, service_name: str = "", timeout: float = 2.0
+) -> None:
     """Raises Unavailable unless the health service of `channel` says SERVING."""
     stub = health_pb2_grpc.HealthStub(channel)
     try:

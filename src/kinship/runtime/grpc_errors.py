@@ -33,7 +33,6 @@ def status_code_of(error: errors.KinshipError) -> grpc.StatusCode:
 
 def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     """Builds the google.rpc.Status that carries `error` to the caller."""
-    code = status_code_of(error)
     details: list[any_pb2.Any] = []
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     packed = any_pb2.Any()

@@ -26,7 +26,11 @@ def test_folder_layout_names_people(tmp_path: Path) -> None:
     _touch(tmp_path / "g" / "bob" / "2.JPG")
     _touch(tmp_path / "g" / "notes.txt")
     items = cc.collect_items(_enroll_args(tmp_path, str(tmp_path / "g"), "--sex", "f", "--birth-year", "1990"))
-    assert sorted((i.path.name, i.person_id) for i in items) == [("1.png", "bob"), ("2.JPG", "bob"), ("alice.jpg", "alice")]
+    assert sorted((i.path.name, i.person_id) for i in items) == [
+        ("1.png", "bob"),
+        ("2.JPG", "bob"),
+        ("alice.jpg", "alice"),
+    ]
     assert all(i.attributes.sex == common_pb2.SEX_FEMALE and i.attributes.birth_year == 1990 for i in items)
 
 
@@ -44,7 +48,11 @@ def test_manifest_rows_set_person_and_attributes(tmp_path: Path) -> None:
     manifest.write_text("path,person_id,birth_year,sex,region\na.jpg,p1,1999,m,IT-MI\n")
     (item,) = cc.collect_items(_enroll_args(tmp_path, "--manifest", str(manifest)))
     assert item.person_id == "p1" and item.path == (tmp_path / "a.jpg").resolve()
-    assert (item.attributes.birth_year, item.attributes.sex, item.attributes.region) == (1999, common_pb2.SEX_MALE, "IT-MI")
+    assert (item.attributes.birth_year, item.attributes.sex, item.attributes.region) == (
+        1999,
+        common_pb2.SEX_MALE,
+        "IT-MI",
+    )
     manifest.write_text("path,person_id,birth_year\na.jpg,p1,ninety\n")
     with pytest.raises(cc.CommandError, match="line 2: birth_year 'ninety'"):
         cc.collect_items(_enroll_args(tmp_path, "--manifest", str(manifest)))
@@ -62,7 +70,9 @@ def test_relative_syntax(tmp_path: Path) -> None:
 
 def test_find_request_from_flags(tmp_path: Path) -> None:
     a = _touch(tmp_path / "dad.jpg")
-    args = build_parser().parse_args(["find", "--relative", f"father={a}", "--sex", "m", "--birth-year", "1999", "--region", "R1", "--top-n", "3"])
+    args = build_parser().parse_args(
+        ["find", "--relative", f"father={a}", "--sex", "m", "--birth-year", "1999", "--region", "R1", "--top-n", "3"]
+    )
     req = cc.build_find_request(args)
     assert req.top_n == 3
     assert req.missing_person.sex == common_pb2.SEX_MALE

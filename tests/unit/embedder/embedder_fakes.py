@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-
 from kinship.embedder.domain.pipeline import Detection
 
 
 def detection(score: float, x: float = 10.0, y: float = 10.0, size: float = 40.0) -> Detection:
     """A square face at (x, y) with plausible landmarks."""
     landmarks = np.array(
-        [[x + 0.3 * size, y + 0.4 * size], [x + 0.7 * size, y + 0.4 * size], [x + 0.5 * size, y + 0.6 * size],
-         [x + 0.35 * size, y + 0.8 * size], [x + 0.65 * size, y + 0.8 * size]],
+        [
+            [x + 0.3 * size, y + 0.4 * size],
+            [x + 0.7 * size, y + 0.4 * size],
+            [x + 0.5 * size, y + 0.6 * size],
+            [x + 0.35 * size, y + 0.8 * size],
+            [x + 0.65 * size, y + 0.8 * size],
+        ],
         dtype=np.float32,
     )
     return Detection(box=(x, y, x + size, y + size), landmarks=landmarks, score=score)

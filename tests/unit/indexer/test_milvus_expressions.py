@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from kinship.indexer.adapters.milvus_gallery import (
     UNKNOWN_BIRTH_YEAR,
     collection_name,

@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from kinship.indexer.domain.model import Sex
 from kinship.indexer.transport import IndexerServicer
+
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
 
@@ -33,7 +33,9 @@ def enrol(servicer):
             record_id="r1",
             person_id="p1",
             embedding=unit(1).tolist(),
-            attributes=common_pb2.PersonAttributes(birth_year=1990, sex=common_pb2.SEX_FEMALE, region="IT-MI", source="s"),
+            attributes=common_pb2.PersonAttributes(
+                birth_year=1990, sex=common_pb2.SEX_FEMALE, region="IT-MI", source="s"
+            ),
         ),
         indexer_pb2.GalleryRecord(record_id="r2", person_id="p2", embedding=unit(2).tolist()),
     ]
@@ -53,10 +55,16 @@ def test_search_translates_filter_and_hits(servicer, store):
     enrol(servicer)
     request = indexer_pb2.SearchRequest(
         model_id="m1",
-        queries=[indexer_pb2.QueryEmbedding(embedding=unit(1).tolist()), indexer_pb2.QueryEmbedding(embedding=unit(2).tolist())],
+        queries=[
+            indexer_pb2.QueryEmbedding(embedding=unit(1).tolist()),
+            indexer_pb2.QueryEmbedding(embedding=unit(2).tolist()),
+        ],
         top_k=2,
         filter=indexer_pb2.SearchFilter(
-            birth_year=common_pb2.BirthYearRange(max=2000), sex=common_pb2.SEX_MALE, regions=["IT-MI"], exclude_person_ids=["p3"]
+            birth_year=common_pb2.BirthYearRange(max=2000),
+            sex=common_pb2.SEX_MALE,
+            regions=["IT-MI"],
+            exclude_person_ids=["p3"],
         ),
     )
     reply = call(servicer.Search, request)

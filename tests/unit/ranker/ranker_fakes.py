@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from kinship.ranker.domain.model import (
     Box,
     DetectedFace,
@@ -15,6 +14,7 @@ from kinship.ranker.domain.model import (
     SearchFilter,
     SearchHit,
 )
+
 from kinship.runtime.errors import InvalidArgument
 
 
@@ -24,7 +24,9 @@ def unit(*components: float) -> np.ndarray:
 
 
 def face(embedding: np.ndarray, *, size: float = 100.0, score: float = 0.9) -> DetectedFace:
-    return DetectedFace(embedding=np.asarray(embedding, dtype=np.float32), box=Box(0, 0, size, size), detection_score=score)
+    return DetectedFace(
+        embedding=np.asarray(embedding, dtype=np.float32), box=Box(0, 0, size, size), detection_score=score
+    )
 
 
 class FakeEmbedder:
@@ -51,7 +53,9 @@ class FakeGallery:
         self.fetches: list[list[str]] = []
 
     def add(self, person_id: str, record_id: str, embedding: np.ndarray, **attributes) -> None:
-        self.records.append(GalleryRecord(record_id, person_id, np.asarray(embedding, dtype=np.float32), PersonAttributes(**attributes)))
+        self.records.append(
+            GalleryRecord(record_id, person_id, np.asarray(embedding, dtype=np.float32), PersonAttributes(**attributes))
+        )
 
     def _admits(self, record: GalleryRecord, f: SearchFilter) -> bool:
         a = record.attributes

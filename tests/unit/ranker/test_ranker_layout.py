@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from kinship.ranker import bootstrap
+
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 
@@ -33,7 +33,11 @@ def test_domain_imports_no_transport_or_adapter(path):
 
 def test_defaults():
     values = config.resolve(bootstrap.settings(), env={})
-    assert (values.port, values.embedder_address, values.indexer_address) == (50053, "127.0.0.1:50051", "127.0.0.1:50052")
+    assert (values.port, values.embedder_address, values.indexer_address) == (
+        50053,
+        "127.0.0.1:50051",
+        "127.0.0.1:50052",
+    )
     assert (values.candidate_k, values.call_timeout_seconds, values.max_photos) == (100, 30.0, 32)
 
 
@@ -41,7 +45,11 @@ def test_environment_overrides_and_bad_values_are_all_named():
     env = {"KINSHIP_EMBEDDER_ADDRESS": "dns:///embedder:50051", "KINSHIP_RANKER_CANDIDATE_K": "250"}
     values = config.resolve(bootstrap.settings(), env=env)
     assert (values.embedder_address, values.candidate_k) == ("dns:///embedder:50051", 250)
-    bad = {"KINSHIP_INDEXER_ADDRESS": "indexer", "KINSHIP_RANKER_CANDIDATE_K": "5000", "KINSHIP_RANKER_CALL_TIMEOUT_SECONDS": "0"}
+    bad = {
+        "KINSHIP_INDEXER_ADDRESS": "indexer",
+        "KINSHIP_RANKER_CANDIDATE_K": "5000",
+        "KINSHIP_RANKER_CALL_TIMEOUT_SECONDS": "0",
+    }
     with pytest.raises(ConfigError) as caught:
         config.resolve(bootstrap.settings(), env=bad)
     for name in bad:

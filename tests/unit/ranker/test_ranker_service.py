@@ -6,10 +6,10 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from kinship.ranker.domain.model import FindRelativesInput, MissingPerson, Relation, RelativeInput, Sex
 from kinship.ranker.domain.scoring import FUSION_METHOD
 from kinship.ranker.domain.service import KinshipRanker, RankerOptions
+
 from kinship.runtime.errors import FailedPrecondition, InvalidArgument
 from tests.unit.ranker.ranker_fakes import FakeEmbedder, FakeGallery, face, unit
 
@@ -99,7 +99,9 @@ def test_every_photo_is_one_query_and_top_n_truncates(embedder, gallery):
 
 def test_the_most_prominent_face_of_a_group_photo_is_used(gallery):
     group = b"group.jpg"
-    embedder = FakeEmbedder({group: [face(unit(0, 1, 0), size=30, score=0.99), face(unit(1, 0, 0), size=120, score=0.8)]})
+    embedder = FakeEmbedder(
+        {group: [face(unit(0, 1, 0), size=30, score=0.99), face(unit(1, 0, 0), size=120, score=0.8)]}
+    )
     ranking = run(KinshipRanker(embedder, gallery), rel(Relation.SELF, group))
     assert ranking.candidates[0].person_id == "dad-1"
     assert ranking.candidates[0].evidence[0].similarity == pytest.approx(1.0)
@@ -144,7 +146,9 @@ def test_records_are_fetched_in_batches_the_indexer_accepts(embedder):
     opposite = b"opposite.jpg"
     embedder.faces_by_image[opposite] = [face(unit(-1, 0, 0))]
     # The top 1000 towards +x and the top 1000 towards -x cover all 1500 people.
-    ranking = run(KinshipRanker(embedder, big, RankerOptions(candidate_k=1000)), rel(Relation.SELF, DAD, opposite), top_n=5)
+    ranking = run(
+        KinshipRanker(embedder, big, RankerOptions(candidate_k=1000)), rel(Relation.SELF, DAD, opposite), top_n=5
+    )
     assert sorted(len(batch) for batch in big.fetches) == [500, 1000]
     assert ranking.candidates_considered == 1500
     assert len(ranking.candidates) == 5

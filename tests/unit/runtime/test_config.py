@@ -8,7 +8,9 @@ from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 
 SETTINGS = config.server_settings("embedder", 50051) + [
-    config.Setting("embedder_address", "KINSHIP_EMBEDDER_ADDRESS", "127.0.0.1:50051", "embedder", check=config.address_check),
+    config.Setting(
+        "embedder_address", "KINSHIP_EMBEDDER_ADDRESS", "127.0.0.1:50051", "embedder", check=config.address_check
+    ),
 ]
 
 

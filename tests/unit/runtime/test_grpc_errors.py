@@ -44,10 +44,14 @@ class _FakeRpcError(grpc.RpcError):
 
 
 def test_client_side_translation_keeps_code_and_message() -> None:
-    err = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.NOT_FOUND, "no collection for model m"), service="indexer")
+    err = grpc_errors.from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.NOT_FOUND, "no collection for model m"), service="indexer"
+    )
     assert isinstance(err, errors.NotFound)
     assert "no collection for model m" in err.message
-    down = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"), service="embedder")
+    down = grpc_errors.from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"), service="embedder"
+    )
     assert isinstance(down, errors.Unavailable)
     assert "embedder" in down.message
     odd = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.INTERNAL, "boom"), service="indexer")
