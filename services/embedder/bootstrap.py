@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import grpc
+
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK, LoadedPack, load_pack
 from kinship.embedder.adapters.yunet import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from kinship.embedder.domain.service import FaceEmbeddingService
 from kinship.embedder.transport import EmbedderServicer
-
 from kinship.runtime import config
 from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from kinship.embedder.domain.pipeline import EmbeddedFace
 from kinship.embedder.domain.service import EmbedResult, FaceEmbeddingService
-
 from kinship.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 
 T = TypeVar("T")

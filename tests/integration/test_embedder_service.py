@@ -15,9 +15,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+
 from kinship.embedder import bootstrap
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK
-
 from kinship.runtime.config import resolve
 from kinship.runtime.server import ServerThread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kinship.indexer import bootstrap
 
+from kinship.indexer import bootstrap
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc

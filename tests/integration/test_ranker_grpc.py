@@ -16,8 +16,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from kinship.ranker import bootstrap
 
+from kinship.ranker import bootstrap
 from kinship.runtime import config, errors
 from kinship.runtime.server import ServerThread
 from kinship.v1 import (

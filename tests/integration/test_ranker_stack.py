@@ -14,10 +14,10 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+
 from kinship.embedder import bootstrap as embedder_bootstrap
 from kinship.indexer import bootstrap as indexer_bootstrap
 from kinship.ranker import bootstrap as ranker_bootstrap
-
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread
 from kinship.v1 import (

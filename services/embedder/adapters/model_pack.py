@@ -17,13 +17,13 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
+
 from kinship.embedder.adapters.alignment import ArcFaceAligner
 from kinship.embedder.adapters.onnx_models import create_session, prepare_model
 from kinship.embedder.adapters.sface import FACE_SIZE, SFaceRecognizer
 from kinship.embedder.adapters.yunet import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD, YuNetDetector
 from kinship.embedder.domain.pipeline import FacePipeline, l2_normalise
 from kinship.embedder.domain.service import ModelInfo, ServedModel
-
 from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import get_logger
 

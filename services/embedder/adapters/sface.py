@@ -8,6 +8,7 @@ embedded one at a time.
 from __future__ import annotations
 
 import numpy as np
+
 from kinship.embedder.adapters.onnx_models import OnnxSession
 
 FACE_SIZE = 112

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
 from kinship.embedder.adapters.onnx_models import OnnxSession
 from kinship.embedder.domain.geometry import letterbox, nms
 from kinship.embedder.domain.pipeline import Detection

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from kinship.embedder.domain.images import decode_image, require_image
 from kinship.embedder.domain.pipeline import EmbeddedFace, FacePipeline
-
 from kinship.runtime.errors import InvalidArgument, NotFound
 
 

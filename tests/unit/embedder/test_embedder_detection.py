@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+
 from kinship.embedder.adapters.yunet import OUTPUT_NAMES, STRIDES, YuNetDetector, decode_outputs
 from kinship.embedder.domain.geometry import letterbox, nms
-
 from tests.unit.embedder.embedder_fakes import FakeOnnxSession
 
 SIZE = 640

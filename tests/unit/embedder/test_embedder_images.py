@@ -8,8 +8,8 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from kinship.embedder.domain.images import decode_image, sniff_format
 
+from kinship.embedder.domain.images import decode_image, sniff_format
 from kinship.runtime.errors import InvalidArgument
 
 LIMIT = 40_000_000

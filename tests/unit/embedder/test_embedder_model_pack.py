@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import replace
 
 import pytest
+
 from kinship.embedder import bootstrap
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK, ModelPackError, load_pack, read_verified
-
 from kinship.runtime.config import resolve
 from kinship.runtime.errors import ConfigError
 

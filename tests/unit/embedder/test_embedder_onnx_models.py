@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from kinship.embedder.adapters.onnx_models import create_session, dequantize, prepare_model
 from onnx import TensorProto, helper, numpy_helper
+
+from kinship.embedder.adapters.onnx_models import create_session, dequantize, prepare_model
 
 
 def test_dequantize_per_tensor_ignores_block_size():

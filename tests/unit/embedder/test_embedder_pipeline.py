@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+
 from kinship.embedder.bootstrap import EmbedderService
 from kinship.embedder.domain.pipeline import FacePipeline, l2_normalise
 from kinship.embedder.domain.service import FaceEmbeddingService, ModelInfo, ServedModel
-
 from kinship.runtime.errors import InvalidArgument, NotFound, Unavailable
 from tests.unit.embedder.embedder_fakes import CropAligner, FakeDetector, RecordingRecognizer, detection
 

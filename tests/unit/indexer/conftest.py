@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+
 from kinship.indexer.domain.gallery import Gallery
 from kinship.indexer.domain.model import CollectionInfo, GalleryRecord, Hit, SearchFilter
 

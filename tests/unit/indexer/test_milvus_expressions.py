@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from kinship.indexer.adapters.milvus_gallery import (
     UNKNOWN_BIRTH_YEAR,
     collection_name,

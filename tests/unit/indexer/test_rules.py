@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kinship.indexer.domain.model import Attributes, GalleryRecord, SearchFilter, Sex
 
+from kinship.indexer.domain.model import Attributes, GalleryRecord, SearchFilter, Sex
 from kinship.runtime.errors import InvalidArgument, NotFound
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from kinship.indexer.domain.model import Sex
 from kinship.indexer.transport import IndexerServicer
-
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from kinship.ranker.domain.model import (
     Box,
     DetectedFace,
@@ -14,7 +15,6 @@ from kinship.ranker.domain.model import (
     SearchFilter,
     SearchHit,
 )
-
 from kinship.runtime.errors import InvalidArgument
 
 

@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from kinship.ranker import bootstrap
 
+from kinship.ranker import bootstrap
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+
 from kinship.ranker.domain import scoring
 from kinship.ranker.domain.model import GalleryRecord, PersonAttributes, Relation, Relative
-
 from tests.unit.ranker.ranker_fakes import face, unit
 
 R2 = 1 / math.sqrt(2)

@@ -6,10 +6,10 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from kinship.ranker.domain.model import FindRelativesInput, MissingPerson, Relation, RelativeInput, Sex
 from kinship.ranker.domain.scoring import FUSION_METHOD
 from kinship.ranker.domain.service import KinshipRanker, RankerOptions
-
 from kinship.runtime.errors import FailedPrecondition, InvalidArgument
 from tests.unit.ranker.ranker_fakes import FakeEmbedder, FakeGallery, face, unit
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
+
 from kinship.ranker.domain.model import FindRelativesInput, MissingPerson, Relation, RelativeInput
 from kinship.ranker.domain.validation import Limits, resolve_labels, validate
-
 from kinship.runtime.errors import InvalidArgument
 
 PHOTO = b"jpeg-bytes"
