@@ -158,3 +158,22 @@ def test_graceful_stop_drains_in_flight_calls_then_refuses() -> None:
         stub.Embed(embedder_pb2.EmbedRequest(), timeout=2)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     channel.close()
+
+
+def test_metrics_endpoint_counts_calls_by_method_and_code() -> None:
+    import urllib.request
+
+    service = ScriptedService()
+    with ServerThread(lambda _settings: service, _settings(metrics_port=0)) as srv:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = embedder_pb2_grpc.EmbedderStub(channel)
+            stub.Embed(embedder_pb2.EmbedRequest(image=b"x"), timeout=5)
+            with pytest.raises(grpc.RpcError):
+                stub.Embed(embedder_pb2.EmbedRequest(model_id="bad"), timeout=5)
+        port = srv.running.metrics_port
+        assert port
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ok = 'kinship_rpc_total{code="OK",method="/kinship.v1.Embedder/Embed",service="embedder"}'
+    refused = 'kinship_rpc_total{code="INVALID_ARGUMENT",method="/kinship.v1.Embedder/Embed",service="embedder"}'
+    assert ok in body and refused in body
+    assert "kinship_rpc_duration_seconds_bucket" in body

@@ -97,7 +97,9 @@ class IndexerServicer:
 
     def Delete(self, request, context):
         """Erases records by person id or record id.
-        Errors: INVALID_ARGUMENT when neither is given.
+        Errors: INVALID_ARGUMENT when neither is given or an id is malformed;
+        NOT_FOUND for a model id the gallery does not hold (so that a typo is
+        not mistaken for "nothing to erase").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

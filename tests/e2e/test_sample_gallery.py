@@ -1,0 +1,73 @@
+"""The `make run` path: `kinship serve all --sample-gallery` enrols once and answers the printed examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+READY_LINE = "kinship: press Ctrl-C to stop"
+
+
+def start_suite(data_dir: Path, ports: dict[str, int], log_path: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "all", "--sample-gallery", "--data-dir", str(data_dir)]
+    for name, port in ports.items():
+        cmd += [f"--{name}-port", str(port)]
+    log = open(log_path, "w")
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 240
+    while READY_LINE not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"serve all --sample-gallery did not get ready; log:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.3)
+    return process
+
+
+def stop_suite(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    return process.wait(60)
+
+
+def test_sample_gallery_is_enrolled_once_and_the_example_query_finds_its_person(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("embedder", "indexer", "ranker")}
+    env = dict(os.environ, **{f"KINSHIP_{n.upper()}_ADDRESS": f"127.0.0.1:{p}" for n, p in ports.items()})
+    data_dir = tmp_path / "data"
+
+    first_log = tmp_path / "first.log"
+    process = start_suite(data_dir, ports, first_log)
+    try:
+        text = first_log.read_text()
+        assert "sample gallery enrolled: 8 people" in text
+        query = data_dir / "sample" / "queries" / "tom-hanks-mirrored.jpg"
+        assert f"kinship find --relative self={query}" in text, "the printed example must point at a real file"
+        found = subprocess.run(
+            [sys.executable, "-m", "kinship.cli.main", "find", "--relative", f"self={query}", "--top-n", "3", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert found.returncode == 0, found.stderr
+        reply = json.loads(found.stdout)
+        assert reply["candidates"][0]["person_id"] == "tom-hanks"
+        assert reply["candidates"][0]["attributes"]["birth_year"] == 1956
+    finally:
+        assert stop_suite(process) == 0
+
+    second_log = tmp_path / "second.log"
+    process = start_suite(data_dir, ports, second_log)
+    try:
+        assert "enrolling the sample gallery" not in second_log.read_text(), "enrolment must happen only the first time"
+        assert "kinship find --relative self=" in second_log.read_text()
+    finally:
+        assert stop_suite(process) == 0
