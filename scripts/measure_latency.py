@@ -66,7 +66,9 @@ def main() -> int:
         print(json.dumps(results, indent=2))
     else:
         for name, r in results.items():
-            print(f"{name:<48} n={r['n']}  min {r['min_ms']}  median {r['median_ms']}  p95 {r['p95_ms']}  max {r['max_ms']} ms")
+            print(
+                f"{name:<48} n={r['n']}  min {r['min_ms']}  median {r['median_ms']}  p95 {r['p95_ms']}  max {r['max_ms']} ms"
+            )
     return 0
 
 
