@@ -7,6 +7,7 @@ in CI (CI=true), where a missing ../shared is a failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from importlib import resources
@@ -47,11 +48,21 @@ def kinfacew_dir(shared_dir: Path) -> Path:
     return require_path(shared_dir / "data" / "kinfacew-i", "the KinFaceW-I data set")
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports free on loopback right now (for subprocesses that need fixed ones).
+
+    Every socket stays bound until all are picked, so the ports are distinct.
+    """
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now (for subprocesses that need a fixed one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """One TCP port free on loopback right now."""
+    return free_ports(1)[0]
 
 
 def sample_image(name: str) -> bytes:

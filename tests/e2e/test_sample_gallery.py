@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 READY_LINE = "kinship: press Ctrl-C to stop"
 
@@ -39,7 +39,7 @@ def stop_suite(process: subprocess.Popen) -> int:
 
 
 def test_sample_gallery_is_enrolled_once_and_the_example_query_finds_its_person(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("embedder", "indexer", "ranker")}
+    ports = dict(zip(("embedder", "indexer", "ranker"), free_ports(3), strict=True))
     env = dict(os.environ, **{f"KINSHIP_{n.upper()}_ADDRESS": f"127.0.0.1:{p}" for n, p in ports.items()})
     data_dir = tmp_path / "data"
 

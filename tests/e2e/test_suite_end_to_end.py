@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from kinship.v1 import common_pb2, ranker_pb2, ranker_pb2_grpc
-from tests.conftest import free_port, sample_image
+from tests.conftest import free_ports, sample_image
 
 GALLERY_PAIRS = 30
 START_TIMEOUT = 240.0
@@ -65,7 +65,7 @@ def _serving(address: str, service: str = "") -> bool:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory, kinfacew_dir):
     data_dir = tmp_path_factory.mktemp("data")
-    ports = {name: free_port() for name in ("embedder", "indexer", "ranker")}
+    ports = dict(zip(("embedder", "indexer", "ranker"), free_ports(3), strict=True))
     log_path = data_dir / "serve-all.log"
     log = open(log_path, "w")
     cmd = [

@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.conftest import IN_CI, free_ports
+
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 40
@@ -51,15 +51,6 @@ class MilvusServer:
     uri: str
     data_dir: Path
     startup_seconds: float
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """`count` different ports free on loopback: all sockets stay bound until every port is picked."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _milvus_server_script() -> str | None:
@@ -128,7 +119,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
             pytest.fail(message + "; CI must have it", pytrace=False)
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("milvus-server")
-    proxy_port, etcd_client, etcd_peer, *component_ports = distinct_free_ports(3 + len(COMPONENT_PORT_FLAGS))
+    proxy_port, etcd_client, etcd_peer, *component_ports = free_ports(3 + len(COMPONENT_PORT_FLAGS))
     etcd_config = folder / "embed-etcd.yaml"
     etcd_config.write_text(
         f"listen-client-urls: http://127.0.0.1:{etcd_client}\n"
@@ -159,5 +150,5 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
 @pytest.fixture
 def dead_milvus_uri() -> str:
     """A Milvus URI where nothing listens (the port was free a moment ago)."""
-    (port,) = distinct_free_ports(1)
+    (port,) = free_ports(1)
     return f"http://127.0.0.1:{port}"
