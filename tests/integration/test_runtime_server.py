@@ -177,3 +177,14 @@ def test_metrics_endpoint_counts_calls_by_method_and_code() -> None:
     refused = 'kinship_rpc_total{code="INVALID_ARGUMENT",method="/kinship.v1.Embedder/Embed",service="embedder"}'
     assert ok in body and refused in body
     assert "kinship_rpc_duration_seconds_bucket" in body
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{taken}: the port is taken"):
+            ServerThread(lambda _settings: ScriptedService(), _settings(port=taken)).start()

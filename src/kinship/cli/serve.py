@@ -188,11 +188,11 @@ def run_all(args: argparse.Namespace) -> int:
             if stop_requested:
                 break
             if not wait_serving(addresses[child.name], deadline, child.process):
-                print(
-                    f"kinship serve all: {child.name} did not become SERVING on {addresses[child.name]} "
-                    f"within {args.start_timeout:.0f}s (see its log above); stopping",
-                    file=sys.stderr,
-                )
+                if child.process.poll() is not None:
+                    why = f"exited with code {child.process.returncode}"
+                else:
+                    why = f"did not become SERVING on {addresses[child.name]} within {args.start_timeout:.0f}s"
+                print(f"kinship serve all: {child.name} {why} (see its log above); stopping", file=sys.stderr)
                 return 1
         if stop_requested:
             return 0

@@ -145,9 +145,18 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
         server,
     )
     address = f"{settings.host}:{settings.port}"
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc reports a failed bind this way
+        port = 0
+        cause: Exception | None = exc
+    else:
+        cause = None
     if port == 0:
-        raise OSError(f"cannot listen on {address}: the port is taken or the address is not local")
+        raise OSError(
+            f"cannot listen on {address}: the port is taken or the address is not local; "
+            f"choose another with --port or --host"
+        ) from cause
     running = RunningServer(server=server, service=service, health=health, port=port, settings=settings)
     await running._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
