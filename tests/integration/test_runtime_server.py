@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from kinship.runtime import config, errors
+from kinship.runtime import clients, config, errors
 from kinship.runtime.server import ServerThread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -26,8 +26,17 @@ class ScriptedEmbedder(embedder_pb2_grpc.EmbedderServicer):
 
     def __init__(self) -> None:
         self.slow_started = threading.Event()
+        self.last_time_remaining: float | None = None
 
     async def Embed(self, request, context):
+        self.last_time_remaining = context.time_remaining()
+        if request.model_id.startswith("forward:"):
+            # Calls another embedder the way the ranker calls its dependencies.
+            async with clients.aio_channel(request.model_id.removeprefix("forward:")) as channel:
+                stub = embedder_pb2_grpc.EmbedderStub(channel)
+                return await clients.call(
+                    stub.Embed, embedder_pb2.EmbedRequest(image=b"z"), service="downstream", timeout=30
+                )
         if request.model_id == "bad":
             raise errors.InvalidArgument("image is empty: send JPEG or PNG bytes", field="image")
         if request.model_id == "crash":
@@ -188,3 +197,17 @@ def test_a_taken_port_is_a_clear_error() -> None:
         taken = holder.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{taken}: the port is taken"):
             ServerThread(lambda _settings: ScriptedService(), _settings(port=taken)).start()
+
+
+def test_calls_to_other_services_inherit_the_callers_deadline() -> None:
+    downstream, front = ScriptedService(), ScriptedService()
+    with ServerThread(lambda _s: downstream, _settings()) as down, ServerThread(lambda _s: front, _settings()) as up:
+        with grpc.insecure_channel(up.address) as channel:
+            stub = embedder_pb2_grpc.EmbedderStub(channel)
+            reply = stub.Embed(embedder_pb2.EmbedRequest(model_id=f"forward:{down.address}"), timeout=2.0)
+            assert reply.image_width == 1  # the downstream answer, passed through
+            # The front was allowed 30 s for its own call, but the caller only waits 2 s.
+            assert downstream.servicer.last_time_remaining is not None
+            assert downstream.servicer.last_time_remaining <= 2.0
+            stub.Embed(embedder_pb2.EmbedRequest(model_id=f"forward:{down.address}"))  # no deadline
+            assert downstream.servicer.last_time_remaining > 20

@@ -8,6 +8,7 @@ service's logs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import errors, grpc_errors
-from .interceptors import REQUEST_ID_KEY
+from .interceptors import CALL_DEADLINE, REQUEST_ID_KEY
 from .server import client_options
 
 T = TypeVar("T")
@@ -45,7 +46,17 @@ async def call(
     service: str,
     timeout: float,
 ) -> T:
-    """Calls a unary method of another service, turning failures into domain errors."""
+    """Calls a unary method of another service, turning failures into domain errors.
+
+    The timeout is cut to what is left of the current call's deadline, so the other
+    service learns how long the original caller will wait.
+    """
+    deadline = CALL_DEADLINE.get()
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errors.DeadlineExceeded(f"the caller's deadline passed before {service} could be called")
+        timeout = min(timeout, left)
     try:
         return await method(request, timeout=timeout, metadata=request_metadata())
     except grpc.aio.AioRpcError as exc:
