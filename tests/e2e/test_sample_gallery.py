@@ -33,6 +33,18 @@ def start_suite(data_dir: Path, ports: dict[str, int], log_path: Path) -> subpro
     return process
 
 
+def find_top(query: Path, env: dict[str, str]) -> dict:
+    found = subprocess.run(
+        [sys.executable, "-m", "kinship.cli.main", "find", "--relative", f"self={query}", "--top-n", "3", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr
+    return json.loads(found.stdout)
+
+
 def stop_suite(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     return process.wait(60)
@@ -50,15 +62,7 @@ def test_sample_gallery_is_enrolled_once_and_the_example_query_finds_its_person(
         assert "sample gallery enrolled: 8 people" in text
         query = data_dir / "sample" / "queries" / "tom-hanks-mirrored.jpg"
         assert f"kinship find --relative self={query}" in text, "the printed example must point at a real file"
-        found = subprocess.run(
-            [sys.executable, "-m", "kinship.cli.main", "find", "--relative", f"self={query}", "--top-n", "3", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        assert found.returncode == 0, found.stderr
-        reply = json.loads(found.stdout)
+        reply = find_top(query, env)
         assert reply["candidates"][0]["person_id"] == "tom-hanks"
         assert reply["candidates"][0]["attributes"]["birth_year"] == 1956
     finally:
@@ -69,5 +73,9 @@ def test_sample_gallery_is_enrolled_once_and_the_example_query_finds_its_person(
     try:
         assert "enrolling the sample gallery" not in second_log.read_text(), "enrolment must happen only the first time"
         assert "kinship find --relative self=" in second_log.read_text()
+        # What was acknowledged before the restart is still there (the Milvus Lite file persisted it).
+        again = find_top(query, env)
+        assert [c["person_id"] for c in again["candidates"]] == [c["person_id"] for c in reply["candidates"]]
+        assert again["candidates_considered"] == reply["candidates_considered"] == 8
     finally:
         assert stop_suite(process) == 0
