@@ -20,6 +20,8 @@ class Relation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RELATION_MOTHER: _ClassVar[Relation]
     RELATION_SIBLING: _ClassVar[Relation]
     RELATION_SELF: _ClassVar[Relation]
+    RELATION_BROTHER: _ClassVar[Relation]
+    RELATION_SISTER: _ClassVar[Relation]
 SEX_UNSPECIFIED: Sex
 SEX_FEMALE: Sex
 SEX_MALE: Sex
@@ -28,6 +30,8 @@ RELATION_FATHER: Relation
 RELATION_MOTHER: Relation
 RELATION_SIBLING: Relation
 RELATION_SELF: Relation
+RELATION_BROTHER: Relation
+RELATION_SISTER: Relation
 
 class BoundingBox(_message.Message):
     __slots__ = ("x_min", "y_min", "x_max", "y_max")

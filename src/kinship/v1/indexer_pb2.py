@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kinship.v1 import common_pb2 as kinship_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kinship/v1/indexer.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"z\n\rGalleryRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"M\n\rUpsertRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"<\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x12\n\ncollection\x18\x02 \x01(\t\"\x89\x01\n\x0cSearchFilter\x12.\n\nbirth_year\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0f\n\x07regions\x18\x03 \x03(\t\x12\x1a\n\x12\x65xclude_person_ids\x18\x04 \x03(\t\"#\n\x0eQueryEmbedding\x12\x11\n\tembedding\x18\x01 \x03(\x02\"\x87\x01\n\rSearchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12+\n\x07queries\x18\x02 \x03(\x0b\x32\x1a.kinship.v1.QueryEmbedding\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\"w\n\tSearchHit\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"2\n\x0bQueryResult\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kinship.v1.SearchHit\":\n\x0eSearchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.kinship.v1.QueryResult\"9\n\x11GetRecordsRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\"@\n\x12GetRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"I\n\rDeleteRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12\x12\n\nrecord_ids\x18\x03 \x03(\t\"\'\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x18\n\x16ListCollectionsRequest\"Y\n\x0e\x43ollectionInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.kinship.v1.CollectionInfo2\xf5\x02\n\x07Indexer\x12?\n\x06Upsert\x12\x19.kinship.v1.UpsertRequest\x1a\x1a.kinship.v1.UpsertResponse\x12?\n\x06Search\x12\x19.kinship.v1.SearchRequest\x1a\x1a.kinship.v1.SearchResponse\x12K\n\nGetRecords\x12\x1d.kinship.v1.GetRecordsRequest\x1a\x1e.kinship.v1.GetRecordsResponse\x12?\n\x06\x44\x65lete\x12\x19.kinship.v1.DeleteRequest\x1a\x1a.kinship.v1.DeleteResponse\x12Z\n\x0fListCollections\x12\".kinship.v1.ListCollectionsRequest\x1a#.kinship.v1.ListCollectionsResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kinship/v1/indexer.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"z\n\rGalleryRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"M\n\rUpsertRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"<\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x12\n\ncollection\x18\x02 \x01(\t\"\x89\x01\n\x0cSearchFilter\x12.\n\nbirth_year\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0f\n\x07regions\x18\x03 \x03(\t\x12\x1a\n\x12\x65xclude_person_ids\x18\x04 \x03(\t\"#\n\x0eQueryEmbedding\x12\x11\n\tembedding\x18\x01 \x03(\x02\"\x87\x01\n\rSearchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12+\n\x07queries\x18\x02 \x03(\x0b\x32\x1a.kinship.v1.QueryEmbedding\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\"w\n\tSearchHit\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"2\n\x0bQueryResult\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kinship.v1.SearchHit\":\n\x0eSearchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.kinship.v1.QueryResult\"c\n\x11GetRecordsRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\"@\n\x12GetRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"I\n\rDeleteRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12\x12\n\nrecord_ids\x18\x03 \x03(\t\"\'\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"\x18\n\x16ListCollectionsRequest\"Y\n\x0e\x43ollectionInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.kinship.v1.CollectionInfo2\xf5\x02\n\x07Indexer\x12?\n\x06Upsert\x12\x19.kinship.v1.UpsertRequest\x1a\x1a.kinship.v1.UpsertResponse\x12?\n\x06Search\x12\x19.kinship.v1.SearchRequest\x1a\x1a.kinship.v1.SearchResponse\x12K\n\nGetRecords\x12\x1d.kinship.v1.GetRecordsRequest\x1a\x1e.kinship.v1.GetRecordsResponse\x12?\n\x06\x44\x65lete\x12\x19.kinship.v1.DeleteRequest\x1a\x1a.kinship.v1.DeleteResponse\x12Z\n\x0fListCollections\x12\".kinship.v1.ListCollectionsRequest\x1a#.kinship.v1.ListCollectionsResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,19 +52,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHRESPONSE']._serialized_start=818
   _globals['_SEARCHRESPONSE']._serialized_end=876
   _globals['_GETRECORDSREQUEST']._serialized_start=878
-  _globals['_GETRECORDSREQUEST']._serialized_end=935
-  _globals['_GETRECORDSRESPONSE']._serialized_start=937
-  _globals['_GETRECORDSRESPONSE']._serialized_end=1001
-  _globals['_DELETEREQUEST']._serialized_start=1003
-  _globals['_DELETEREQUEST']._serialized_end=1076
-  _globals['_DELETERESPONSE']._serialized_start=1078
-  _globals['_DELETERESPONSE']._serialized_end=1117
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1119
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1143
-  _globals['_COLLECTIONINFO']._serialized_start=1145
-  _globals['_COLLECTIONINFO']._serialized_end=1234
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1236
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1310
-  _globals['_INDEXER']._serialized_start=1313
-  _globals['_INDEXER']._serialized_end=1686
+  _globals['_GETRECORDSREQUEST']._serialized_end=977
+  _globals['_GETRECORDSRESPONSE']._serialized_start=979
+  _globals['_GETRECORDSRESPONSE']._serialized_end=1043
+  _globals['_DELETEREQUEST']._serialized_start=1045
+  _globals['_DELETEREQUEST']._serialized_end=1118
+  _globals['_DELETERESPONSE']._serialized_start=1120
+  _globals['_DELETERESPONSE']._serialized_end=1159
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1161
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1185
+  _globals['_COLLECTIONINFO']._serialized_start=1187
+  _globals['_COLLECTIONINFO']._serialized_end=1276
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1278
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1352
+  _globals['_INDEXER']._serialized_start=1355
+  _globals['_INDEXER']._serialized_end=1728
 # @@protoc_insertion_point(module_scope)

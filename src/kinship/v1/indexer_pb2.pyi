@@ -90,12 +90,14 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
 
 class GetRecordsRequest(_message.Message):
-    __slots__ = ("model_id", "person_ids")
+    __slots__ = ("model_id", "person_ids", "filter")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     person_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_id: _Optional[str] = ..., person_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    filter: SearchFilter
+    def __init__(self, model_id: _Optional[str] = ..., person_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ...) -> None: ...
 
 class GetRecordsResponse(_message.Message):
     __slots__ = ("records",)

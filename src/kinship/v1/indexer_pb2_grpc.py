@@ -88,8 +88,8 @@ class IndexerServicer:
 
     def GetRecords(self, request, context):
         """Fetches the records of the given people, embeddings included.
-        Errors: INVALID_ARGUMENT without person ids; NOT_FOUND for an unknown
-        model id.
+        Errors: INVALID_ARGUMENT without person ids or for a bad filter;
+        NOT_FOUND for an unknown model id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

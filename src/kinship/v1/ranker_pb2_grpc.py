@@ -41,6 +41,16 @@ class KinshipRankerStub:
                 request_serializer=kinship_dot_v1_dot_ranker__pb2.FindRelativesRequest.SerializeToString,
                 response_deserializer=kinship_dot_v1_dot_ranker__pb2.FindRelativesResponse.FromString,
                 _registered_method=True)
+        self.CompareKinship = channel.unary_unary(
+                '/kinship.v1.KinshipRanker/CompareKinship',
+                request_serializer=kinship_dot_v1_dot_ranker__pb2.CompareKinshipRequest.SerializeToString,
+                response_deserializer=kinship_dot_v1_dot_ranker__pb2.CompareKinshipResponse.FromString,
+                _registered_method=True)
+        self.DescribeScoring = channel.unary_unary(
+                '/kinship.v1.KinshipRanker/DescribeScoring',
+                request_serializer=kinship_dot_v1_dot_ranker__pb2.DescribeScoringRequest.SerializeToString,
+                response_deserializer=kinship_dot_v1_dot_ranker__pb2.DescribeScoringResponse.FromString,
+                _registered_method=True)
 
 
 class KinshipRankerServicer:
@@ -61,6 +71,25 @@ class KinshipRankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareKinship(self, request, context):
+        """Scores one candidate (photos, or a person already in the gallery) against
+        a family exactly as FindRelatives scores its candidates, without a search.
+        Errors: as FindRelatives; NOT_FOUND for a person id with no gallery record
+        that passes the known facts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeScoring(self, request, context):
+        """Says how this ranker scores: the trained artifact and calibration in use
+        (if any), the prior and the strong-candidate threshold, and per relation
+        what the calibration was fitted on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KinshipRankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +97,16 @@ def add_KinshipRankerServicer_to_server(servicer, server):
                     servicer.FindRelatives,
                     request_deserializer=kinship_dot_v1_dot_ranker__pb2.FindRelativesRequest.FromString,
                     response_serializer=kinship_dot_v1_dot_ranker__pb2.FindRelativesResponse.SerializeToString,
+            ),
+            'CompareKinship': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareKinship,
+                    request_deserializer=kinship_dot_v1_dot_ranker__pb2.CompareKinshipRequest.FromString,
+                    response_serializer=kinship_dot_v1_dot_ranker__pb2.CompareKinshipResponse.SerializeToString,
+            ),
+            'DescribeScoring': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeScoring,
+                    request_deserializer=kinship_dot_v1_dot_ranker__pb2.DescribeScoringRequest.FromString,
+                    response_serializer=kinship_dot_v1_dot_ranker__pb2.DescribeScoringResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +138,60 @@ class KinshipRanker:
             '/kinship.v1.KinshipRanker/FindRelatives',
             kinship_dot_v1_dot_ranker__pb2.FindRelativesRequest.SerializeToString,
             kinship_dot_v1_dot_ranker__pb2.FindRelativesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareKinship(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kinship.v1.KinshipRanker/CompareKinship',
+            kinship_dot_v1_dot_ranker__pb2.CompareKinshipRequest.SerializeToString,
+            kinship_dot_v1_dot_ranker__pb2.CompareKinshipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeScoring(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kinship.v1.KinshipRanker/DescribeScoring',
+            kinship_dot_v1_dot_ranker__pb2.DescribeScoringRequest.SerializeToString,
+            kinship_dot_v1_dot_ranker__pb2.DescribeScoringResponse.FromString,
             options,
             channel_credentials,
             insecure,
