@@ -70,6 +70,8 @@ def _undocumented(fds: descriptor_pb2.FileDescriptorSet) -> list[str]:
             for i, fld in enumerate(msg.field):
                 check(path + (2, i), f"{prefix}{msg.name}.{fld.name}")
             for i, nested in enumerate(msg.nested_type):
+                if nested.options.map_entry:
+                    continue  # protoc's synthetic type of a map<,> field: the field itself is documented
                 walk_message(nested, path + (3, i), f"{prefix}{msg.name}.")
             for i, enum in enumerate(msg.enum_type):
                 walk_enum(enum, path + (4, i), f"{prefix}{msg.name}.")
