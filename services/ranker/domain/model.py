@@ -19,8 +19,10 @@ class Relation(enum.Enum):
     UNSPECIFIED = "unspecified"
     FATHER = "father"
     MOTHER = "mother"
-    SIBLING = "sibling"
+    SIBLING = "sibling"  # sex not given
     SELF = "self"
+    BROTHER = "brother"
+    SISTER = "sister"
 
 
 class Sex(enum.Enum):

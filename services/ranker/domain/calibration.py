@@ -1,0 +1,64 @@
+"""From a similarity to evidence: which calibration a comparison uses, and the likelihood ratio it gives.
+
+A calibration (see `kinship.artifacts.RelationCalibration`) maps the cosine
+similarity s of one comparison to log10 LR = (slope * s + intercept) / ln 10,
+the log10 of P(s | kin) / P(s | not kin), bounded by +-max_abs_log10_lr so that no
+single comparison says more than the data it was fitted on could.
+
+Which calibration: kin relations are calibrated on the kinship model's similarity,
+per relation and, where the candidate's sex is known, per sex of the candidate
+(father-son and father-daughter pairs do not look alike in the same way).
+Siblings have a calibration of their own only where the artifact was fitted on
+sibling pairs; otherwise the artifact names the one it borrows. RELATION_SELF is
+identity evidence (an earlier photo of the missing person) on the identity model,
+discounted for the age gap between the photo and now.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kinship.artifacts import Calibration, RelationCalibration
+
+from .model import Relation, Sex
+
+_LN10 = math.log(10.0)
+
+_PARENT = {Relation.FATHER: "father", Relation.MOTHER: "mother"}
+_CHILD = {Sex.MALE: "son", Sex.FEMALE: "daughter"}
+_SIBLING = {Relation.BROTHER: "brother", Relation.SISTER: "sister", Relation.SIBLING: "sibling"}
+
+
+def calibration_name(relation: Relation, candidate_sex: Sex, available: Calibration) -> str:
+    """The most specific calibration the artifact has for this relation and candidate sex."""
+    if relation is Relation.SELF:
+        return "self"
+    if relation in _PARENT:
+        parent = _PARENT[relation]
+        specific = f"{parent}-{_CHILD[candidate_sex]}" if candidate_sex in _CHILD else ""
+        return specific if specific in available.relations else parent
+    if relation in _SIBLING:
+        name = _SIBLING[relation]
+        return name if name in available.relations else "sibling"
+    raise ValueError(f"no calibration for relation {relation}")
+
+
+def log10_lr(calibration: RelationCalibration, similarity: np.ndarray | float) -> np.ndarray:
+    """log10 likelihood ratio of kin (or, for self, same person) vs not, per similarity, bounded."""
+    raw = (calibration.slope * np.asarray(similarity, dtype=np.float64) + calibration.intercept) / _LN10
+    bound = calibration.max_abs_log10_lr
+    return np.clip(raw, -bound, bound)
+
+
+def age_gap_factor(age_gap_years: float | None, half_life_years: float) -> float:
+    """How much of a SELF comparison's evidence counts after `age_gap_years` (1.0 when unknown or none).
+
+    Identity similarity falls as a face ages, and the SELF calibration was fitted on
+    photos close in time; halving the evidence every `half_life_years` keeps an old
+    childhood photo from speaking as loudly as a recent one.
+    """
+    if age_gap_years is None or age_gap_years <= 0:
+        return 1.0
+    return float(2.0 ** (-age_gap_years / half_life_years))
