@@ -177,6 +177,8 @@ def run_all(args: argparse.Namespace) -> int:
             ]
             if name == "indexer":
                 cmd += ["--data-dir", str(data_dir)]
+            if name in ("embedder", "ranker"):
+                cmd += ["--artifacts-dir", str(data_dir / "artifacts")]
             if name == "ranker":
                 cmd += ["--embedder-address", addresses["embedder"], "--indexer-address", addresses["indexer"]]
             # Children ignore Ctrl-C from the terminal's process group: the supervisor

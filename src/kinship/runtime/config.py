@@ -78,6 +78,22 @@ def default_data_dir() -> Path:
     return Path(base) / "kinship-search"
 
 
+def artifacts_dir_setting() -> Setting:
+    """Where trained kinship artifacts live (read by the embedder and the ranker; see kinship.artifacts).
+
+    The default is `<default data dir>/artifacts`, where `kinship train` writes; a
+    deployment mounts one read-only folder into both services.
+    """
+    return Setting(
+        "artifacts_dir",
+        "KINSHIP_ARTIFACTS_DIR",
+        default_data_dir() / "artifacts",
+        "folder of trained kinship artifacts (kinship train writes <data-dir>/artifacts); the artifact named "
+        "in its ACTIVE file is loaded at start, and without one the suite runs uncalibrated and says so",
+        Path,
+    )
+
+
 def server_settings(service: str, default_port: int) -> list[Setting]:
     """Settings every gRPC server of the suite has; `service` prefixes the port variables."""
     upper = service.upper()
