@@ -1,4 +1,4 @@
-"""Composition root of the embedder: settings, and wiring the model pack into the service."""
+"""Composition root of the embedder: settings, and wiring the model pack (and the kinship artifact) into the service."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import grpc
 
+from kinship.artifacts import KinshipArtifact, load_active
+from kinship.embedder.adapters.kinship_model import check_binding, load_kinship_model
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK, LoadedPack, load_pack
 from kinship.embedder.adapters.yunet import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from kinship.embedder.domain.service import FaceEmbeddingService
@@ -70,6 +72,8 @@ def settings() -> list[Setting]:
             float,
             _unit_interval,
         ),
+        # The active artifact's kinship network is served beside the identity model.
+        config.artifacts_dir_setting(),
     ]
 
 
@@ -79,8 +83,15 @@ class EmbedderService:
     name = "embedder"
     service_names = (embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name,)
 
-    def __init__(self, pack: LoadedPack, service: FaceEmbeddingService, executor: ThreadPoolExecutor):
+    def __init__(
+        self,
+        pack: LoadedPack,
+        service: FaceEmbeddingService,
+        executor: ThreadPoolExecutor,
+        artifact: KinshipArtifact | None = None,
+    ):
         self.pack = pack
+        self.artifact = artifact  # the kinship artifact whose network is served, None when none is active
         self.service = service
         self._executor = executor
         self._closed = False
@@ -100,7 +111,16 @@ class EmbedderService:
 
 
 async def build(settings: SimpleNamespace) -> EmbedderService:
-    """Verifies and loads the default model pack (raises ModelPackError when it cannot)."""
+    """Verifies and loads the default model pack and the active kinship artifact, if any.
+
+    Raises ModelPackError or ArtifactError (both ConfigError: the embedder refuses to
+    start) when a model file is missing or altered, when the artifact is bound to
+    another identity model, or when a network fails its self-test.
+    """
+    # The artifact's manifest first: a wrong binding fails in milliseconds, before the pack loads.
+    artifact = await asyncio.to_thread(load_active, settings.artifacts_dir)
+    if artifact is not None:
+        check_binding(artifact, DEFAULT_PACK.model_id)
     pack = await asyncio.to_thread(
         load_pack,
         DEFAULT_PACK,
@@ -108,7 +128,24 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         score_threshold=settings.detection_threshold,
         nms_iou=settings.nms_iou,
     )
-    service = FaceEmbeddingService([pack.model], max_pixels=int(settings.max_megapixels * 1_000_000))
+    models = [pack.model]
+    if artifact is None:
+        log.info(
+            "no kinship artifact is active: serving the identity model only (kinship train makes one)",
+            artifacts_dir=str(settings.artifacts_dir),
+        )
+    else:
+        kinship = await asyncio.to_thread(
+            load_kinship_model, artifact, pack, intra_op_threads=settings.intra_op_threads
+        )
+        models.append(kinship.model)
+    service = FaceEmbeddingService(models, max_pixels=int(settings.max_megapixels * 1_000_000))
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="embedder")
-    log.info("embedder built", model_id=pack.spec.model_id, workers=settings.workers)
-    return EmbedderService(pack, service, executor)
+    log.info(
+        "embedder built",
+        model_id=pack.spec.model_id,
+        model_ids=[m.info.model_id for m in models],
+        artifact_id=artifact.artifact_id if artifact else None,
+        workers=settings.workers,
+    )
+    return EmbedderService(pack, service, executor, artifact)

@@ -15,13 +15,20 @@ from concurrent.futures import Executor
 from typing import TypeVar
 
 from kinship.embedder.domain.pipeline import EmbeddedFace
-from kinship.embedder.domain.service import EmbedResult, FaceEmbeddingService
+from kinship.embedder.domain.service import EmbedResult, FaceEmbeddingService, ModelInfo, ModelKind
 from kinship.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 
 T = TypeVar("T")
 
+_KIND_TO_PROTO = {
+    ModelKind.IDENTITY: embedder_pb2.MODEL_KIND_IDENTITY,
+    ModelKind.KINSHIP: embedder_pb2.MODEL_KIND_KINSHIP,
+}
 
-def face_to_proto(face: EmbeddedFace, model_id: str, dimension: int) -> embedder_pb2.Face:
+
+def face_to_proto(
+    face: EmbeddedFace, model_id: str, dimension: int, additional_model_ids: tuple[str, ...] = ()
+) -> embedder_pb2.Face:
     x_min, y_min, x_max, y_max = face.detection.box
     return embedder_pb2.Face(
         box=common_pb2.BoundingBox(x_min=x_min, y_min=y_min, x_max=x_max, y_max=y_max),
@@ -30,12 +37,30 @@ def face_to_proto(face: EmbeddedFace, model_id: str, dimension: int) -> embedder
         embedding=face.embedding.tolist(),
         model_id=model_id,
         dimension=dimension,
+        additional_embeddings=[
+            common_pb2.Embedding(values=vector.tolist(), model_id=other)
+            for other, vector in zip(additional_model_ids, face.additional_embeddings, strict=True)
+        ],
+        quality=face.quality,
+    )
+
+
+def model_info_to_proto(info: ModelInfo, is_default: bool) -> embedder_pb2.ModelInfo:
+    return embedder_pb2.ModelInfo(
+        model_id=info.model_id,
+        dimension=info.dimension,
+        detector=info.detector,
+        recognizer=info.recognizer,
+        is_default=is_default,
+        kind=_KIND_TO_PROTO[info.kind],
+        artifact_id=info.artifact_id,
+        bound_model_id=info.bound_model_id,
     )
 
 
 def result_to_proto(result: EmbedResult) -> embedder_pb2.EmbedResponse:
     return embedder_pb2.EmbedResponse(
-        faces=[face_to_proto(f, result.model_id, result.dimension) for f in result.faces],
+        faces=[face_to_proto(f, result.model_id, result.dimension, result.additional_model_ids) for f in result.faces],
         model_id=result.model_id,
         dimension=result.dimension,
         image_width=result.image_width,
@@ -55,20 +80,15 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
 
     async def Embed(self, request: embedder_pb2.EmbedRequest, context) -> embedder_pb2.EmbedResponse:
         result = await self._off_loop(
-            self._service.embed, request.image, model_id=request.model_id, max_faces=request.max_faces
+            self._service.embed,
+            request.image,
+            model_id=request.model_id,
+            max_faces=request.max_faces,
+            additional_model_ids=list(request.additional_model_ids),
         )
         return result_to_proto(result)
 
     async def ListModels(self, request: embedder_pb2.ListModelsRequest, context) -> embedder_pb2.ListModelsResponse:
         return embedder_pb2.ListModelsResponse(
-            models=[
-                embedder_pb2.ModelInfo(
-                    model_id=info.model_id,
-                    dimension=info.dimension,
-                    detector=info.detector,
-                    recognizer=info.recognizer,
-                    is_default=is_default,
-                )
-                for info, is_default in self._service.models()
-            ]
+            models=[model_info_to_proto(info, is_default) for info, is_default in self._service.models()]
         )

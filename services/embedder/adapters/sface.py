@@ -14,6 +14,13 @@ from kinship.embedder.adapters.onnx_models import OnnxSession
 FACE_SIZE = 112
 
 
+def face_blob(aligned_bgr: np.ndarray) -> np.ndarray:
+    """An aligned 112x112 BGR uint8 face as the (1, 3, 112, 112) RGB float32 0..255 batch SFace takes."""
+    if aligned_bgr.shape != (FACE_SIZE, FACE_SIZE, 3):
+        raise ValueError(f"the recognizer needs a {FACE_SIZE}x{FACE_SIZE} BGR face, got shape {aligned_bgr.shape}")
+    return aligned_bgr[:, :, ::-1].transpose(2, 0, 1)[np.newaxis].astype(np.float32)
+
+
 class SFaceRecognizer:
     """FaceRecognizer over an SFace session."""
 
@@ -24,8 +31,5 @@ class SFaceRecognizer:
         self._output_name = output_name
 
     def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
-        if aligned_bgr.shape != (FACE_SIZE, FACE_SIZE, 3):
-            raise ValueError(f"SFace needs a {FACE_SIZE}x{FACE_SIZE} BGR face, got shape {aligned_bgr.shape}")
-        blob = aligned_bgr[:, :, ::-1].transpose(2, 0, 1)[np.newaxis].astype(np.float32)
-        (output,) = self._session.run([self._output_name], {self._input_name: blob})
+        (output,) = self._session.run([self._output_name], {self._input_name: face_blob(aligned_bgr)})
         return np.asarray(output, dtype=np.float32).reshape(-1)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kinship.embedder.domain.images import decode_image, require_image
 from kinship.embedder.domain.pipeline import EmbeddedFace, FacePipeline
-from kinship.runtime.errors import InvalidArgument, NotFound
+from kinship.runtime.errors import FieldViolation, InvalidArgument, NotFound
+
+
+class ModelKind(enum.Enum):
+    """What a model's vectors are for."""
+
+    IDENTITY = "identity"  # near vectors: the same person
+    KINSHIP = "kinship"  # near vectors: likely close relatives (a trained kinship artifact)
 
 
 @dataclass(frozen=True)
@@ -16,13 +24,18 @@ class ModelInfo:
 
     `model_id` names the whole chain that shapes an embedding (recognizer and the
     detector whose landmarks drive alignment); embeddings of different ids are never
-    compared, so the id must change whenever either model changes.
+    compared, so the id must change whenever either model changes. A kinship model
+    names the trained artifact it comes from and the identity model it is bound to
+    (whose detector and alignment it shares).
     """
 
     model_id: str
     dimension: int
     detector: str  # file name of the face detector
     recognizer: str  # file name of the face recognizer
+    kind: ModelKind = ModelKind.IDENTITY
+    artifact_id: str = ""  # kinship models only
+    bound_model_id: str = ""  # kinship models only
 
 
 @dataclass(frozen=True)
@@ -33,11 +46,14 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class EmbedResult:
+    """Faces of one image. Each face's `additional_embeddings` follow `additional_model_ids`."""
+
     faces: list[EmbeddedFace]
     model_id: str
     dimension: int
     image_width: int
     image_height: int
+    additional_model_ids: tuple[str, ...] = ()
 
 
 class FaceEmbeddingService:
@@ -65,26 +81,85 @@ class FaceEmbeddingService:
         try:
             return self._models[model_id]
         except KeyError:
-            served = ", ".join(sorted(self._models))
-            raise NotFound(
-                f"model_id {model_id!r} is not served by this embedder; served model ids: {served} "
-                f"(or leave model_id empty for the default, {self._default})",
-                reason="MODEL_NOT_FOUND",
-                metadata={"model_id": model_id, "served": served},
-            ) from None
+            raise self._not_found("model_id", model_id) from None
 
-    def embed(self, image: bytes, *, model_id: str = "", max_faces: int = 0) -> EmbedResult:
-        """Decodes `image` and embeds its faces, most confident first. No face is not an error."""
+    def additional_models(self, primary: ServedModel, model_ids: Sequence[str]) -> list[ServedModel]:
+        """The models of `additional_model_ids`, each checked against the primary model.
+
+        INVALID_ARGUMENT (one field violation per bad entry) for an empty or repeated id,
+        the primary model itself, or a model that does not share the primary's detector
+        and aligner; NOT_FOUND for an id this embedder does not serve.
+        """
+        problems: list[FieldViolation] = []
+        models: list[ServedModel] = []
+        seen: dict[str, int] = {}
+        primary_id = primary.info.model_id
+        for i, model_id in enumerate(model_ids):
+            field = f"additional_model_ids[{i}]"
+            if not model_id:
+                problems.append(FieldViolation(field, "is empty; name a served model id (see ListModels)"))
+                continue
+            if model_id == primary_id:
+                problems.append(
+                    FieldViolation(
+                        field, f"{model_id!r} is the primary model already (its vector is Face.embedding); drop it"
+                    )
+                )
+                continue
+            if model_id in seen:
+                problems.append(
+                    FieldViolation(field, f"repeats {model_id!r} of additional_model_ids[{seen[model_id]}]; drop it")
+                )
+                continue
+            seen[model_id] = i
+            model = self._models.get(model_id)
+            if model is None:
+                raise self._not_found(field, model_id)
+            if not primary.pipeline.shares_front_end(model.pipeline):
+                problems.append(
+                    FieldViolation(
+                        field,
+                        f"{model_id!r} does not share the detector and alignment of {primary_id!r} "
+                        f"(detector {model.info.detector} vs {primary.info.detector}), so it cannot embed the same "
+                        "faces; embed the image with it in a request of its own",
+                    )
+                )
+                continue
+            models.append(model)
+        if problems:
+            shown = "; ".join(f"{p.field}: {p.description}" for p in problems)
+            raise InvalidArgument(f"invalid additional_model_ids: {shown}", violations=problems)
+        return models
+
+    def embed(
+        self, image: bytes, *, model_id: str = "", max_faces: int = 0, additional_model_ids: Sequence[str] = ()
+    ) -> EmbedResult:
+        """Decodes `image` and embeds its faces, most confident first. No face is not an error.
+
+        Every face is also embedded by each model of `additional_model_ids`, from the
+        same detection and aligned crop as the primary model's.
+        """
         require_image(image)  # before the model lookup: an empty request is wrong whatever it names
         if max_faces < 0:
             raise InvalidArgument(f"max_faces must be 0 (all faces) or more, got {max_faces}", field="max_faces")
         model = self.model(model_id)
+        additional = self.additional_models(model, additional_model_ids)
         decoded = decode_image(image, max_pixels=self._max_pixels)
-        faces = model.pipeline.run(decoded.pixels, max_faces=max_faces)
+        faces = model.pipeline.run(decoded.pixels, max_faces=max_faces, also=[m.pipeline for m in additional])
         return EmbedResult(
             faces=faces,
             model_id=model.info.model_id,
             dimension=model.info.dimension,
             image_width=decoded.width,
             image_height=decoded.height,
+            additional_model_ids=tuple(m.info.model_id for m in additional),
+        )
+
+    def _not_found(self, field: str, model_id: str) -> NotFound:
+        served = ", ".join(sorted(self._models))
+        hint = f" (or leave model_id empty for the default, {self._default})" if field == "model_id" else ""
+        return NotFound(
+            f"{field} {model_id!r} is not served by this embedder; served model ids: {served}{hint}",
+            reason="MODEL_NOT_FOUND",
+            metadata={"model_id": model_id, "served": served},
         )

@@ -42,6 +42,18 @@ class CropAligner:
         return image_bgr[max(y, 0) : y + 8, max(x, 0) : x + 8]
 
 
+class FixedCropAligner:
+    """Returns the same crop for every face (for example a real face photo, sharp or blurred)."""
+
+    def __init__(self, crop: np.ndarray):
+        self.crop = crop
+        self.calls = 0
+
+    def align(self, image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.crop
+
+
 class RecordingRecognizer:
     """Gives an unnormalised vector that encodes where the aligned crop came from.
 
@@ -53,9 +65,11 @@ class RecordingRecognizer:
         self.dimension = dimension
         self.vector = vector
         self.calls = 0
+        self.crops: list[np.ndarray] = []
 
     def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
         self.calls += 1
+        self.crops.append(aligned_bgr)
         if self.vector is not None:
             return self.vector
         out = np.zeros(self.dimension, dtype=np.float32)

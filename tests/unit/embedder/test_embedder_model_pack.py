@@ -9,7 +9,7 @@ import pytest
 
 from kinship.embedder import bootstrap
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK, ModelPackError, load_pack, read_verified
-from kinship.runtime.config import resolve
+from kinship.runtime.config import default_data_dir, resolve
 from kinship.runtime.errors import ConfigError
 
 
@@ -65,3 +65,11 @@ def test_bad_settings_are_reported_together_naming_each_variable():
         resolve(bootstrap.settings(), {}, env=env)
     assert "KINSHIP_EMBEDDER_WORKERS" in str(caught.value)
     assert "KINSHIP_EMBEDDER_DETECTION_THRESHOLD" in str(caught.value)
+
+
+def test_artifacts_dir_is_a_setting_of_the_embedder(tmp_path):
+    assert resolve(bootstrap.settings(), {}, env={}).artifacts_dir == default_data_dir() / "artifacts"
+    env = {"KINSHIP_ARTIFACTS_DIR": str(tmp_path / "from-env")}
+    assert resolve(bootstrap.settings(), {}, env=env).artifacts_dir == tmp_path / "from-env"
+    flags = {"artifacts_dir": str(tmp_path / "from-flag")}  # what `kinship serve all` passes
+    assert resolve(bootstrap.settings(), flags, env=env).artifacts_dir == tmp_path / "from-flag"
