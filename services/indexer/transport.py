@@ -47,7 +47,8 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         )
 
     async def GetRecords(self, request: indexer_pb2.GetRecordsRequest, context: grpc.aio.ServicerContext):
-        records = await _off_loop(self._gallery.get_records, request.model_id, list(request.person_ids))
+        flt = filter_from_proto(request.filter)
+        records = await _off_loop(self._gallery.get_records, request.model_id, list(request.person_ids), flt)
         return indexer_pb2.GetRecordsResponse(records=[record_to_proto(r) for r in records])
 
     async def Delete(self, request: indexer_pb2.DeleteRequest, context: grpc.aio.ServicerContext):

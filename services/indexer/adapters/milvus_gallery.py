@@ -100,6 +100,13 @@ def filter_expression(flt: SearchFilter) -> str:
     return " and ".join(parts)
 
 
+def records_expression(person_ids: Sequence[str], flt: SearchFilter) -> str:
+    """The expression of GetRecords: these people's records that pass the typed filter."""
+    people = in_list("person_id", person_ids)
+    restriction = filter_expression(flt)
+    return f"{people} and ({restriction})" if restriction else people
+
+
 def redact_uri(uri: str) -> str:
     """The URI without user:password, fit for messages and logs."""
     parts = urlsplit(uri)
@@ -189,12 +196,12 @@ class MilvusGallery:
             )
         return [[_hit(hit) for hit in hits] for hits in results]
 
-    def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
+    def get_records(self, model_id: str, person_ids: Sequence[str], flt: SearchFilter) -> list[GalleryRecord]:
         name = collection_name(model_id)
         with self._errors(f"read records from {name}", model_id):
             rows = self._connect().query(
                 name,
-                filter=in_list("person_id", person_ids),
+                filter=records_expression(person_ids, flt),
                 output_fields=_RECORD_FIELDS,
                 consistency_level=_CONSISTENCY,
                 timeout=self._timeout,

@@ -37,8 +37,8 @@ class GalleryStore(Protocol):
     def search(self, model_id: str, queries: np.ndarray, top_k: int, flt: SearchFilter) -> list[list[Hit]]:
         """Nearest records for each row of `queries`, most similar first."""
 
-    def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
-        """Every record of these people, embeddings included."""
+    def get_records(self, model_id: str, person_ids: Sequence[str], flt: SearchFilter) -> list[GalleryRecord]:
+        """Every record of these people that passes `flt`, embeddings included."""
 
     def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         """Erases records matching any id in the model's collection; returns the exact number erased."""
@@ -74,13 +74,22 @@ class Gallery:
         matrix = np.stack([np.asarray(q, dtype=np.float32) for q in queries])
         return self._store.search(model_id, matrix, top_k, flt)
 
-    def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
+    def get_records(
+        self, model_id: str, person_ids: Sequence[str], flt: SearchFilter | None = None
+    ) -> list[GalleryRecord]:
+        """The records of these people that pass `flt` (the same typed filter as Search).
+
+        A caller that found a person through one matching record thus never gets (and
+        never scores) that person's records that fail the filter.
+        """
         rules.check_model_id(model_id)
+        flt = flt or SearchFilter()
         problems = rules.Violations()
         rules.check_id_list(person_ids, "person_ids", problems, required=True)
+        rules.validate_filter(flt, "filter", problems)
         problems.raise_if_any()
         self._require_dimension(model_id)
-        return self._store.get_records(model_id, _unique(person_ids))
+        return self._store.get_records(model_id, _unique(person_ids), flt)
 
     def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         """Erases in one model's collection, or in every collection when `model_id` is empty."""

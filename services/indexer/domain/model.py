@@ -53,6 +53,26 @@ class SearchFilter:
     def restricts_birth_year(self) -> bool:
         return self.birth_year_min is not None or self.birth_year_max is not None
 
+    def admits(self, person_id: str, attributes: Attributes) -> bool:
+        """Whether a record of `person_id` with these attributes passes the filter.
+
+        The filter's meaning over plain data; every GalleryStore must return exactly the
+        records this admits (the Milvus adapter's expression is tested against it).
+        """
+        if self.restricts_birth_year:
+            year = attributes.birth_year
+            if year is None:
+                return False
+            if self.birth_year_min is not None and year < self.birth_year_min:
+                return False
+            if self.birth_year_max is not None and year > self.birth_year_max:
+                return False
+        if self.sex != Sex.UNSPECIFIED and attributes.sex != self.sex:
+            return False
+        if self.regions and attributes.region not in self.regions:
+            return False
+        return person_id not in self.exclude_person_ids
+
 
 @dataclass(frozen=True)
 class Hit:

@@ -12,7 +12,11 @@ from kinship.indexer.domain.model import CollectionInfo, GalleryRecord, Hit, Sea
 
 
 class FakeStore:
-    """Keeps records per model in dicts; search is exact cosine over every record (filters are recorded, not applied)."""
+    """Keeps records per model in dicts; search is exact cosine over the records the filter admits.
+
+    Filters are applied with `SearchFilter.admits` (the meaning the Milvus adapter is tested
+    against) and recorded, so tests can check both the translation and the result.
+    """
 
     def __init__(self) -> None:
         self.collections: dict[str, tuple[int, dict[str, GalleryRecord]]] = {}
@@ -33,15 +37,20 @@ class FakeStore:
 
     def search(self, model_id: str, queries: np.ndarray, top_k: int, flt: SearchFilter) -> list[list[Hit]]:
         self.last_filter = flt
-        records = list(self.collections[model_id][1].values())
+        records = [r for r in self.collections[model_id][1].values() if flt.admits(r.person_id, r.attributes)]
         results = []
         for query in queries:
             scored = sorted(records, key=lambda r: -float(r.embedding @ query))[:top_k]
             results.append([Hit(r.record_id, r.person_id, float(r.embedding @ query), r.attributes) for r in scored])
         return results
 
-    def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
-        return [r for r in self.collections[model_id][1].values() if r.person_id in person_ids]
+    def get_records(self, model_id: str, person_ids: Sequence[str], flt: SearchFilter) -> list[GalleryRecord]:
+        self.last_filter = flt
+        return [
+            r
+            for r in self.collections[model_id][1].values()
+            if r.person_id in person_ids and flt.admits(r.person_id, r.attributes)
+        ]
 
     def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         self.deleted_in.append(model_id)

@@ -11,6 +11,7 @@ from kinship.indexer.adapters.milvus_gallery import (
     collection_name,
     filter_expression,
     quote,
+    records_expression,
     redact_uri,
 )
 from kinship.indexer.domain.model import SearchFilter, Sex
@@ -38,6 +39,14 @@ def test_every_typed_field_becomes_a_clause():
     )
 
 
+def test_get_records_expression_is_the_people_and_the_search_filter():
+    assert records_expression(["p1", "p2"], SearchFilter()) == 'person_id in ["p1", "p2"]'
+    flt = SearchFilter(birth_year_min=1980, sex=Sex.MALE, regions=("IT-MI",), exclude_person_ids=("p2",))
+    assert records_expression(["p1", "p2"], flt) == (f'person_id in ["p1", "p2"] and ({filter_expression(flt)})')
+    with pytest.raises(ValueError):
+        records_expression(['p1" or person_id != "'], SearchFilter())
+
+
 @pytest.mark.parametrize("flt", [SearchFilter(birth_year_max=2000), SearchFilter(birth_year_min=-5)])
 def test_any_birth_year_bound_excludes_unknown_birth_years(flt):
     # Without the explicit clause, "birth_year <= 2000" would admit the sentinel -1.
@@ -60,7 +69,15 @@ def test_filter_expression_refuses_unsafe_regions_even_unvalidated():
 
 
 @pytest.mark.parametrize(
-    "model_id", ["sface-2021dec-int8bq@yunet-2023mar", "a", "9starts-with-digit", "x" * 128, "a/b:c+d"]
+    "model_id",
+    [
+        "sface-2021dec-int8bq@yunet-2023mar",
+        "kinship-kin-20261127T120000Z-1a2b3c4d@sface-2021dec-int8bq@yunet-2023mar",
+        "a",
+        "9starts-with-digit",
+        "x" * 128,
+        "a/b:c+d",
+    ],
 )
 def test_collection_names_are_valid_milvus_names(model_id):
     name = collection_name(model_id)
@@ -70,6 +87,12 @@ def test_collection_names_are_valid_milvus_names(model_id):
 
 def test_ids_that_sanitise_alike_get_different_collections():
     assert collection_name("model-a") != collection_name("model.a")
+    # Long ids that differ only past the 64 readable characters still get collections of their own.
+    first, second = (
+        f"kinship-kin-20261127T120000Z-1a2b3c4d@sface-2021dec-int8bq@yunet-{v}" for v in ("2023mar", "2024")
+    )
+    assert collection_name(first)[:-13] == collection_name(second)[:-13]  # same readable part
+    assert collection_name(first) != collection_name(second)
     assert collection_name("sface@1").startswith("faces_sface_1_")
 
 

@@ -117,11 +117,70 @@ def test_search_queries_must_match_the_collection(gallery):
 
 
 def test_search_passes_the_typed_filter_to_the_store(gallery, store):
-    gallery.upsert("m1", [rec("r1", "p1", unit(seed=1)), rec("r2", "p2", unit(seed=2))])
+    matching = dict(birth_year=1990, sex=Sex.FEMALE, region="IT-MI")
+    gallery.upsert(
+        "m1",
+        [rec("r1", "p1", unit(seed=1), **matching), rec("r2", "p2", unit(seed=2), **matching), rec("r3", "p3")],
+    )
     flt = SearchFilter(birth_year_min=1990, sex=Sex.FEMALE, regions=("IT-MI",), exclude_person_ids=("p9",))
-    hits = gallery.search("m1", [unit(seed=2)], 2, flt)
-    assert hits[0][0].record_id == "r2" and hits[0][0].similarity == pytest.approx(1.0)
+    hits = gallery.search("m1", [unit(seed=2)], 3, flt)
+    assert [h.record_id for h in hits[0]] == ["r2", "r1"] and hits[0][0].similarity == pytest.approx(1.0)
     assert store.last_filter == flt
+
+
+# What a filter admits (the meaning the Milvus expression is tested against on both backends).
+FEMALE_1990_MI = Attributes(birth_year=1990, sex=Sex.FEMALE, region="IT-MI")
+
+
+@pytest.mark.parametrize(
+    ("flt", "attributes", "person_id", "admitted"),
+    [
+        (SearchFilter(), Attributes(), "p1", True),
+        (SearchFilter(birth_year_min=1990, birth_year_max=1990), FEMALE_1990_MI, "p1", True),
+        (SearchFilter(birth_year_min=1991), FEMALE_1990_MI, "p1", False),
+        (SearchFilter(birth_year_max=1989), FEMALE_1990_MI, "p1", False),
+        (SearchFilter(birth_year_max=2100), Attributes(), "p1", False),  # unknown birth year, any bound
+        (SearchFilter(sex=Sex.FEMALE), FEMALE_1990_MI, "p1", True),
+        (SearchFilter(sex=Sex.MALE), FEMALE_1990_MI, "p1", False),
+        (SearchFilter(sex=Sex.MALE), Attributes(), "p1", False),  # unknown sex is not male
+        (SearchFilter(regions=("FR-75", "IT-MI")), FEMALE_1990_MI, "p1", True),
+        (SearchFilter(regions=("FR-75",)), FEMALE_1990_MI, "p1", False),
+        (SearchFilter(exclude_person_ids=("p2",)), FEMALE_1990_MI, "p1", True),
+        (SearchFilter(exclude_person_ids=("p2", "p1")), FEMALE_1990_MI, "p1", False),
+    ],
+)
+def test_what_a_filter_admits(flt, attributes, person_id, admitted):
+    assert flt.admits(person_id, attributes) is admitted
+
+
+def test_get_records_returns_only_the_records_that_pass_the_filter(gallery, store):
+    gallery.upsert(
+        "m1",
+        [
+            rec("r1-milan", "p1", unit(seed=1), birth_year=1990, region="IT-MI"),
+            rec("r1-paris", "p1", unit(seed=2), birth_year=1990, region="FR-75"),
+            rec("r2", "p2", unit(seed=3), birth_year=1990, region="IT-MI"),
+        ],
+    )
+    flt = SearchFilter(birth_year_min=1985, regions=("IT-MI",), exclude_person_ids=("p2",))
+    records = gallery.get_records("m1", ["p1", "p2"], flt)
+    assert [r.record_id for r in records] == ["r1-milan"] and store.last_filter == flt
+    assert {r.record_id for r in gallery.get_records("m1", ["p1", "p2"])} == {"r1-milan", "r1-paris", "r2"}
+
+
+def test_get_records_refuses_a_bad_filter_like_search(gallery, store):
+    gallery.upsert("m1", [rec("r1", "p1")])
+    bad = SearchFilter(birth_year_min=2000, birth_year_max=1990, regions=("x' or 1==1",), exclude_person_ids=("a b",))
+    with pytest.raises(InvalidArgument) as caught:
+        gallery.get_records("m1", ["p1", ""], bad)
+    assert fields_of(caught.value) == [
+        "person_ids[1]",
+        "filter.birth_year",
+        "filter.regions[0]",
+        "filter.exclude_person_ids[0]",
+    ]
+    assert "min 2000 is greater than max 1990" in caught.value.message
+    assert store.last_filter is None  # refused before the store was asked
 
 
 def test_get_records_needs_valid_person_ids(gallery):

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from kinship.indexer.domain.model import Sex
+from kinship.indexer.domain.model import SearchFilter, Sex
 from kinship.indexer.transport import IndexerServicer
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
@@ -53,6 +53,21 @@ def test_upsert_translates_records_and_attributes(servicer, store):
 
 def test_search_translates_filter_and_hits(servicer, store):
     enrol(servicer)
+    unfiltered = indexer_pb2.SearchRequest(
+        model_id="m1",
+        queries=[
+            indexer_pb2.QueryEmbedding(embedding=unit(1).tolist()),
+            indexer_pb2.QueryEmbedding(embedding=unit(2).tolist()),
+        ],
+        top_k=2,
+    )
+    reply = call(servicer.Search, unfiltered)
+    assert store.last_filter == SearchFilter()
+    assert [r.hits[0].record_id for r in reply.results] == ["r1", "r2"]
+    first = reply.results[0].hits[0]
+    assert first.similarity == pytest.approx(1.0, abs=1e-6)
+    assert first.attributes.birth_year == 1990 and first.attributes.sex == common_pb2.SEX_FEMALE
+    assert not reply.results[1].hits[0].attributes.HasField("birth_year")
     request = indexer_pb2.SearchRequest(
         model_id="m1",
         queries=[
@@ -71,11 +86,36 @@ def test_search_translates_filter_and_hits(servicer, store):
     flt = store.last_filter
     assert (flt.birth_year_min, flt.birth_year_max, flt.sex) == (None, 2000, Sex.MALE)
     assert flt.regions == ("IT-MI",) and flt.exclude_person_ids == ("p3",)
-    assert [r.hits[0].record_id for r in reply.results] == ["r1", "r2"]
-    first = reply.results[0].hits[0]
-    assert first.similarity == pytest.approx(1.0, abs=1e-6)
-    assert first.attributes.birth_year == 1990 and first.attributes.sex == common_pb2.SEX_FEMALE
-    assert not reply.results[1].hits[0].attributes.HasField("birth_year")
+    assert [len(r.hits) for r in reply.results] == [0, 0]  # no enrolled man from IT-MI
+
+
+def test_get_records_translates_the_filter(servicer, store):
+    enrol(servicer)
+    request = indexer_pb2.GetRecordsRequest(
+        model_id="m1",
+        person_ids=["p1", "p2"],
+        filter=indexer_pb2.SearchFilter(
+            birth_year=common_pb2.BirthYearRange(min=1980, max=1995),
+            sex=common_pb2.SEX_FEMALE,
+            regions=["IT-MI"],
+            exclude_person_ids=["p9"],
+        ),
+    )
+    records = call(servicer.GetRecords, request).records
+    assert [r.record_id for r in records] == ["r1"]  # p2 has no birth year, sex or region
+    assert store.last_filter == SearchFilter(1980, 1995, Sex.FEMALE, ("IT-MI",), ("p9",))
+    unfiltered = call(servicer.GetRecords, indexer_pb2.GetRecordsRequest(model_id="m1", person_ids=["p1", "p2"]))
+    assert {r.record_id for r in unfiltered.records} == {"r1", "r2"} and store.last_filter == SearchFilter()
+
+
+def test_get_records_with_a_bad_filter_is_invalid_argument(servicer):
+    enrol(servicer)
+    request = indexer_pb2.GetRecordsRequest(
+        model_id="m1", person_ids=["p1"], filter=indexer_pb2.SearchFilter(sex=9, regions=["a b"])
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        call(servicer.GetRecords, request)
+    assert caught.value.violations[0].field == "filter.sex"
 
 
 def test_unknown_sex_value_is_invalid_argument(servicer):
