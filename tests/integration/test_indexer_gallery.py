@@ -168,6 +168,97 @@ def test_get_records_returns_embeddings(stub, model_id, people):
     assert by_id["r-p4"].attributes.birth_year == 1995 and not by_id["r-p1-b"].attributes.HasField("birth_year")
 
 
+def get_records(stub, model_id, person_ids, **filter_fields):
+    request = indexer_pb2.GetRecordsRequest(
+        model_id=model_id, person_ids=person_ids, filter=indexer_pb2.SearchFilter(**filter_fields)
+    )
+    return {r.record_id for r in stub.GetRecords(request).records}
+
+
+def test_get_records_returns_only_the_records_that_pass_the_filter(stub, model_id, people):
+    # p1 (1990, female, IT-RM) gets a second record that fails each restriction in turn.
+    other = record("r-p1-b", "p1", unit_vectors(1, seed=8)[0], 1975, common_pb2.SEX_MALE, "FR-75")
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[other]))
+    assert get_records(stub, model_id, ["p1"]) == {"r-p1", "r-p1-b"}
+    assert get_records(stub, model_id, ["p1"], birth_year=common_pb2.BirthYearRange(min=1980)) == {"r-p1"}
+    assert get_records(stub, model_id, ["p1"], birth_year=common_pb2.BirthYearRange(max=1980)) == {"r-p1-b"}
+    assert get_records(stub, model_id, ["p1"], sex=common_pb2.SEX_FEMALE) == {"r-p1"}
+    assert get_records(stub, model_id, ["p1"], regions=["IT-RM", "IT-MI"]) == {"r-p1"}
+    assert get_records(stub, model_id, ["p1", "p3"], exclude_person_ids=["p1"]) == {"r-p3"}
+    # p3's birth year is unknown: any bound drops it, as in Search.
+    assert get_records(stub, model_id, ["p1", "p3"], birth_year=common_pb2.BirthYearRange(max=2100)) == {
+        "r-p1",
+        "r-p1-b",
+    }
+    both = dict(birth_year=common_pb2.BirthYearRange(min=1985, max=1995), sex=common_pb2.SEX_FEMALE)
+    assert get_records(stub, model_id, ["p1", "p3", "p5"], **both) == {"r-p1", "r-p5"}  # bounds are inclusive
+
+
+def test_get_records_admits_exactly_what_the_filters_meaning_admits(stub, shared_gallery):
+    # The Milvus expression against SearchFilter.admits (the fakes' and the domain's meaning).
+    from kinship.indexer.domain.model import Attributes, SearchFilter, Sex
+
+    model_id, _ = shared_gallery
+    filters = [
+        (SearchFilter(birth_year_min=1985), {"birth_year": common_pb2.BirthYearRange(min=1985)}),
+        (SearchFilter(birth_year_max=1990), {"birth_year": common_pb2.BirthYearRange(max=1990)}),
+        (SearchFilter(sex=Sex.MALE), {"sex": common_pb2.SEX_MALE}),
+        (SearchFilter(regions=("FR-75",)), {"regions": ["FR-75"]}),
+        (SearchFilter(exclude_person_ids=("p0", "p5")), {"exclude_person_ids": ["p0", "p5"]}),
+    ]
+    people = [person for person, *_ in SIX_PEOPLE]
+    for flt, fields in filters:
+        expected = {
+            f"r-{person}"
+            for person, birth_year, sex, region in SIX_PEOPLE
+            if flt.admits(person, Attributes(birth_year=birth_year, sex=Sex(sex), region=region))
+        }
+        assert get_records(stub, model_id, people, **fields) == expected, flt
+        assert 0 < len(expected) < len(people), flt  # each filter really restricts
+
+
+def test_get_records_with_a_bad_filter_is_invalid_argument(stub, shared_gallery):
+    model_id, _ = shared_gallery
+    bad = indexer_pb2.GetRecordsRequest(
+        model_id=model_id,
+        person_ids=["p0"],
+        filter=indexer_pb2.SearchFilter(
+            birth_year=common_pb2.BirthYearRange(min=2000, max=1990), regions=["x' or 1==1"]
+        ),
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetRecords(bad)
+    assert_status(caught.value, grpc.StatusCode.INVALID_ARGUMENT, "filter.birth_year", "filter.regions[0]")
+
+
+def test_a_long_kinship_model_id_gets_a_collection_of_its_own(stub):
+    # What the embedder serves a trained artifact under: "kinship-<artifact id>@<identity model id>".
+    suffix = uuid.uuid4().hex[:8]
+    long_id = f"kinship-kin-20261127T120000Z-{suffix}@sface-2021dec-int8bq@yunet-2023mar"
+    identity_id = f"sface-2021dec-int8bq@yunet-2023mar-{suffix}"
+    vectors = unit_vectors(2, seed=21, dim=8)
+    reply = stub.Upsert(
+        indexer_pb2.UpsertRequest(
+            model_id=long_id,
+            records=[record("r-kin-a", "kin-a", vectors[0], 1990), record("r-kin-b", "kin-b", vectors[1], 1970)],
+        )
+    )
+    assert reply.upserted_count == 2
+    identity_reply = stub.Upsert(
+        indexer_pb2.UpsertRequest(model_id=identity_id, records=[record("r-kin-a", "kin-a", unit_vectors(1, 3)[0])])
+    )
+    assert identity_reply.collection != reply.collection  # side by side, never mixed
+    hits = search(stub, long_id, vectors[1], top_k=2)
+    assert [h.record_id for h in hits] == ["r-kin-b", "r-kin-a"]
+    assert hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert get_records(stub, long_id, ["kin-a", "kin-b"], birth_year=common_pb2.BirthYearRange(min=1980)) == {"r-kin-a"}
+    listed = {c.model_id: c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections}
+    assert (listed[long_id].name, listed[long_id].dimension, listed[long_id].record_count) == (reply.collection, 8, 2)
+    assert listed[identity_id].dimension == DIM
+    deleted = stub.Delete(indexer_pb2.DeleteRequest(person_ids=["kin-a"]))
+    assert deleted.deleted_count == 2  # erased from both collections
+
+
 def test_delete_by_person_and_by_record_counts_exactly(stub, model_id, people):
     stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p0-b", "p0", unit_vectors(1, 5)[0])]))
     deleted = stub.Delete(
