@@ -10,6 +10,9 @@ from kinship.embedder.domain.images import decode_image, require_image
 from kinship.embedder.domain.pipeline import EmbeddedFace, FacePipeline
 from kinship.runtime.errors import FieldViolation, InvalidArgument, NotFound
 
+# At most this many problems are spelled out in an error message (all are in its details).
+_MESSAGE_PROBLEMS = 3
+
 
 class ModelKind(enum.Enum):
     """What a model's vectors are for."""
@@ -88,9 +91,10 @@ class FaceEmbeddingService:
 
         INVALID_ARGUMENT (one field violation per bad entry) for an empty or repeated id,
         the primary model itself, or a model that does not share the primary's detector
-        and aligner; NOT_FOUND for an id this embedder does not serve.
+        and aligner; otherwise NOT_FOUND for the first id this embedder does not serve.
         """
         problems: list[FieldViolation] = []
+        unknown: list[tuple[str, str]] = []  # (field, model id)
         models: list[ServedModel] = []
         seen: dict[str, int] = {}
         primary_id = primary.info.model_id
@@ -114,7 +118,8 @@ class FaceEmbeddingService:
             seen[model_id] = i
             model = self._models.get(model_id)
             if model is None:
-                raise self._not_found(field, model_id)
+                unknown.append((field, model_id))
+                continue
             if not primary.pipeline.shares_front_end(model.pipeline):
                 problems.append(
                     FieldViolation(
@@ -127,8 +132,12 @@ class FaceEmbeddingService:
                 continue
             models.append(model)
         if problems:
-            shown = "; ".join(f"{p.field}: {p.description}" for p in problems)
-            raise InvalidArgument(f"invalid additional_model_ids: {shown}", violations=problems)
+            shown = "; ".join(f"{p.field}: {p.description}" for p in problems[:_MESSAGE_PROBLEMS])
+            more = len(problems) - _MESSAGE_PROBLEMS
+            suffix = f" (and {more} more problems)" if more > 0 else ""
+            raise InvalidArgument(f"invalid additional_model_ids: {shown}{suffix}", violations=problems)
+        if unknown:
+            raise self._not_found(*unknown[0])
         return models
 
     def embed(

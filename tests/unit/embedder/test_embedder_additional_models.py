@@ -134,6 +134,12 @@ def test_repeated_primary_or_empty_ids_are_invalid_arguments(suite, ids, field, 
     assert suite.detector.images == []
 
 
+def test_a_malformed_list_is_invalid_argument_even_with_an_unknown_id_in_it(suite):
+    with pytest.raises(InvalidArgument) as caught:
+        suite.service.embed(png(IMAGE), additional_model_ids=["nobody@x", KINSHIP, KINSHIP])
+    assert [v.field for v in caught.value.violations] == ["additional_model_ids[2]"]
+
+
 def test_every_bad_entry_is_reported_at_once(suite):
     with pytest.raises(InvalidArgument) as caught:
         suite.service.embed(png(IMAGE), additional_model_ids=["", FOREIGN, KINSHIP, KINSHIP])
