@@ -1,19 +1,28 @@
-"""Composition root of the ranker: settings, channels to its dependencies, the service."""
+"""Composition root of the ranker: settings, the trained artifact, channels to its dependencies, the service.
+
+At start the ranker loads the active kinship artifact from --artifacts-dir (a broken
+one stops it with the reason); without one it runs uncalibrated and says so, in a
+warning at start, in every response's ScoringInfo and in DescribeScoring.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from types import SimpleNamespace
 
 import grpc
 
+from kinship.artifacts import load_active
 from kinship.runtime import clients, config
 from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable
+from kinship.runtime.logs import get_logger
 from kinship.v1 import embedder_pb2, indexer_pb2, ranker_pb2, ranker_pb2_grpc
 
 from .adapters.grpc_clients import GrpcFaceEmbedder, GrpcGalleryIndex
+from .domain.scoring import DEFAULT_PRIOR, DEFAULT_STRONG_LOG10_LR, ScoringConfig
 from .domain.service import KinshipRanker, RankerOptions
 from .domain.validation import Limits
 from .transport import KinshipRankerServicer
@@ -24,13 +33,42 @@ EMBEDDER_SERVICE = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_nam
 INDEXER_SERVICE = indexer_pb2.DESCRIPTOR.services_by_name["Indexer"].full_name
 
 
+log = get_logger("kinship.ranker")
+
+
 def _int_range(low: int, high: int):
     return lambda v: None if low <= v <= high else f"must be {low} to {high}, got {v}"
+
+
+def _probability(value: float) -> str | None:
+    return None if 0.0 < value < 1.0 else f"must be above 0 and below 1, got {value}"
+
+
+def _finite(value: float) -> str | None:
+    return None if math.isfinite(value) else f"must be a finite number, got {value}"
 
 
 def settings() -> list[Setting]:
     return [
         *config.server_settings("ranker", DEFAULT_PORT),
+        config.artifacts_dir_setting(),
+        Setting(
+            "prior_probability",
+            "KINSHIP_RANKER_PRIOR_PROBABILITY",
+            DEFAULT_PRIOR,
+            "prior probability that any one candidate is the missing person, for posterior probabilities "
+            "(a request may state its own)",
+            float,
+            _probability,
+        ),
+        Setting(
+            "strong_candidate_log10_lr",
+            "KINSHIP_RANKER_STRONG_CANDIDATE_LOG10_LR",
+            DEFAULT_STRONG_LOG10_LR,
+            "fused log10 likelihood ratio a candidate must reach to be marked strong (2 = a ratio of 100)",
+            float,
+            _finite,
+        ),
         Setting(
             "embedder_address",
             "KINSHIP_EMBEDDER_ADDRESS",
@@ -95,12 +133,18 @@ class RankerService:
         ranker_pb2_grpc.add_KinshipRankerServicer_to_server(KinshipRankerServicer(self._ranker), server)
 
     async def check_ready(self) -> None:
+        """SERVING when the embedder and indexer are, and the embedder serves the artifact's models."""
         outcomes = await asyncio.gather(
             clients.check_serving(self._embedder_channel, service="embedder", service_name=EMBEDDER_SERVICE),
             clients.check_serving(self._indexer_channel, service="indexer", service_name=INDEXER_SERVICE),
             return_exceptions=True,
         )
         problems = [str(o) for o in outcomes if isinstance(o, BaseException)]
+        if not isinstance(outcomes[0], BaseException):
+            try:
+                await self._ranker.check_models()
+            except Exception as exc:  # noqa: BLE001 - any failure is a reason not to serve, reported as is
+                problems.append(str(getattr(exc, "message", exc)))
         if problems:
             raise Unavailable("; ".join(problems))
 
@@ -108,7 +152,33 @@ class RankerService:
         await asyncio.gather(self._embedder_channel.close(), self._indexer_channel.close())
 
 
+def scoring_config(settings: SimpleNamespace) -> ScoringConfig:
+    """The scoring the settings ask for: the active artifact's calibration, or uncalibrated (with a warning)."""
+    artifact = load_active(settings.artifacts_dir)
+    scoring = ScoringConfig.from_artifact(
+        artifact,
+        prior_probability=settings.prior_probability,
+        strong_candidate_log10_lr=settings.strong_candidate_log10_lr,
+    )
+    if artifact is None:
+        log.warning(
+            "no trained kinship artifact: the ranker runs UNCALIBRATED (identity cosine only, no likelihood "
+            "ratios, no strong candidates); train one with `kinship train` into the artifacts folder",
+            artifacts_dir=str(settings.artifacts_dir),
+        )
+    else:
+        log.info(
+            "kinship artifact loaded",
+            artifact_id=artifact.artifact_id,
+            calibration_id=artifact.calibration.calibration_id,
+            identity_model_id=artifact.identity_model_id,
+            kinship_model_id=artifact.kinship_model_id,
+        )
+    return scoring
+
+
 async def build(settings: SimpleNamespace) -> RankerService:
+    scoring = scoring_config(settings)
     embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb)
     indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb)
     ranker = KinshipRanker(
@@ -119,5 +189,6 @@ async def build(settings: SimpleNamespace) -> RankerService:
             max_concurrent_embeds=settings.max_concurrent_embeds,
             limits=Limits(max_photos=settings.max_photos),
         ),
+        scoring,
     )
     return RankerService(ranker, embedder_channel, indexer_channel)

@@ -7,9 +7,9 @@ embedder's and indexer's contracts), which share these messages.
 from __future__ import annotations
 
 from kinship.runtime.errors import InvalidArgument
-from kinship.v1 import common_pb2
+from kinship.v1 import common_pb2, indexer_pb2
 
-from ..domain.model import PersonAttributes, Relation, Sex
+from ..domain.model import PersonAttributes, Relation, SearchFilter, Sex
 
 RELATION_FROM_PB = {
     common_pb2.RELATION_UNSPECIFIED: Relation.UNSPECIFIED,
@@ -17,6 +17,8 @@ RELATION_FROM_PB = {
     common_pb2.RELATION_MOTHER: Relation.MOTHER,
     common_pb2.RELATION_SIBLING: Relation.SIBLING,
     common_pb2.RELATION_SELF: Relation.SELF,
+    common_pb2.RELATION_BROTHER: Relation.BROTHER,
+    common_pb2.RELATION_SISTER: Relation.SISTER,
 }
 RELATION_TO_PB = {domain: pb for pb, domain in RELATION_FROM_PB.items()}
 
@@ -34,7 +36,7 @@ def relation_from_pb(value: int, field: str) -> Relation:
         return RELATION_FROM_PB[value]
     except KeyError:
         raise InvalidArgument(
-            f"{field}: unknown relation {value}; use father, mother, sibling or self", field=field
+            f"{field}: unknown relation {value}; use father, mother, brother, sister, sibling or self", field=field
         ) from None
 
 
@@ -71,4 +73,15 @@ def birth_year_range_to_pb(low: int | None, high: int | None) -> common_pb2.Birt
         message.min = low
     if high is not None:
         message.max = high
+    return message
+
+
+def search_filter_to_pb(search_filter: SearchFilter) -> indexer_pb2.SearchFilter:
+    message = indexer_pb2.SearchFilter(
+        sex=SEX_TO_PB[search_filter.sex],
+        regions=list(search_filter.regions),
+        exclude_person_ids=list(search_filter.exclude_person_ids),
+    )
+    if search_filter.birth_year_min is not None or search_filter.birth_year_max is not None:
+        message.birth_year.CopyFrom(birth_year_range_to_pb(search_filter.birth_year_min, search_filter.birth_year_max))
     return message

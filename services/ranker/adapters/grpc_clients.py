@@ -15,31 +15,65 @@ import numpy as np
 from kinship.runtime import clients
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc, indexer_pb2, indexer_pb2_grpc
 
-from ..domain.model import Box, DetectedFace, EmbeddedImage, GalleryRecord, SearchFilter, SearchHit
-from .convert import SEX_TO_PB, attributes_from_pb, birth_year_range_to_pb
+from ..domain.model import (
+    Box,
+    DetectedFace,
+    EmbeddedImage,
+    GalleryRecord,
+    ModelKind,
+    SearchFilter,
+    SearchHit,
+    ServedModel,
+)
+from .convert import attributes_from_pb, search_filter_to_pb
+
+MODEL_KIND_FROM_PB = {
+    embedder_pb2.MODEL_KIND_UNSPECIFIED: ModelKind.UNSPECIFIED,
+    embedder_pb2.MODEL_KIND_IDENTITY: ModelKind.IDENTITY,
+    embedder_pb2.MODEL_KIND_KINSHIP: ModelKind.KINSHIP,
+}
 
 
 class GrpcFaceEmbedder:
-    """FaceEmbedder over kinship.v1.Embedder/Embed."""
+    """FaceEmbedder over kinship.v1.Embedder/Embed and /ListModels."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float):
         self._stub = embedder_pb2_grpc.EmbedderStub(channel)
         self._timeout = timeout_seconds
 
-    async def embed(self, image: bytes, model_id: str) -> EmbeddedImage:
+    async def embed(self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = ()) -> EmbeddedImage:
         # max_faces=0: every face comes back, so the ranker can pick the most prominent
         # one by size as well as confidence.
-        request = embedder_pb2.EmbedRequest(image=image, model_id=model_id, max_faces=0)
+        request = embedder_pb2.EmbedRequest(
+            image=image, model_id=model_id, max_faces=0, additional_model_ids=list(additional_model_ids)
+        )
         reply = await clients.call(self._stub.Embed, request, service="embedder", timeout=self._timeout)
         faces = [
             DetectedFace(
                 embedding=np.asarray(face.embedding, dtype=np.float32),
                 box=Box(face.box.x_min, face.box.y_min, face.box.x_max, face.box.y_max),
                 detection_score=face.detection_score,
+                quality=face.quality,
+                additional={e.model_id: np.asarray(e.values, dtype=np.float32) for e in face.additional_embeddings},
             )
             for face in reply.faces
         ]
         return EmbeddedImage(faces=faces, model_id=reply.model_id)
+
+    async def list_models(self) -> list[ServedModel]:
+        reply = await clients.call(
+            self._stub.ListModels, embedder_pb2.ListModelsRequest(), service="embedder", timeout=self._timeout
+        )
+        return [
+            ServedModel(
+                model_id=m.model_id,
+                kind=MODEL_KIND_FROM_PB.get(m.kind, ModelKind.UNSPECIFIED),
+                artifact_id=m.artifact_id,
+                bound_model_id=m.bound_model_id,
+                is_default=m.is_default,
+            )
+            for m in reply.models
+        ]
 
 
 class GrpcGalleryIndex:
@@ -56,28 +90,23 @@ class GrpcGalleryIndex:
         top_k: int,
         search_filter: SearchFilter,
     ) -> list[list[SearchHit]]:
-        filter_pb = indexer_pb2.SearchFilter(
-            sex=SEX_TO_PB[search_filter.sex],
-            regions=list(search_filter.regions),
-            exclude_person_ids=list(search_filter.exclude_person_ids),
-        )
-        if search_filter.birth_year_min is not None or search_filter.birth_year_max is not None:
-            filter_pb.birth_year.CopyFrom(
-                birth_year_range_to_pb(search_filter.birth_year_min, search_filter.birth_year_max)
-            )
         request = indexer_pb2.SearchRequest(
             model_id=model_id,
             queries=[indexer_pb2.QueryEmbedding(embedding=np.asarray(q, dtype=np.float32).tolist()) for q in queries],
             top_k=top_k,
-            filter=filter_pb,
+            filter=search_filter_to_pb(search_filter),
         )
         reply = await clients.call(self._stub.Search, request, service="indexer", timeout=self._timeout)
         return [
             [SearchHit(hit.record_id, hit.person_id, hit.similarity) for hit in result.hits] for result in reply.results
         ]
 
-    async def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
-        request = indexer_pb2.GetRecordsRequest(model_id=model_id, person_ids=list(person_ids))
+    async def get_records(
+        self, model_id: str, person_ids: Sequence[str], search_filter: SearchFilter
+    ) -> list[GalleryRecord]:
+        request = indexer_pb2.GetRecordsRequest(
+            model_id=model_id, person_ids=list(person_ids), filter=search_filter_to_pb(search_filter)
+        )
         reply = await clients.call(self._stub.GetRecords, request, service="indexer", timeout=self._timeout)
         return [
             GalleryRecord(

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from kinship.artifacts import Calibration, RelationCalibration
+from kinship.artifacts import ArtifactError, Calibration, RelationCalibration
 
 from .model import Relation, Sex
 
@@ -62,3 +62,64 @@ def age_gap_factor(age_gap_years: float | None, half_life_years: float) -> float
     if age_gap_years is None or age_gap_years <= 0:
         return 1.0
     return float(2.0 ** (-age_gap_years / half_life_years))
+
+
+#: Calibrations `calibration_name` may fall back to; an artifact must have every one.
+REQUIRED = {"father": "kinship", "mother": "kinship", "sibling": "kinship", "self": "identity"}
+
+
+def check_calibration(calibration: Calibration) -> None:
+    """Refuses a calibration the ranker could not use for every relation.
+
+    Every name `calibration_name` can fall back to must be there, and each must
+    calibrate the similarity the ranker computes for it (kin relations on the kinship
+    model, self on the identity model); the ranker would otherwise fail per request,
+    or turn one model's similarity into evidence with another model's calibration.
+    """
+    missing = sorted(set(REQUIRED) - set(calibration.relations))
+    if missing:
+        raise ArtifactError(
+            f"calibration {calibration.calibration_id} has no {', '.join(missing)} calibration (it has "
+            f"{sorted(calibration.relations)}); the ranker needs {sorted(REQUIRED)}: train again (kinship train)"
+        )
+    for name, relation in calibration.relations.items():
+        expected = "identity" if name == "self" else "kinship"
+        if relation.model != expected:
+            raise ArtifactError(
+                f"calibration {calibration.calibration_id}: {name!r} calibrates the {relation.model!r} model's "
+                f"similarity, but the ranker scores {name!r} on the {expected} model: train again (kinship train)"
+            )
+        if not (math.isfinite(relation.slope) and math.isfinite(relation.intercept)) or relation.max_abs_log10_lr <= 0:
+            raise ArtifactError(
+                f"calibration {calibration.calibration_id}: {name!r} has a non-finite slope or intercept or a "
+                "non-positive bound: train again (kinship train)"
+            )
+    if not calibration.self_age_gap_half_life_years > 0:
+        raise ArtifactError(
+            f"calibration {calibration.calibration_id}: self_age_gap_half_life_years must be above 0, got "
+            f"{calibration.self_age_gap_half_life_years}"
+        )
+
+
+def photo_age_gap(
+    *,
+    age_at_photo: float | None,
+    capture_year: int | None,
+    birth_year_min: int | None,
+    birth_year_max: int | None,
+    current_year: int,
+) -> float | None:
+    """Years between a photo of the missing person and now, or None when it cannot be told.
+
+    With the age at the photo and a known birth range (both bounds; one year is
+    min = max), the gap is the person's current age, from the range's midpoint, less
+    the age at the photo. Otherwise, with the capture year, it is the current year
+    less the capture year. Otherwise it is unknown (no discount). The gallery photo is
+    taken to be recent: records carry no date.
+    """
+    if age_at_photo is not None and birth_year_min is not None and birth_year_max is not None:
+        current_age = current_year - (birth_year_min + birth_year_max) / 2.0
+        return max(0.0, current_age - age_at_photo)
+    if capture_year is not None:
+        return float(max(0, current_year - capture_year))
+    return None

@@ -1,13 +1,14 @@
 """Values the ranker's domain works with: plain dataclasses over numpy, no protobuf.
 
 The transport turns kinship.v1 messages into these and back; the adapters turn the
-embedder's and indexer's messages into `DetectedFace`, `SearchHit` and `GalleryRecord`.
+embedder's and indexer's messages into `DetectedFace`, `SearchHit`, `GalleryRecord`
+and `ServedModel`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,20 +26,33 @@ class Relation(enum.Enum):
     SISTER = "sister"
 
 
+PARENTS = frozenset({Relation.FATHER, Relation.MOTHER})
+SIBLINGS = frozenset({Relation.BROTHER, Relation.SISTER, Relation.SIBLING})
+
+
 class Sex(enum.Enum):
     UNSPECIFIED = "unspecified"
     FEMALE = "female"
     MALE = "male"
 
 
-# --- The question, as the caller sent it (validated by `validation.validate`) -----
+# --- The question, as the caller sent it (validated by `validation`) ---------------
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo: the encoded image and, where known, when it was taken."""
+
+    image: bytes
+    capture_year: int | None = None
+    age_at_photo: float | None = None
 
 
 @dataclass(frozen=True)
 class RelativeInput:
     label: str
     relation: Relation
-    photos: Sequence[bytes]
+    photos: Sequence[Photo | bytes]  # bare bytes are a Photo with no date
     person_id: str = ""
 
 
@@ -58,16 +72,30 @@ class FindRelativesInput:
     missing_person: MissingPerson = field(default_factory=MissingPerson)
     top_n: int = 0
     model_id: str = ""
+    prior_probability: float = 0.0  # 0 = the ranker's default
 
 
-# --- The question after validation: labels resolved, top_n resolved ---------------
+@dataclass(frozen=True)
+class CompareKinshipInput:
+    """One candidate against a family: photos of the candidate, or a gallery person id (exactly one)."""
+
+    relatives: Sequence[RelativeInput]
+    candidate_photos: Sequence[Photo | bytes] = ()
+    candidate_sex: Sex = Sex.UNSPECIFIED
+    candidate_person_id: str = ""
+    missing_person: MissingPerson = field(default_factory=MissingPerson)
+    model_id: str = ""
+    prior_probability: float = 0.0
+
+
+# --- The question after validation: labels, top_n and dates resolved -------------
 
 
 @dataclass(frozen=True)
 class Relative:
     label: str
     relation: Relation
-    photos: tuple[bytes, ...]
+    photos: tuple[Photo, ...]
     person_id: str = ""
 
 
@@ -77,6 +105,16 @@ class KinshipQuery:
     missing_person: MissingPerson
     top_n: int
     model_id: str
+    prior_probability: float = 0.0  # 0 = the ranker's default
+    current_year: int = 0  # the year "now" is, for age gaps
+
+
+@dataclass(frozen=True)
+class ComparisonQuery:
+    query: KinshipQuery
+    candidate_photos: tuple[Photo, ...] = ()
+    candidate_sex: Sex = Sex.UNSPECIFIED
+    candidate_person_id: str = ""
 
 
 # --- What the ports return ----------------------------------------------------------
@@ -99,6 +137,10 @@ class DetectedFace:
     embedding: np.ndarray
     box: Box
     detection_score: float
+    #: How usable the face is for comparison, in [0, 1] (the embedder's Face.quality).
+    quality: float = 1.0
+    #: Vectors of the same face from the additional models asked for, by model id.
+    additional: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +149,23 @@ class EmbeddedImage:
 
     faces: Sequence[DetectedFace]
     model_id: str
+
+
+class ModelKind(enum.Enum):
+    UNSPECIFIED = "unspecified"
+    IDENTITY = "identity"
+    KINSHIP = "kinship"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model the embedder serves (its ListModels entry)."""
+
+    model_id: str
+    kind: ModelKind = ModelKind.UNSPECIFIED
+    artifact_id: str = ""
+    bound_model_id: str = ""
+    is_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,13 +194,32 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class GalleryRecord:
+    """One gallery face. `embedding` is its identity vector and `kinship_embedding` its kinship vector;
+    either may be None where the gallery holds only the other (records of the two collections pair
+    by record_id)."""
+
     record_id: str
     person_id: str
-    embedding: np.ndarray
+    embedding: np.ndarray | None
     attributes: PersonAttributes = field(default_factory=PersonAttributes)
+    kinship_embedding: np.ndarray | None = None
 
 
 # --- The answer ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoringInfo:
+    """How scores were produced (kinship.v1.ScoringInfo)."""
+
+    calibrated: bool
+    artifact_id: str
+    calibration_id: str
+    identity_model_id: str
+    kinship_model_id: str
+    fusion_method: str
+    prior_probability: float
+    strong_candidate_log10_lr: float
 
 
 @dataclass(frozen=True)
@@ -152,6 +230,10 @@ class RelativeEvidence:
     photo_index: int
     record_id: str
     retrieved: bool
+    log10_likelihood_ratio: float = 0.0
+    fusion_weight: float = 0.0
+    similarity_model_id: str = ""
+    calibration: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +243,9 @@ class RankedCandidate:
     score: float
     attributes: PersonAttributes
     evidence: tuple[RelativeEvidence, ...]
+    log10_likelihood_ratio: float = 0.0
+    posterior_probability: float = 0.0
+    strong_candidate: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,3 +254,30 @@ class Ranking:
     model_id: str
     fusion_method: str
     candidates_considered: int
+    scoring: ScoringInfo | None = None
+    strong_candidates: int = 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    candidate: RankedCandidate
+    scoring: ScoringInfo
+    model_id: str
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """One calibration as DescribeScoring shows it."""
+
+    name: str
+    fitted_on: str
+    kin_pairs: int
+    non_kin_pairs: int
+    max_abs_log10_lr: float
+
+
+@dataclass(frozen=True)
+class ScoringDescription:
+    scoring: ScoringInfo
+    calibrations: tuple[CalibrationSummary, ...]
+    artifact_metrics: Mapping[str, float]

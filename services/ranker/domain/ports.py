@@ -12,12 +12,16 @@ from typing import Protocol
 
 import numpy as np
 
-from .model import EmbeddedImage, GalleryRecord, SearchFilter, SearchHit
+from .model import EmbeddedImage, GalleryRecord, SearchFilter, SearchHit, ServedModel
 
 
 class FaceEmbedder(Protocol):
-    async def embed(self, image: bytes, model_id: str) -> EmbeddedImage:
-        """Every face found in the encoded `image` ("" = the embedder's default model)."""
+    async def embed(self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = ()) -> EmbeddedImage:
+        """Every face found in the encoded `image` ("" = the embedder's default model); each face also
+        carries its vector from every model in `additional_model_ids` (DetectedFace.additional)."""
+
+    async def list_models(self) -> list[ServedModel]:
+        """The models the embedder serves."""
 
 
 class GalleryIndex(Protocol):
@@ -30,5 +34,8 @@ class GalleryIndex(Protocol):
     ) -> list[list[SearchHit]]:
         """Nearest records for each query, one list of hits per query in query order."""
 
-    async def get_records(self, model_id: str, person_ids: Sequence[str]) -> list[GalleryRecord]:
-        """Every record of the given people (at most 1000 ids per call); unknown people are absent."""
+    async def get_records(
+        self, model_id: str, person_ids: Sequence[str], search_filter: SearchFilter
+    ) -> list[GalleryRecord]:
+        """The records of the given people that pass `search_filter` (at most 1000 ids per call); people
+        with no such record are absent. Records carry their vector in `embedding`, whatever the model."""

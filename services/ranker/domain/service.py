@@ -1,12 +1,25 @@
 """The kinship question end to end: validate, embed, gather candidates, score, rank.
 
-1. Every relative's photos are embedded (concurrently, at most `max_concurrent_embeds`
-   at a time); the most prominent face of each photo stands for it.
-2. One gallery search with every relative-face as a query, filtered by what is known
-   of the missing person, the relatives' own person ids excluded; the candidates are
-   the union of the people found.
-3. Every candidate's records are fetched and scored exactly against every relative,
-   then fused and ranked (see `scoring`).
+1. Every photo (relatives', and a CompareKinship candidate's) is embedded once
+   (concurrently, at most `max_concurrent_embeds` at a time) with the identity model
+   and, when a trained artifact is loaded, the artifact's kinship model as an
+   additional model (`EmbedRequest.additional_model_ids`); the most prominent face of
+   each photo stands for it, with both vectors and its quality.
+2. Candidates: one identity-space search with every photo's identity vector and, when
+   calibrated, one kinship-space search with the kinship vectors of the kin
+   relatives' photos (SELF is identity evidence and searches identity only). Both are
+   filtered by what is known of the missing person, the relatives' own person ids
+   excluded. The candidates are the union of the people found; `retrieved` says
+   which relative's search found whom, in either space.
+3. Exact rescoring: every candidate's records are fetched from the identity
+   collection (and the kinship collection when a kin relative needs it) WITH the same
+   filter, so a person is never scored on, nor shown with, a record that fails it;
+   the two collections' records pair by record id. Then `scoring` scores, fuses and
+   ranks. CompareKinship goes through the same steps 1 and 3 for one candidate.
+
+When an artifact is loaded the identity model is the one it is bound to: a request
+naming another model id is refused (FAILED_PRECONDITION), since the calibration and
+the gallery's kinship vectors belong to that model.
 """
 
 from __future__ import annotations
@@ -18,12 +31,35 @@ from typing import TypeVar
 
 import numpy as np
 
-from kinship.runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from kinship.runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 from . import scoring
-from .model import EmbeddedImage, FindRelativesInput, GalleryRecord, KinshipQuery, Ranking, Relative, SearchFilter
+from .calibration import photo_age_gap
+from .model import (
+    CompareKinshipInput,
+    Comparison,
+    DetectedFace,
+    EmbeddedImage,
+    FindRelativesInput,
+    GalleryRecord,
+    KinshipQuery,
+    PersonAttributes,
+    Photo,
+    Ranking,
+    Relation,
+    ScoringDescription,
+    SearchFilter,
+)
 from .ports import FaceEmbedder, GalleryIndex
-from .validation import Limits, validate
+from .scoring import RelativeFaces, ScoringConfig
+from .validation import Limits, validate, validate_comparison
 
 T = TypeVar("T")
 
@@ -36,6 +72,13 @@ class RankerOptions:
     candidate_k: int = 100
     max_concurrent_embeds: int = 4
     limits: Limits = Limits()
+
+
+@dataclass(frozen=True)
+class _PhotoJob:
+    photo: Photo
+    path: str  # e.g. "relatives[0].photos[1]"
+    whose: str  # e.g. "the photo of 'father'"
 
 
 async def _gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
@@ -53,39 +96,183 @@ async def _gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
         raise
 
 
-class KinshipRanker:
-    """Answers FindRelatives with an embedder and a gallery behind their ports."""
+def search_filter_of(query: KinshipQuery) -> SearchFilter:
+    """What is known of the missing person, and the relatives themselves excluded."""
+    known = query.missing_person
+    return SearchFilter(
+        sex=known.sex,
+        birth_year_min=known.birth_year_min,
+        birth_year_max=known.birth_year_max,
+        regions=known.regions,
+        exclude_person_ids=tuple(dict.fromkeys(r.person_id for r in query.relatives if r.person_id)),
+    )
 
-    def __init__(self, embedder: FaceEmbedder, gallery: GalleryIndex, options: RankerOptions = RankerOptions()):
+
+class KinshipRanker:
+    """Answers FindRelatives, CompareKinship and DescribeScoring with an embedder and a gallery behind their ports."""
+
+    def __init__(
+        self,
+        embedder: FaceEmbedder,
+        gallery: GalleryIndex,
+        options: RankerOptions = RankerOptions(),
+        scoring_config: ScoringConfig | None = None,
+    ):
         self._embedder = embedder
         self._gallery = gallery
         self._options = options
+        self._scoring = scoring_config or ScoringConfig()  # None: uncalibrated
+
+    @property
+    def scoring(self) -> ScoringConfig:
+        return self._scoring
+
+    # -- the three questions ------------------------------------------------------------
 
     async def find_relatives(self, request: FindRelativesInput) -> Ranking:
         query = validate(request, self._options.limits)
-        faces, model_id = await self._embed_relatives(query)
-        retrieved_by = await self._candidates(query, faces, model_id)
-        records = await self._records(model_id, sorted(retrieved_by))
-        scored = scoring.score_candidates(faces, records, retrieved_by)
+        config = self._scoring.with_prior(query.prior_probability)
+        model_id = self._identity_model(query.model_id)
+        jobs = self._relative_jobs(query)
+        faces, model_id = await self._embed(jobs, model_id)
+        family = self._family(query, faces)
+        search_filter = search_filter_of(query)
+        retrieved_by = await self._candidates(family, model_id, search_filter)
+        records = await self._records(model_id, sorted(retrieved_by), search_filter, self._needs_kinship(query))
+        scored = scoring.score_candidates(family, records, retrieved_by, config, model_id=model_id)
+        candidates = scoring.rank(scored, query.top_n)
         return Ranking(
-            candidates=scoring.rank(scored, query.top_n),
+            candidates=candidates,
             model_id=model_id,
-            fusion_method=scoring.FUSION_METHOD,
+            fusion_method=config.fusion_method,
             candidates_considered=len(scored),
+            scoring=config.info(model_id),
+            strong_candidates=sum(1 for c in candidates if c.strong_candidate),
         )
+
+    async def compare_kinship(self, request: CompareKinshipInput) -> Comparison:
+        comparison = validate_comparison(request, self._options.limits)
+        query = comparison.query
+        config = self._scoring.with_prior(query.prior_probability)
+        model_id = self._identity_model(query.model_id)
+        jobs = self._relative_jobs(query)
+        candidate_jobs = [
+            _PhotoJob(photo, f"candidate_photos.photos[{k}]", "the candidate's photo")
+            for k, photo in enumerate(comparison.candidate_photos)
+        ]
+        faces, model_id = await self._embed([*jobs, *candidate_jobs], model_id)
+        family = self._family(query, faces[: len(jobs)])
+        if candidate_jobs:
+            attributes = PersonAttributes(sex=comparison.candidate_sex)
+            records = [
+                GalleryRecord(
+                    record_id=job.path,
+                    person_id="",
+                    embedding=np.asarray(face.embedding, dtype=np.float32),
+                    attributes=attributes,
+                    kinship_embedding=self._kinship_vector(face),
+                )
+                for job, face in zip(candidate_jobs, faces[len(jobs) :], strict=True)
+            ]
+        else:
+            records = await self._person_records(comparison.candidate_person_id, model_id, query)
+        scored = scoring.score_candidates(family, records, {}, config, model_id=model_id)
+        return Comparison(
+            candidate=scoring.candidate(scored, 0, rank=1), scoring=config.info(model_id), model_id=model_id
+        )
+
+    def describe_scoring(self) -> ScoringDescription:
+        return self._scoring.describe()
+
+    async def check_models(self) -> None:
+        """Readiness: with an artifact, the embedder must serve its kinship model and the identity model."""
+        config = self._scoring
+        if not config.calibrated:
+            return
+        served = {m.model_id for m in await self._embedder.list_models()}
+        for wanted, what in (
+            (config.kinship_model_id, "the kinship model"),
+            (config.identity_model_id, "the identity model"),
+        ):
+            if wanted not in served:
+                raise Unavailable(
+                    f"the embedder does not serve {what} {wanted} of kinship artifact {config.artifact_id} "
+                    f"(kinship model {config.kinship_model_id}, bound to identity model {config.identity_model_id}); "
+                    f"it serves {', '.join(sorted(served)) or 'nothing'}: start the embedder with the same "
+                    "--artifacts-dir (KINSHIP_ARTIFACTS_DIR) as the ranker"
+                )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _identity_model(self, requested: str) -> str:
+        config = self._scoring
+        if not config.calibrated:
+            return requested
+        if requested and requested != config.identity_model_id:
+            raise FailedPrecondition(
+                f"model_id {requested!r} is not the identity model the kinship artifact {config.artifact_id} is "
+                f"bound to ({config.identity_model_id}); its calibration and the gallery's kinship vectors "
+                f"belong to that model: leave model_id empty or name {config.identity_model_id}",
+                reason="ARTIFACT_BOUND_TO_ANOTHER_MODEL",
+            )
+        return config.identity_model_id
+
+    def _needs_kinship(self, query: KinshipQuery) -> bool:
+        return self._scoring.calibrated and any(r.relation is not Relation.SELF for r in query.relatives)
+
+    @staticmethod
+    def _relative_jobs(query: KinshipQuery) -> list[_PhotoJob]:
+        return [
+            _PhotoJob(photo, f"relatives[{i}].photos[{j}]", f"the photo of '{rel.label}'")
+            for i, rel in enumerate(query.relatives)
+            for j, photo in enumerate(rel.photos)
+        ]
+
+    def _kinship_vector(self, face: DetectedFace) -> np.ndarray | None:
+        if not self._scoring.calibrated:
+            return None
+        return np.asarray(face.additional[self._scoring.kinship_model_id], dtype=np.float32)
+
+    def _family(self, query: KinshipQuery, faces: Sequence[DetectedFace]) -> list[RelativeFaces]:
+        """Each relative's faces as RelativeFaces, with quality and per-photo age gaps."""
+        known = query.missing_person
+        family, k = [], 0
+        for rel in query.relatives:
+            mine = faces[k : k + len(rel.photos)]
+            k += len(rel.photos)
+            gaps = [
+                photo_age_gap(
+                    age_at_photo=p.age_at_photo,
+                    capture_year=p.capture_year,
+                    birth_year_min=known.birth_year_min,
+                    birth_year_max=known.birth_year_max,
+                    current_year=query.current_year,
+                )
+                for p in rel.photos
+            ]
+            kinship = [self._kinship_vector(f) for f in mine]
+            family.append(
+                RelativeFaces(
+                    relative=rel,
+                    embeddings=np.stack([np.asarray(f.embedding, dtype=np.float32) for f in mine]),
+                    kinship=np.stack(kinship) if self._scoring.calibrated else None,  # type: ignore[arg-type]
+                    quality=np.array([f.quality for f in mine], dtype=np.float64),
+                    age_gap_years=np.array([np.nan if g is None else g for g in gaps], dtype=np.float64),
+                )
+            )
+        return family
 
     # -- 1. embedding -------------------------------------------------------------------
 
-    async def _embed_relatives(self, query: KinshipQuery) -> tuple[list[scoring.RelativeFaces], str]:
+    async def _embed(self, jobs: list[_PhotoJob], model_id: str) -> tuple[list[DetectedFace], str]:
         limit = asyncio.Semaphore(self._options.max_concurrent_embeds)
+        additional = (self._scoring.kinship_model_id,) if self._scoring.calibrated else ()
 
-        async def embed(i: int, j: int, relative: Relative) -> EmbeddedImage:
+        async def embed(job: _PhotoJob) -> EmbeddedImage:
             async with limit:
-                return await self._embed_photo(i, j, relative, query.model_id)
+                return await self._embed_photo(job, model_id, additional)
 
-        jobs = [(i, j, rel) for i, rel in enumerate(query.relatives) for j in range(len(rel.photos))]
-        images = await _gather_or_cancel([embed(i, j, rel) for i, j, rel in jobs])
-
+        images = await _gather_or_cancel([embed(job) for job in jobs])
         model_ids = {image.model_id for image in images}
         if len(model_ids) != 1:
             # Only possible when no model id was named and embedder replicas disagree on the default.
@@ -93,75 +280,151 @@ class KinshipRanker:
                 f"the embedder answered with several models ({', '.join(sorted(model_ids))}) for one request; "
                 "name model_id in the request so that every photo uses the same model"
             )
-        chosen: dict[tuple[int, int], np.ndarray] = {}
-        for (i, j, rel), image in zip(jobs, images, strict=True):
+        chosen: list[DetectedFace] = []
+        for job, image in zip(jobs, images, strict=True):
             face = scoring.most_prominent(image.faces)
             if face is None:
                 raise InvalidArgument(
-                    f"relatives[{i}].photos[{j}]: no face found in the photo of '{rel.label}'; "
-                    "send a photo where the face is visible",
-                    field=f"relatives[{i}].photos[{j}].image",
+                    f"{job.path}: no face found in {job.whose}; send a photo where the face is visible",
+                    field=f"{job.path}.image",
                     reason="NO_FACE",
                 )
-            chosen[(i, j)] = np.asarray(face.embedding, dtype=np.float32)
-        dimensions = {v.shape for v in chosen.values()}
-        if len(dimensions) != 1:
-            raise FailedPrecondition(f"the embedder returned embeddings of different shapes {sorted(dimensions)}")
-        faces = [
-            scoring.RelativeFaces(rel, np.stack([chosen[(i, j)] for j in range(len(rel.photos))]))
-            for i, rel in enumerate(query.relatives)
-        ]
-        return faces, model_ids.pop()
+            missing = [m for m in additional if m not in face.additional]
+            if missing:
+                raise FailedPrecondition(
+                    f"{job.path}: the embedder returned no vector of the kinship model {missing[0]}; it must serve "
+                    "the kinship artifact the ranker loaded (start it with the same --artifacts-dir)"
+                )
+            chosen.append(face)
+        for name, vectors in (
+            ("identity", [np.shape(f.embedding) for f in chosen]),
+            ("kinship", [np.shape(f.additional[m]) for f in chosen for m in additional]),
+        ):
+            if len(set(vectors)) > 1:
+                raise FailedPrecondition(
+                    f"the embedder returned {name} embeddings of different shapes {sorted(set(vectors))}"
+                )
+        return chosen, model_ids.pop()
 
-    async def _embed_photo(self, i: int, j: int, relative: Relative, model_id: str) -> EmbeddedImage:
+    async def _embed_photo(self, job: _PhotoJob, model_id: str, additional: Sequence[str]) -> EmbeddedImage:
         try:
-            return await self._embedder.embed(relative.photos[j], model_id)
+            return await self._embedder.embed(job.photo.image, model_id, additional)
         except InvalidArgument as exc:
             # Say which photo the embedder refused (it only saw bytes).
-            path = f"relatives[{i}].photos[{j}]"
             raise InvalidArgument(
-                f"{path}: the photo of '{relative.label}' was refused: {exc.message}",
-                violations=[FieldViolation(f"{path}.image", exc.message)],
+                f"{job.path}: {job.whose} was refused: {exc.message}",
+                violations=[FieldViolation(f"{job.path}.image", exc.message)],
                 reason=exc.reason,
             ) from exc
         except ResourceExhausted as exc:
-            raise ResourceExhausted(
-                f"relatives[{i}].photos[{j}]: the photo of '{relative.label}' is too large: {exc.message}",
-                reason=exc.reason,
-            ) from exc
+            raise ResourceExhausted(f"{job.path}: {job.whose} is too large: {exc.message}", reason=exc.reason) from exc
 
     # -- 2. candidate generation -------------------------------------------------------------
 
     async def _candidates(
-        self, query: KinshipQuery, faces: list[scoring.RelativeFaces], model_id: str
+        self, family: list[RelativeFaces], model_id: str, search_filter: SearchFilter
     ) -> dict[str, set[int]]:
-        """Person id -> indices of the relatives whose search found that person."""
-        known = query.missing_person
-        search_filter = SearchFilter(
-            sex=known.sex,
-            birth_year_min=known.birth_year_min,
-            birth_year_max=known.birth_year_max,
-            regions=known.regions,
-            exclude_person_ids=tuple(dict.fromkeys(r.person_id for r in query.relatives if r.person_id)),
-        )
-        owners = [r for r, rel in enumerate(faces) for _ in range(len(rel.embeddings))]
-        queries = [row for rel in faces for row in rel.embeddings]
-        results = await self._gallery.search(model_id, queries, self._options.candidate_k, search_filter)
-        if len(results) != len(queries):
-            raise FailedPrecondition(f"the indexer answered {len(results)} results for {len(queries)} queries")
+        """Person id -> indices of the relatives whose search (either space) found that person."""
+        k = self._options.candidate_k
+        identity_owners = [r for r, rel in enumerate(family) for _ in range(rel.photo_count)]
+        identity_queries = [row for rel in family for row in rel.embeddings]
+        searches = [self._gallery.search(model_id, identity_queries, k, search_filter)]
+        owners = [identity_owners]
+        if self._scoring.calibrated:
+            kin = [(r, rel) for r, rel in enumerate(family) if rel.relative.relation is not Relation.SELF]
+            if kin:
+                kin_queries = [row for _, rel in kin for row in rel.kinship]  # type: ignore[union-attr]
+                owners.append([r for r, rel in kin for _ in range(rel.photo_count)])
+                searches.append(
+                    self._in_kinship_space(
+                        self._gallery.search(self._scoring.kinship_model_id, kin_queries, k, search_filter)
+                    )
+                )
+        answers = await _gather_or_cancel(searches)
         excluded = set(search_filter.exclude_person_ids)
         retrieved_by: dict[str, set[int]] = {}
-        for owner, hits in zip(owners, results, strict=True):
-            for hit in hits:
-                if hit.person_id not in excluded:
-                    retrieved_by.setdefault(hit.person_id, set()).add(owner)
+        for query_owners, results in zip(owners, answers, strict=True):
+            if len(results) != len(query_owners):
+                raise FailedPrecondition(f"the indexer answered {len(results)} results for {len(query_owners)} queries")
+            for owner, hits in zip(query_owners, results, strict=True):
+                for hit in hits:
+                    if hit.person_id not in excluded:
+                        retrieved_by.setdefault(hit.person_id, set()).add(owner)
         return retrieved_by
+
+    async def _in_kinship_space(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except NotFound as exc:
+            config = self._scoring
+            raise NotFound(
+                f"the gallery holds no kinship vectors (no collection for the kinship model {config.kinship_model_id} "
+                f"of artifact {config.artifact_id}): enrol the gallery again (kinship enroll) so that every face "
+                f"gets its kinship vector beside its identity vector ({exc.message})",
+                reason=exc.reason,
+            ) from exc
 
     # -- 3. exact scoring -------------------------------------------------------------------
 
-    async def _records(self, model_id: str, person_ids: list[str]) -> list[GalleryRecord]:
+    async def _records(
+        self, model_id: str, person_ids: list[str], search_filter: SearchFilter, kinship: bool
+    ) -> list[GalleryRecord]:
+        """The people's records that pass the filter, identity and kinship vectors paired by record id."""
+        if not person_ids:
+            return []
         batches = [person_ids[k : k + GET_RECORDS_BATCH] for k in range(0, len(person_ids), GET_RECORDS_BATCH)]
-        fetched = await _gather_or_cancel([self._gallery.get_records(model_id, batch) for batch in batches])
+        calls: list[Awaitable[list[GalleryRecord]]] = [
+            self._gallery.get_records(model_id, batch, search_filter) for batch in batches
+        ]
+        if kinship:
+            kin_model = self._scoring.kinship_model_id
+            calls += [
+                self._in_kinship_space(self._gallery.get_records(kin_model, batch, search_filter)) for batch in batches
+            ]
+        fetched = await _gather_or_cancel(calls)
+        identity = [r for batch in fetched[: len(batches)] for r in batch]
+        kin = [r for batch in fetched[len(batches) :] for r in batch]
         # A person erased between search and fetch simply drops out.
         wanted = set(person_ids)
-        return [record for batch in fetched for record in batch if record.person_id in wanted]
+        return [r for r in pair_records(identity, kin) if r.person_id in wanted]
+
+    async def _person_records(self, person_id: str, model_id: str, query: KinshipQuery) -> list[GalleryRecord]:
+        search_filter = search_filter_of(query)
+        records = await self._records(model_id, [person_id], search_filter, self._needs_kinship(query))
+        if records:
+            return records
+        if search_filter != SearchFilter(exclude_person_ids=search_filter.exclude_person_ids):
+            unfiltered = await self._gallery.get_records(
+                model_id, [person_id], SearchFilter(exclude_person_ids=search_filter.exclude_person_ids)
+            )
+            if unfiltered:
+                raise NotFound(
+                    f"person {person_id} has {len(unfiltered)} gallery record(s) but none passes what is known of "
+                    "the missing person (sex, birth year, regions); check missing_person or the candidate",
+                    reason="NO_RECORD_PASSES_FILTER",
+                )
+        raise NotFound(
+            f"person {person_id} has no gallery record for model {model_id}; check the id (kinship enroll adds people)",
+            reason="PERSON_NOT_FOUND",
+        )
+
+
+def pair_records(identity: Sequence[GalleryRecord], kinship: Sequence[GalleryRecord]) -> list[GalleryRecord]:
+    """One record per (person, record id): the identity record's vector and attributes, the kinship record's vector.
+
+    Records come back from GetRecords with their vector in `embedding` whatever the
+    collection; a record found in only one collection keeps None for the other vector.
+    """
+    merged: dict[tuple[str, str], GalleryRecord] = {}
+    for r in identity:
+        merged[(r.person_id, r.record_id)] = GalleryRecord(r.record_id, r.person_id, r.embedding, r.attributes)
+    for r in kinship:
+        key = (r.person_id, r.record_id)
+        known = merged.get(key)
+        if known is None:
+            merged[key] = GalleryRecord(r.record_id, r.person_id, None, r.attributes, kinship_embedding=r.embedding)
+        else:
+            merged[key] = GalleryRecord(
+                known.record_id, known.person_id, known.embedding, known.attributes, kinship_embedding=r.embedding
+            )
+    return list(merged.values())

@@ -1,4 +1,4 @@
-"""Exact scoring and fusion on 3-d unit vectors whose answers are known by hand."""
+"""Exact scoring and the uncalibrated fusion (mean-max-cosine) on 3-d unit vectors whose answers are known by hand."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def test_similarity_is_max_over_photos_and_records_and_score_is_the_mean():
     np.testing.assert_allclose(scores.score, expected.mean(axis=0), atol=1e-6)
     # B: the father's best is record b2; the mother's best is her photo 0 against b1.
     b = scores.person_ids.index("B")
-    assert scores.records[scores.record_index[0, b]].record_id == "b2"
-    assert (scores.records[scores.record_index[1, b]].record_id, scores.photo_index[1, b]) == ("b1", 0)
+    assert scores.record_ids[0, b] == "b2"
+    assert (scores.record_ids[1, b], scores.photo_index[1, b]) == ("b1", 0)
 
 
 def test_rank_orders_by_score_and_explains_each_relative_in_request_order():

@@ -1,4 +1,4 @@
-"""KinshipRanker end to end over fakes of the embedder and the gallery."""
+"""KinshipRanker end to end over fakes of the embedder and the gallery, without a trained artifact (uncalibrated)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kinship.ranker.domain.model import FindRelativesInput, MissingPerson, Relation, RelativeInput, Sex
-from kinship.ranker.domain.scoring import FUSION_METHOD
+from kinship.ranker.domain.scoring import UNCALIBRATED_FUSION_METHOD
 from kinship.ranker.domain.service import KinshipRanker, RankerOptions
 from kinship.runtime.errors import FailedPrecondition, InvalidArgument
 from tests.unit.ranker.ranker_fakes import FakeEmbedder, FakeGallery, face, unit
@@ -55,11 +55,12 @@ def test_ranks_the_union_of_candidates_and_excludes_the_relatives(embedder, gall
     assert (model_id, n_queries, top_k) == ("fake-model", 2, 2)
     assert search_filter.exclude_person_ids == ("dad-1",)
     # Father's search found near-dad and both; mother's near-mum and both.
-    assert sorted(gallery.fetches[0]) == ["both", "near-dad", "near-mum"]
+    assert sorted(gallery.fetches[0][1]) == ["both", "near-dad", "near-mum"]
+    assert [f[0] for f in gallery.fetches] == ["fake-model"]  # no kinship collection is read uncalibrated
     assert ranking.candidates_considered == 3
     assert [c.person_id for c in ranking.candidates] == ["both", "near-dad", "near-mum"]
     assert [c.rank for c in ranking.candidates] == [1, 2, 3]
-    assert ranking.fusion_method == FUSION_METHOD and ranking.model_id == "fake-model"
+    assert ranking.fusion_method == UNCALIBRATED_FUSION_METHOD and ranking.model_id == "fake-model"
     best = ranking.candidates[0]
     # "both" = (1,1,0)/sqrt2 against (1,0,0) and (0,1,0): 1/sqrt2 each.
     assert [e.similarity for e in best.evidence] == pytest.approx([2**-0.5, 2**-0.5])
@@ -83,6 +84,8 @@ def test_known_facts_become_the_search_filter(embedder, gallery):
 
 
 def test_every_photo_is_one_query_and_top_n_truncates(embedder, gallery):
+    embedder.other_models.add("m2")
+    gallery.collections["m2"] = list(gallery.records)
     ranker = KinshipRanker(embedder, gallery, RankerOptions(candidate_k=10))
     ranking = run(ranker, rel(Relation.SIBLING, SIS, DAD), rel(Relation.SIBLING, MUM), top_n=3, model_id="m2")
     assert gallery.searches[0][:2] == ("m2", 3)
@@ -132,6 +135,7 @@ def test_invalid_requests_never_reach_the_embedder(embedder, gallery):
 
 def test_an_empty_gallery_gives_no_candidates_without_fetching(embedder):
     empty = FakeGallery()
+    empty.collections["fake-model"] = []
     ranking = run(KinshipRanker(embedder, empty), rel(Relation.FATHER, DAD))
     assert ranking.candidates == () and ranking.candidates_considered == 0
     assert empty.fetches == []
@@ -149,7 +153,7 @@ def test_records_are_fetched_in_batches_the_indexer_accepts(embedder):
     ranking = run(
         KinshipRanker(embedder, big, RankerOptions(candidate_k=1000)), rel(Relation.SELF, DAD, opposite), top_n=5
     )
-    assert sorted(len(batch) for batch in big.fetches) == [500, 1000]
+    assert sorted(len(batch) for _, batch, _ in big.fetches) == [500, 1000]
     assert ranking.candidates_considered == 1500
     assert len(ranking.candidates) == 5
     # With one photo at +x and one at -x, each candidate's similarity is |x|: the best are nearest either axis end.
@@ -159,8 +163,8 @@ def test_records_are_fetched_in_batches_the_indexer_accepts(embedder):
 
 def test_embeddings_of_different_models_never_meet(gallery):
     class SplitEmbedder(FakeEmbedder):
-        async def embed(self, image, model_id):
-            result = await super().embed(image, model_id)
+        async def embed(self, image, model_id, additional_model_ids=()):
+            result = await super().embed(image, model_id, additional_model_ids)
             return type(result)(result.faces, "model-b" if image == MUM else "model-a")
 
     embedder = SplitEmbedder({DAD: [face(unit(1, 0, 0))], MUM: [face(unit(0, 1, 0))]})
@@ -173,12 +177,12 @@ def test_embedding_is_concurrent_but_bounded(gallery):
     class CountingEmbedder(FakeEmbedder):
         in_flight = peak = 0
 
-        async def embed(self, image, model_id):
+        async def embed(self, image, model_id, additional_model_ids=()):
             CountingEmbedder.in_flight += 1
             CountingEmbedder.peak = max(CountingEmbedder.peak, CountingEmbedder.in_flight)
             await asyncio.sleep(0)  # yield so the others can start
             try:
-                return await super().embed(image, model_id)
+                return await super().embed(image, model_id, additional_model_ids)
             finally:
                 CountingEmbedder.in_flight -= 1
 
@@ -186,3 +190,20 @@ def test_embedding_is_concurrent_but_bounded(gallery):
     run(KinshipRanker(embedder, gallery, RankerOptions(max_concurrent_embeds=3)), rel(Relation.SELF, *[DAD] * 8))
     assert len(embedder.calls) == 8
     assert CountingEmbedder.peak == 3
+
+
+def test_without_an_artifact_the_answer_says_it_is_uncalibrated(embedder, gallery):
+    ranking = run(KinshipRanker(embedder, gallery), rel(Relation.FATHER, DAD), rel(Relation.MOTHER, MUM))
+    assert embedder.additional_asked == [(), ()]  # no kinship model is asked for
+    info = ranking.scoring
+    assert info is not None and not info.calibrated
+    assert (info.artifact_id, info.calibration_id, info.kinship_model_id) == ("", "", "")
+    assert info.identity_model_id == "fake-model"
+    assert "UNCALIBRATED" in info.fusion_method and "kinship train" in info.fusion_method
+    assert ranking.strong_candidates == 0
+    for candidate in ranking.candidates:
+        assert candidate.log10_likelihood_ratio == 0.0 and not candidate.strong_candidate
+        assert candidate.posterior_probability == pytest.approx(info.prior_probability)
+        assert all(e.log10_likelihood_ratio == 0.0 and e.calibration == "" for e in candidate.evidence)
+        assert [e.fusion_weight for e in candidate.evidence] == [0.5, 0.5]  # the plain mean
+        assert {e.similarity_model_id for e in candidate.evidence} == {"fake-model"}
