@@ -12,8 +12,10 @@ it. The kinship network is therefore:
       -> f @ projection                   (1024, d), learned by `kinship train`
       -> L2 normalisation                 -> kinship embedding (N, d)
 
-`trunk_model` is the same trunk without mirroring or projection: it gives the pooled
-features that training learns the projection from. Both are built with onnx and
+`trunk_model` is the identity model without mirroring or projection, with the pooled
+features as a second output: one run gives training both the features it learns the
+projection from and the identity embedding (the zero-shot baseline, and the
+similarity that RELATION_SELF is calibrated on). Both are built with onnx and
 numpy only, and serve on onnxruntime like any model of the pack.
 """
 
@@ -86,10 +88,19 @@ def _pool(graph: onnx.GraphProto, source: str, output: str) -> None:
 
 
 def trunk_model(identity_model: onnx.ModelProto) -> bytes:
-    """(N, 3, 112, 112) aligned faces -> (N, 1024) pooled `bn1` features, one row per image as given."""
-    model = _cut(onnx.ModelProto.FromString(identity_model.SerializeToString()), FEATURE_MAP)
+    """(N, 3, 112, 112) aligned faces -> `features` (N, 1024) pooled `bn1` and `identity` (N, 128), raw.
+
+    `identity` is the identity model's own output (not normalised), one row per image as given.
+    """
+    model = onnx.ModelProto.FromString(identity_model.SerializeToString())
+    (identity_output,) = [o.name for o in model.graph.output]
     _pool(model.graph, FEATURE_MAP, "features")
-    return _finish(model, "features", FEATURES)
+    model.graph.node.append(helper.make_node("Identity", [identity_output], ["identity"]))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", FEATURES]))
+    model.graph.output.append(helper.make_tensor_value_info("identity", TensorProto.FLOAT, ["N", None]))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def kinship_network(
