@@ -27,8 +27,8 @@ For each relative r and candidate c:
    floor keeps a photo the detector barely trusts from vanishing entirely (and a
    zero-quality relative from dividing by 0). A duplicated photo changes nothing:
    photos of one relative whose identity vectors are near-identical (cosine >= 0.98:
-   the same file twice, or a re-encoded copy) form one group and share one weight,
-   each member weighing 1/(group size) of its own.
+   the same file twice, or a re-encoded copy) form one group that counts once, the
+   best-quality member standing for it (the first on a tie) and the others weighing 0.
 4. Fusion across relatives: fused log10 LR = sum over relatives of w_r x log10 LR_r.
    Summing log LRs is exact for conditionally independent evidence; the weights
    w_r correct for evidence that is not independent:
@@ -287,11 +287,12 @@ def fusion_weights(relations: Sequence[Relation]) -> np.ndarray:
     return np.asarray(weights, dtype=np.float64)
 
 
-def duplicate_group_sizes(vectors: np.ndarray) -> np.ndarray:
-    """(photos,): how many photos of the relative are the same photo as this one (itself included).
+def distinct_photos(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(photos,) bool: the photos that count, one per group of near-identical photos.
 
-    Photos join the group of the first earlier photo they are near-identical to
-    (cosine >= DUPLICATE_COSINE), so the grouping follows the photos' order.
+    A photo joins the group of the first earlier group leader it is near-identical to
+    (identity cosine >= DUPLICATE_COSINE); the member of highest weight stands for
+    the group, the first on a tie, so adding a copy of any photo changes nothing.
     """
     unit_rows = _unit_rows(np.atleast_2d(vectors))
     n = len(unit_rows)
@@ -299,22 +300,26 @@ def duplicate_group_sizes(vectors: np.ndarray) -> np.ndarray:
     if n > 1:
         same = unit_rows @ unit_rows.T >= DUPLICATE_COSINE
         for i in range(1, n):
-            earlier = np.flatnonzero(same[i, :i] & (group[:i] == np.arange(i)))
-            if len(earlier):
-                group[i] = earlier[0]
-    return np.bincount(group, minlength=n)[group].astype(np.float64)
+            leaders = np.flatnonzero(same[i, :i] & (group[:i] == np.arange(i)))
+            if len(leaders):
+                group[i] = leaders[0]
+    keep = np.zeros(n, dtype=bool)
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        keep[members[np.argmax(weights[members])]] = True  # argmax: the first on a tie
+    return keep
 
 
 def photo_weights(
     quality: np.ndarray | Sequence[float] | None, photos: int, vectors: np.ndarray | None = None
 ) -> np.ndarray:
-    """Weight of each photo in its relative's mean: max(quality, MIN_PHOTO_WEIGHT) (1 without quality),
-    divided by the size of its group of duplicates when `vectors` (identity, one row per photo) are given."""
+    """Weight of each photo in its relative's mean: max(quality, MIN_PHOTO_WEIGHT) (1 without quality);
+    with `vectors` (identity, one row per photo), 0 for a near-duplicate of a photo that stands for it."""
     weights = (
         np.ones(photos) if quality is None else np.maximum(np.asarray(quality, dtype=np.float64), MIN_PHOTO_WEIGHT)
     )
     if vectors is not None and photos > 1:
-        weights = weights / duplicate_group_sizes(vectors)
+        weights = np.where(distinct_photos(vectors, weights), weights, 0.0)
     return weights
 
 

@@ -143,7 +143,13 @@ class FakeGallery:
         return self.collections.get(self.identity_model, [])
 
     def add(
-        self, person_id: str, record_id: str, embedding: np.ndarray | None, *, kinship: np.ndarray | None = None, **attrs
+        self,
+        person_id: str,
+        record_id: str,
+        embedding: np.ndarray | None,
+        *,
+        kinship: np.ndarray | None = None,
+        **attrs,
     ) -> None:
         """One face: its identity vector into the identity collection, its kinship vector (if any) into the kinship one."""
         attributes = PersonAttributes(**attrs)

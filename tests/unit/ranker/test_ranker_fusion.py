@@ -109,8 +109,14 @@ def test_a_duplicated_photo_changes_no_score():
     for name in ("log10_lr", "posterior", "similarity", "photo_index", "relative_log10_lr", "score"):
         np.testing.assert_allclose(getattr(twice, name), getattr(once, name), err_msg=name)
     assert (twice.record_ids == once.record_ids).all()
-    # Sanity: without duplicate grouping the third photo would have shifted the mean.
-    assert scoring.duplicate_group_sizes(np.stack([*identity, identity[0]])).tolist() == [2.0, 1.0, 2.0]
+    # Sanity: the third photo is recognised as a copy of the first, which stands for both.
+    assert scoring.distinct_photos(np.stack([*identity, identity[0]]), np.full(3, 0.9)).tolist() == [True, True, False]
+
+
+def test_a_sharper_copy_stands_for_its_group():
+    vectors = np.stack([unit(1, 0, 0), unit(1, 0.05, 0), unit(0, 1, 0)])  # 0 and 1 near-identical
+    assert scoring.distinct_photos(vectors, np.array([0.2, 0.9, 0.5])).tolist() == [False, True, True]
+    assert scoring.photo_weights([0.2, 0.9, 0.5], 3, vectors).tolist() == [0.0, 0.9, 0.5]
 
 
 def test_a_low_quality_photo_moves_the_relative_lr_less():
