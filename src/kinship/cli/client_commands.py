@@ -1,15 +1,19 @@
-"""Client commands: `kinship embed`, `enroll`, `find`, `status`.
+"""Client commands: `kinship embed`, `enroll`, `find`, `compare`, `status`.
 
 Each prints a readable summary by default; `--json` prints the response in
 protobuf's JSON mapping with the field names of the .proto files, for programs.
+A ranked candidate is a lead for a person to verify, never an identification: the
+readable output of `find` and `compare` says so every time.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -20,6 +24,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kinship.ranker.domain.verbal import verbal_scale
 from kinship.runtime.clients import sync_channel
 from kinship.v1 import (
     common_pb2,
@@ -35,9 +40,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 RELATIONS = {
     "father": common_pb2.RELATION_FATHER,
     "mother": common_pb2.RELATION_MOTHER,
+    "brother": common_pb2.RELATION_BROTHER,
+    "sister": common_pb2.RELATION_SISTER,
     "sibling": common_pb2.RELATION_SIBLING,
-    "brother": common_pb2.RELATION_SIBLING,
-    "sister": common_pb2.RELATION_SIBLING,
     "self": common_pb2.RELATION_SELF,
 }
 SEXES = {
@@ -48,6 +53,13 @@ SEXES = {
 }
 UPSERT_BATCH = 256
 CALL_TIMEOUT = 120.0
+LEAD_NOTICE = "A candidate is a lead for a person to verify, never an identification."
+RELATIVE_SYNTAX = "RELATION[@WHEN][:LABEL]=IMAGE[,IMAGE...]"
+RELATIVE_HELP = (
+    "a relative and their photos; RELATION is father, mother, brother, sister, sibling (sex unknown) or self "
+    "(an earlier photo of the missing person); @WHEN is the age at the photos (self@6=kid.jpg) or the year "
+    "they were taken (self@1998=kid.jpg); :LABEL names the relative in the output (sister:anna=a.jpg)"
+)
 
 
 class CommandError(Exception):
@@ -93,22 +105,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="find the likeliest relatives of a family in the gallery",
         description="Rank gallery people by how likely they are the missing person, given relatives' photos.",
     )
-    find.add_argument(
-        "--relative",
-        action="append",
-        required=True,
-        metavar="RELATION[:LABEL]=IMAGE[,IMAGE...]",
-        help="a relative and their photos; RELATION is father, mother, sibling (brother, sister) or self",
-    )
-    find.add_argument("--sex", choices=sorted(SEXES), help="sex of the missing person, if known")
-    find.add_argument("--birth-year", type=int, help="birth year of the missing person, if known")
-    find.add_argument("--born-from", type=int, help="earliest possible birth year")
-    find.add_argument("--born-to", type=int, help="latest possible birth year")
-    find.add_argument("--region", action="append", default=[], help="search only this region (repeatable)")
+    find.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
+    _add_known_facts(find)
     find.add_argument("--top-n", type=int, default=10, help="how many candidates [default 10]")
-    find.add_argument("--model-id", default="", help="embedding model (default: the embedder's default)")
     _add_common(find, "ranker")
     find.set_defaults(func=cmd_find)
+
+    compare = subparsers.add_parser(
+        "compare",
+        help="score one candidate against a family, as find would",
+        description=(
+            "Score one candidate (photos, or a person in the gallery) against a family's photos exactly as "
+            "`find` scores its candidates, without a search."
+        ),
+    )
+    compare.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
+    which = compare.add_mutually_exclusive_group(required=True)
+    which.add_argument("--candidate", metavar="IMAGE[,IMAGE...]", help="photos of the candidate")
+    which.add_argument("--candidate-person", metavar="ID", help="a person in the gallery, scored on their records")
+    compare.add_argument(
+        "--candidate-sex", choices=sorted(SEXES), help="sex of the candidate given as photos (picks the calibration)"
+    )
+    _add_known_facts(compare)
+    _add_common(compare, "ranker")
+    compare.set_defaults(func=cmd_compare)
 
     status = subparsers.add_parser("status", help="health of the three services")
     for name, port in (("embedder", 50051), ("indexer", 50052), ("ranker", 50053)):
@@ -117,6 +137,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     status.add_argument("--json", action="store_true", help="print JSON for programs")
     status.set_defaults(func=cmd_status)
+
+
+def _add_known_facts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sex", choices=sorted(SEXES), help="sex of the missing person, if known")
+    parser.add_argument("--birth-year", type=int, help="birth year of the missing person, if known")
+    parser.add_argument("--born-from", type=int, help="earliest possible birth year")
+    parser.add_argument("--born-to", type=int, help="latest possible birth year")
+    parser.add_argument("--region", action="append", default=[], help="search only this region (repeatable)")
+    parser.add_argument(
+        "--prior",
+        type=float,
+        default=0.0,
+        help="prior probability that any one candidate is the missing person, for the posterior "
+        "(default: the ranker's, see kinship status)",
+    )
+    parser.add_argument("--model-id", default="", help="identity embedding model (default: the ranker's)")
 
 
 def _add_common(parser: argparse.ArgumentParser, service: str) -> None:
@@ -291,85 +327,172 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         print(
             f"enrolled {len(report['enrolled'])} of {len(items)} image(s) into {report['collection'] or '-'} (model {report['model_id'] or '-'})"
         )
+        if report["kinship_model_id"]:
+            print(
+                f"  with their kinship vectors in {report['kinship_collection'] or '-'} (model {report['kinship_model_id']})"
+            )
+        else:
+            print("  without kinship vectors: the embedder serves no kinship model for this model (kinship train)")
         for skipped in report["skipped"]:
             print(f"  skipped {skipped['path']}: {skipped['reason']}")
     return 0 if not report["skipped"] else 1
 
 
+def kinship_model_for(models, model_id: str) -> tuple[str, str]:
+    """(identity model, kinship model bound to it or "") from ListModels' entries; `model_id` "" = the default."""
+    served = {m.model_id: m for m in models}
+    if model_id:
+        if model_id not in served:
+            raise CommandError(f"the embedder does not serve model {model_id!r}; it serves {', '.join(sorted(served))}")
+        identity = served[model_id]
+    else:
+        defaults = [m for m in models if m.is_default]
+        if not defaults:
+            raise CommandError("the embedder names no default model; give --model-id")
+        identity = defaults[0]
+    if identity.kind == embedder_pb2.MODEL_KIND_KINSHIP:
+        raise CommandError(
+            f"{identity.model_id} is a kinship model; enrol with the identity model it is bound to "
+            f"({identity.bound_model_id}): its kinship vectors are stored beside the identity vectors"
+        )
+    kinship = [
+        m.model_id
+        for m in models
+        if m.kind == embedder_pb2.MODEL_KIND_KINSHIP and m.bound_model_id == identity.model_id
+    ]
+    return identity.model_id, (kinship[0] if kinship else "")
+
+
 def enrol(
     items: list[EnrolItem], embedder_address: str, indexer_address: str, *, model_id: str = "", progress: bool = True
 ) -> dict:
+    """`enrol_with` over channels to the embedder and indexer at these addresses."""
+    with sync_channel(embedder_address) as emb_ch, sync_channel(indexer_address) as idx_ch:
+        return enrol_with(
+            items,
+            embedder_pb2_grpc.EmbedderStub(emb_ch),
+            indexer_pb2_grpc.IndexerStub(idx_ch),
+            model_id=model_id,
+            progress=progress,
+        )
+
+
+def enrol_with(items: list[EnrolItem], embedder, indexer, *, model_id: str = "", progress: bool = True) -> dict:
     """Embeds each item's image, keeps its most prominent face, and upserts in batches.
 
-    The record id is the person id plus a digest of the image bytes, so enrolling the
-    same file again replaces its record instead of adding a duplicate.
+    When the embedder serves a kinship model bound to the identity model used (a
+    trained artifact), every face is embedded with both in one call and stored twice
+    under the same record id: its identity vector in the identity model's collection
+    and its kinship vector in the kinship model's, so the ranker can search and score
+    in both spaces. The record id is the person id plus a digest of the image bytes,
+    so enrolling the same file again replaces its records instead of adding duplicates.
+    `embedder` and `indexer` are kinship.v1 Embedder and Indexer stubs.
     """
     enrolled: list[dict] = []
     skipped: list[dict] = []
-    pending: list[indexer_pb2.GalleryRecord] = []
-    collection = ""
-    used_model = model_id
-    with sync_channel(embedder_address) as emb_ch, sync_channel(indexer_address) as idx_ch:
-        embedder = embedder_pb2_grpc.EmbedderStub(emb_ch)
-        indexer = indexer_pb2_grpc.IndexerStub(idx_ch)
+    identity_model, kinship_model = kinship_model_for(
+        embedder.ListModels(embedder_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT).models, model_id
+    )
+    pending: dict[str, list[indexer_pb2.GalleryRecord]] = {identity_model: [], kinship_model: []}
+    collections = {identity_model: "", kinship_model: ""}
+    additional = [kinship_model] if kinship_model else []
 
-        def flush() -> None:
-            nonlocal collection
-            if pending:
-                reply = indexer.Upsert(
-                    indexer_pb2.UpsertRequest(model_id=used_model, records=pending), timeout=CALL_TIMEOUT
-                )
-                collection = reply.collection
-                pending.clear()
+    def flush() -> None:
+        for model, records in pending.items():
+            if records:
+                reply = indexer.Upsert(indexer_pb2.UpsertRequest(model_id=model, records=records), timeout=CALL_TIMEOUT)
+                collections[model] = reply.collection
+                records.clear()
 
-        for n, item in enumerate(items, start=1):
-            image = _read_image(item.path)
-            try:
-                reply = embedder.Embed(embedder_pb2.EmbedRequest(image=image, model_id=model_id), timeout=CALL_TIMEOUT)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                    raise
-                skipped.append({"path": str(item.path), "reason": exc.details()})
-                continue
-            if not reply.faces:
-                skipped.append({"path": str(item.path), "reason": "no face found"})
-                continue
-            if used_model and reply.model_id != used_model:
-                flush()
-            used_model = reply.model_id
-            face = reply.faces[most_prominent(reply.faces)]
-            record_id = f"{item.person_id}:{hashlib.sha256(image).hexdigest()[:16]}"
-            pending.append(
+    for n, item in enumerate(items, start=1):
+        image = _read_image(item.path)
+        try:
+            reply = embedder.Embed(
+                embedder_pb2.EmbedRequest(image=image, model_id=identity_model, additional_model_ids=additional),
+                timeout=CALL_TIMEOUT,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            skipped.append({"path": str(item.path), "reason": exc.details()})
+            continue
+        if not reply.faces:
+            skipped.append({"path": str(item.path), "reason": "no face found"})
+            continue
+        if reply.model_id != identity_model:
+            raise CommandError(f"the embedder answered with model {reply.model_id}, not {identity_model} as asked")
+        face = reply.faces[most_prominent(reply.faces)]
+        record_id = f"{item.person_id}:{hashlib.sha256(image).hexdigest()[:16]}"
+        pending[identity_model].append(
+            indexer_pb2.GalleryRecord(
+                record_id=record_id, person_id=item.person_id, embedding=face.embedding, attributes=item.attributes
+            )
+        )
+        if kinship_model:
+            vectors = [e.values for e in face.additional_embeddings if e.model_id == kinship_model]
+            if not vectors:
+                raise CommandError(f"the embedder returned no {kinship_model} vector for {item.path}")
+            pending[kinship_model].append(
                 indexer_pb2.GalleryRecord(
-                    record_id=record_id, person_id=item.person_id, embedding=face.embedding, attributes=item.attributes
+                    record_id=record_id, person_id=item.person_id, embedding=vectors[0], attributes=item.attributes
                 )
             )
-            enrolled.append({"path": str(item.path), "person_id": item.person_id, "record_id": record_id})
-            if len(pending) >= UPSERT_BATCH:
-                flush()
-            if progress and (n % 25 == 0 or n == len(items)):
-                print(f"  embedded {n}/{len(items)} image(s)", file=sys.stderr, flush=True)
-        flush()
-    return {"model_id": used_model, "collection": collection, "enrolled": enrolled, "skipped": skipped}
+        enrolled.append({"path": str(item.path), "person_id": item.person_id, "record_id": record_id})
+        if len(pending[identity_model]) >= UPSERT_BATCH:
+            flush()
+        if progress and (n % 25 == 0 or n == len(items)):
+            print(f"  embedded {n}/{len(items)} image(s)", file=sys.stderr, flush=True)
+    flush()
+    return {
+        "model_id": identity_model,
+        "collection": collections[identity_model],
+        "kinship_model_id": kinship_model,
+        "kinship_collection": collections[kinship_model] if kinship_model else "",
+        "enrolled": enrolled,
+        "skipped": skipped,
+    }
 
 
 # find ----------------------------------------------------------------------------
 
 
+def _when(text: str, spec: str) -> dict:
+    """`6` or `6.5` -> the age at the photo; a four-digit year -> the year it was taken."""
+    try:
+        value = float(spec)
+    except ValueError:
+        value = math.nan
+    if spec.isdigit() and len(spec) == 4:
+        year = int(spec)
+        if not 1900 <= year <= datetime.date.today().year:
+            raise CommandError(f"--relative {text!r}: the year the photo was taken must be 1900 to this year")
+        return {"capture_year": year}
+    if math.isfinite(value) and 0 <= value <= 130:
+        return {"age_at_photo": value}
+    raise CommandError(
+        f"--relative {text!r}: after @ write the age at the photo (self@6=kid.jpg) or the year it was taken "
+        "(self@1998=kid.jpg)"
+    )
+
+
 def parse_relative(text: str, index: int) -> ranker_pb2.Relative:
-    """`father=dad.jpg`, `sibling:anna=a1.jpg,a2.jpg` -> a Relative with its photos."""
+    """`father=dad.jpg`, `sister:anna=a1.jpg,a2.jpg`, `self@6=kid.jpg` -> a Relative with its photos."""
     head, sep, paths = text.partition("=")
     if not sep or not paths:
         raise CommandError(f"--relative {text!r}: write RELATION=IMAGE, for example father=dad.jpg")
-    relation_name, _, label = head.partition(":")
+    relation_part, _, label = head.partition(":")
+    relation_name, at, when = relation_part.partition("@")
     relation = RELATIONS.get(relation_name.strip().lower())
     if relation is None:
         raise CommandError(f"--relative {text!r}: relation must be one of {', '.join(RELATIONS)}")
-    photos = [ranker_pb2.Photo(image=_read_image(Path(p.strip()))) for p in paths.split(",") if p.strip()]
+    dates = _when(text, when.strip()) if at else {}
+    photos = [ranker_pb2.Photo(image=_read_image(Path(p.strip())), **dates) for p in paths.split(",") if p.strip()]
+    if not photos:
+        raise CommandError(f"--relative {text!r}: no image after '='")
     return ranker_pb2.Relative(label=label.strip(), relation=relation, photos=photos)
 
 
-def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequest:
+def missing_person(args: argparse.Namespace) -> ranker_pb2.MissingPerson:
     missing = ranker_pb2.MissingPerson(regions=args.region)
     if args.sex:
         missing.sex = SEXES[args.sex]
@@ -380,10 +503,117 @@ def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequ
         missing.birth_year.min = low
     if high is not None:
         missing.birth_year.max = high
+    return missing
+
+
+def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequest:
     relatives = [parse_relative(text, i) for i, text in enumerate(args.relative)]
     return ranker_pb2.FindRelativesRequest(
-        relatives=relatives, missing_person=missing, top_n=args.top_n, model_id=args.model_id
+        relatives=relatives,
+        missing_person=missing_person(args),
+        top_n=args.top_n,
+        model_id=args.model_id,
+        prior_probability=args.prior,
     )
+
+
+def build_compare_request(args: argparse.Namespace) -> ranker_pb2.CompareKinshipRequest:
+    request = ranker_pb2.CompareKinshipRequest(
+        relatives=[parse_relative(text, i) for i, text in enumerate(args.relative)],
+        missing_person=missing_person(args),
+        model_id=args.model_id,
+        prior_probability=args.prior,
+    )
+    if args.candidate_person:
+        if args.candidate_sex:
+            raise CommandError("--candidate-sex is for --candidate photos; a gallery person's sex is on record")
+        request.candidate_person_id = args.candidate_person
+    else:
+        paths = [p.strip() for p in args.candidate.split(",") if p.strip()]
+        if not paths:
+            raise CommandError("--candidate: give one or more images, comma-separated")
+        request.candidate_photos.photos.extend(ranker_pb2.Photo(image=_read_image(Path(p))) for p in paths)
+        if args.candidate_sex:
+            request.candidate_photos.sex = SEXES[args.candidate_sex]
+    return request
+
+
+def describe_scoring(info: ranker_pb2.ScoringInfo) -> str:
+    """One line: calibrated by which artifact and calibration, or plainly not."""
+    if not info.calibrated:
+        return (
+            "UNCALIBRATED: no trained kinship artifact (run `kinship train`); scores are identity cosine "
+            "similarities, not evidence, and no candidate can be strong"
+        )
+    return (
+        f"calibrated: artifact {info.artifact_id}, calibration {info.calibration_id}, identity model "
+        f"{info.identity_model_id}, kinship model {info.kinship_model_id}; prior {info.prior_probability:g}, "
+        f"strong at log10 LR >= {info.strong_candidate_log10_lr:g}"
+    )
+
+
+def _facts(attrs: common_pb2.PersonAttributes) -> str:
+    facts = []
+    if attrs.HasField("birth_year"):
+        facts.append(f"born {attrs.birth_year}")
+    if attrs.sex:
+        facts.append(common_pb2.Sex.Name(attrs.sex).removeprefix("SEX_").lower())
+    if attrs.region:
+        facts.append(attrs.region)
+    return " ".join(facts)
+
+
+def candidate_lines(cand: ranker_pb2.Candidate, calibrated: bool) -> list[str]:
+    """A candidate: its fused evidence in numbers and words, then each relative's."""
+    who = cand.person_id or "(the candidate photos)"
+    facts = _facts(cand.attributes)
+    if not calibrated:
+        evidence = "  ".join(f"{e.label} {e.similarity:+.3f}{'' if e.retrieved else '*'}" for e in cand.evidence)
+        return [f"{cand.rank:>3}. {who:<24} score {cand.score:+.3f}  [{evidence}]  {facts}".rstrip()]
+    mark = "  STRONG" if cand.strong_candidate else ""
+    lines = [
+        f"{cand.rank:>3}. {who:<24} log10 LR {cand.log10_likelihood_ratio:+.2f} "
+        f"({verbal_scale(cand.log10_likelihood_ratio)}), posterior {cand.posterior_probability:.3g}{mark}  {facts}".rstrip()
+    ]
+    for e in cand.evidence:
+        weight = "" if e.fusion_weight == 1 else f", weight {e.fusion_weight:.2g}"
+        lines.append(
+            f"       {e.label:<14} log10 LR {e.log10_likelihood_ratio:+.2f} ({e.calibration}{weight}; "
+            f"similarity {e.similarity:+.3f}{'' if e.retrieved else '*'}, photo {e.photo_index}, "
+            f"record {e.record_id or '-'})"
+        )
+    return lines
+
+
+def find_lines(reply: ranker_pb2.FindRelativesResponse) -> list[str]:
+    calibrated = reply.scoring.calibrated
+    lines = [
+        f"{len(reply.candidates)} candidate(s) of {reply.candidates_considered} considered; model {reply.model_id}",
+        f"scoring: {describe_scoring(reply.scoring)}",
+        f"fusion: {reply.fusion_method}",
+    ]
+    for cand in reply.candidates:
+        lines += candidate_lines(cand, calibrated)
+    if any(not e.retrieved for c in reply.candidates for e in c.evidence):
+        lines.append("(* similarity computed for fusion; that relative's own search did not retrieve the candidate)")
+    if calibrated and not reply.strong_candidates:
+        lines.append(
+            f"No strong candidate: no one reaches log10 LR {reply.scoring.strong_candidate_log10_lr:g}; "
+            "the list shows the likeliest people, not a likely match."
+        )
+    elif calibrated:
+        lines.append(f"{reply.strong_candidates} strong candidate(s).")
+    lines.append(LEAD_NOTICE)
+    return lines
+
+
+def compare_lines(reply: ranker_pb2.CompareKinshipResponse) -> list[str]:
+    calibrated = reply.scoring.calibrated
+    lines = [f"scoring: {describe_scoring(reply.scoring)}", *candidate_lines(reply.candidate, calibrated)]
+    if calibrated and not reply.candidate.strong_candidate:
+        lines.append(f"Not a strong candidate: log10 LR below {reply.scoring.strong_candidate_log10_lr:g}.")
+    lines.append(LEAD_NOTICE)
+    return lines
 
 
 @_run
@@ -394,21 +624,19 @@ def cmd_find(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(reply))
         return 0
-    print(f"{len(reply.candidates)} candidate(s) of {reply.candidates_considered} considered; model {reply.model_id}")
-    print(f"score: {reply.fusion_method}")
-    for cand in reply.candidates:
-        evidence = "  ".join(f"{e.label} {e.similarity:+.3f}{'' if e.retrieved else '*'}" for e in cand.evidence)
-        attrs = cand.attributes
-        facts = []
-        if attrs.HasField("birth_year"):
-            facts.append(f"born {attrs.birth_year}")
-        if attrs.sex:
-            facts.append(common_pb2.Sex.Name(attrs.sex).removeprefix("SEX_").lower())
-        if attrs.region:
-            facts.append(attrs.region)
-        print(f"{cand.rank:>3}. {cand.person_id:<24} score {cand.score:+.3f}  [{evidence}]  {' '.join(facts)}")
-    if any(not e.retrieved for c in reply.candidates for e in c.evidence):
-        print("(* similarity computed for fusion; that relative's own search did not retrieve the candidate)")
+    print("\n".join(find_lines(reply)))
+    return 0
+
+
+@_run
+def cmd_compare(args: argparse.Namespace) -> int:
+    request = build_compare_request(args)
+    with sync_channel(_address(args.ranker, "KINSHIP_RANKER_ADDRESS", 50053)) as channel:
+        reply = ranker_pb2_grpc.KinshipRankerStub(channel).CompareKinship(request, timeout=CALL_TIMEOUT)
+    if args.json:
+        print(to_json(reply))
+        return 0
+    print("\n".join(compare_lines(reply)))
     return 0
 
 
@@ -416,7 +644,7 @@ def cmd_find(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    results = {}
+    results: dict[str, dict] = {}
     for name, port in (("embedder", 50051), ("indexer", 50052), ("ranker", 50053)):
         address = _address(getattr(args, name), f"KINSHIP_{name.upper()}_ADDRESS", port)
         with sync_channel(address) as channel:
@@ -425,10 +653,38 @@ def cmd_status(args: argparse.Namespace) -> int:
                 status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as exc:
                 status = f"UNREACHABLE ({exc.code().name})"
-        results[name] = {"address": address, "status": status}
+            results[name] = {"address": address, "status": status}
+            if name == "ranker" and not status.startswith("UNREACHABLE"):
+                try:
+                    described = ranker_pb2_grpc.KinshipRankerStub(channel).DescribeScoring(
+                        ranker_pb2.DescribeScoringRequest(), timeout=3.0
+                    )
+                    results[name]["scoring"] = json.loads(to_json(described))
+                except grpc.RpcError as exc:
+                    results[name]["scoring_error"] = f"{exc.code().name}: {exc.details()}"
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for name, info in results.items():
             print(f"{name:<9} {info['address']:<22} {info['status']}")
+        print("\n".join(scoring_status_lines(results["ranker"])))
     return 0 if all(info["status"] == "SERVING" for info in results.values()) else 1
+
+
+def scoring_status_lines(ranker: dict) -> list[str]:
+    """How the ranker scores, from `status`'s ranker entry (DescribeScoring in its JSON mapping)."""
+    if "scoring_error" in ranker:
+        return [f"scoring   unknown ({ranker['scoring_error']})"]
+    if "scoring" not in ranker:
+        return []
+    described = json_format.ParseDict(ranker["scoring"], ranker_pb2.DescribeScoringResponse())
+    lines = [f"scoring   {describe_scoring(described.scoring)}"]
+    for cal in described.calibrations:
+        lines.append(
+            f"          {cal.name:<16} {cal.kin_pairs} kin / {cal.non_kin_pairs} non-kin pairs, "
+            f"|log10 LR| <= {cal.max_abs_log10_lr:g}: {cal.fitted_on}"
+        )
+    if described.artifact_metrics:
+        metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(described.artifact_metrics.items()))
+        lines.append(f"          held-out metrics: {metrics}")
+    return lines

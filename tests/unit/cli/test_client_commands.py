@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
 from kinship.cli import client_commands as cc
 from kinship.cli.main import build_parser
-from kinship.v1 import common_pb2, embedder_pb2
+from kinship.v1 import common_pb2, embedder_pb2, indexer_pb2, ranker_pb2
 
 
 def _enroll_args(tmp_path: Path, *argv: str) -> argparse.Namespace:
@@ -61,7 +62,9 @@ def test_manifest_rows_set_person_and_attributes(tmp_path: Path) -> None:
 def test_relative_syntax(tmp_path: Path) -> None:
     a, b = _touch(tmp_path / "a.jpg"), _touch(tmp_path / "b.jpg")
     rel = cc.parse_relative(f"sister:anna={a},{b}", 0)
-    assert rel.relation == common_pb2.RELATION_SIBLING and rel.label == "anna" and len(rel.photos) == 2
+    assert rel.relation == common_pb2.RELATION_SISTER and rel.label == "anna" and len(rel.photos) == 2
+    assert cc.parse_relative(f"brother={a}", 0).relation == common_pb2.RELATION_BROTHER
+    assert cc.parse_relative(f"sibling={a}", 0).relation == common_pb2.RELATION_SIBLING
     with pytest.raises(cc.CommandError, match="relation must be one of"):
         cc.parse_relative(f"uncle={a}", 0)
     with pytest.raises(cc.CommandError, match="RELATION=IMAGE"):
@@ -88,3 +91,262 @@ def test_most_prominent_face_weighs_area_and_score() -> None:
 
     faces = [face(10, 10, 0.99), face(40, 40, 0.7), face(30, 30, 0.95)]
     assert cc.most_prominent(faces) == 1
+
+
+# --- dates of photos, the prior, compare ---------------------------------------------------
+
+
+def test_a_relative_may_say_when_its_photos_were_taken(tmp_path: Path) -> None:
+    a, b = _touch(tmp_path / "kid.jpg"), _touch(tmp_path / "kid2.jpg")
+    aged = cc.parse_relative(f"self@6:young={a},{b}", 0)
+    assert aged.label == "young" and [p.age_at_photo for p in aged.photos] == [6.0, 6.0]
+    assert not aged.photos[0].HasField("capture_year")
+    dated = cc.parse_relative(f"self@1998={a}", 0)
+    assert dated.photos[0].capture_year == 1998 and not dated.photos[0].HasField("age_at_photo")
+    assert cc.parse_relative(f"self@4.5={a}", 0).photos[0].age_at_photo == 4.5
+    for bad in ("self@soon", "self@1850", "self@-3", "self@"):
+        with pytest.raises(cc.CommandError, match="after @|year the photo was taken"):
+            cc.parse_relative(f"{bad}={a}", 0)
+
+
+def test_find_sends_the_prior(tmp_path: Path) -> None:
+    a = _touch(tmp_path / "dad.jpg")
+    args = build_parser().parse_args(["find", "--relative", f"father={a}", "--prior", "0.01"])
+    assert cc.build_find_request(args).prior_probability == 0.01
+    default = build_parser().parse_args(["find", "--relative", f"father={a}"])
+    assert cc.build_find_request(default).prior_probability == 0.0  # the ranker's default
+
+
+def test_compare_takes_photos_or_a_person(tmp_path: Path) -> None:
+    dad, c1, c2 = _touch(tmp_path / "dad.jpg"), _touch(tmp_path / "c1.jpg"), _touch(tmp_path / "c2.jpg")
+    by_photos = cc.build_compare_request(
+        build_parser().parse_args(
+            ["compare", "--relative", f"father={dad}", "--candidate", f"{c1},{c2}", "--candidate-sex", "f"]
+        )
+    )
+    assert by_photos.WhichOneof("candidate") == "candidate_photos"
+    assert len(by_photos.candidate_photos.photos) == 2 and by_photos.candidate_photos.sex == common_pb2.SEX_FEMALE
+    by_person = cc.build_compare_request(
+        build_parser().parse_args(
+            [
+                "compare",
+                "--relative",
+                f"father={dad}",
+                "--candidate-person",
+                "p-9",
+                "--born-from",
+                "1990",
+                "--prior",
+                "0.2",
+            ]
+        )
+    )
+    assert by_person.WhichOneof("candidate") == "candidate_person_id" and by_person.candidate_person_id == "p-9"
+    assert by_person.missing_person.birth_year.min == 1990 and by_person.prior_probability == 0.2
+    with pytest.raises(SystemExit):  # one or the other, not both
+        build_parser().parse_args(
+            ["compare", "--relative", f"father={dad}", "--candidate", str(c1), "--candidate-person", "p-9"]
+        )
+    with pytest.raises(SystemExit):  # one of them is needed
+        build_parser().parse_args(["compare", "--relative", f"father={dad}"])
+    with pytest.raises(cc.CommandError, match="--candidate-sex"):
+        cc.build_compare_request(
+            build_parser().parse_args(
+                ["compare", "--relative", f"father={dad}", "--candidate-person", "p", "--candidate-sex", "m"]
+            )
+        )
+
+
+# --- what find, compare and status print -------------------------------------------------
+
+
+def _scoring(calibrated: bool = True) -> ranker_pb2.ScoringInfo:
+    if not calibrated:
+        return ranker_pb2.ScoringInfo(calibrated=False, prior_probability=0.001, fusion_method="mean-max-cosine-v1: x")
+    return ranker_pb2.ScoringInfo(
+        calibrated=True,
+        artifact_id="kin-7",
+        calibration_id="cal-7",
+        identity_model_id="ident",
+        kinship_model_id="kin-model",
+        prior_probability=0.001,
+        strong_candidate_log10_lr=2.0,
+        fusion_method="summed-calibrated-llr-v1: y",
+    )
+
+
+def _candidate(person: str, rank: int, llr: float, strong: bool) -> ranker_pb2.Candidate:
+    return ranker_pb2.Candidate(
+        person_id=person,
+        rank=rank,
+        score=llr,
+        log10_likelihood_ratio=llr,
+        posterior_probability=0.09,
+        strong_candidate=strong,
+        attributes=common_pb2.PersonAttributes(birth_year=1992, sex=common_pb2.SEX_MALE),
+        evidence=[
+            ranker_pb2.RelativeEvidence(
+                label="father",
+                relation=common_pb2.RELATION_FATHER,
+                similarity=0.41,
+                log10_likelihood_ratio=1.7,
+                fusion_weight=1.0,
+                calibration="father-son",
+                record_id=f"{person}:1",
+                retrieved=True,
+            ),
+            ranker_pb2.RelativeEvidence(
+                label="anna",
+                relation=common_pb2.RELATION_SISTER,
+                similarity=0.2,
+                log10_likelihood_ratio=0.9,
+                fusion_weight=0.5,
+                calibration="sibling",
+                record_id=f"{person}:1",
+            ),
+        ],
+    )
+
+
+def test_find_prints_evidence_in_numbers_and_words_and_marks_strong_candidates() -> None:
+    reply = ranker_pb2.FindRelativesResponse(
+        candidates=[_candidate("p1", 1, 2.15, True), _candidate("p2", 2, 0.4, False)],
+        scoring=_scoring(),
+        strong_candidates=1,
+        candidates_considered=7,
+        model_id="ident",
+        fusion_method="summed-calibrated-llr-v1: y",
+    )
+    text = "\n".join(cc.find_lines(reply))
+    assert "artifact kin-7, calibration cal-7" in text
+    (p1,) = [line for line in text.splitlines() if " p1 " in line]
+    assert "log10 LR +2.15 (moderately strong support)" in p1 and "posterior 0.09" in p1 and "STRONG" in p1
+    (p2,) = [line for line in text.splitlines() if " p2 " in line]
+    assert "weak support" in p2 and "STRONG" not in p2
+    assert "father         log10 LR +1.70 (father-son;" in text
+    assert "anna           log10 LR +0.90 (sibling, weight 0.5;" in text
+    assert "1 strong candidate(s)." in text
+    assert text.splitlines()[-1] == cc.LEAD_NOTICE
+
+
+def test_find_says_plainly_when_no_candidate_is_strong_or_scores_are_uncalibrated() -> None:
+    weak = ranker_pb2.FindRelativesResponse(candidates=[_candidate("p2", 1, 0.4, False)], scoring=_scoring())
+    text = "\n".join(cc.find_lines(weak))
+    assert "No strong candidate: no one reaches log10 LR 2" in text and cc.LEAD_NOTICE in text
+    plain = ranker_pb2.FindRelativesResponse(
+        candidates=[ranker_pb2.Candidate(person_id="p3", rank=1, score=0.52)], scoring=_scoring(False)
+    )
+    text = "\n".join(cc.find_lines(plain))
+    assert "UNCALIBRATED" in text and "score +0.520" in text
+    assert "log10 LR" not in text and "No strong candidate" not in text and cc.LEAD_NOTICE in text
+
+
+def test_compare_prints_the_one_candidate() -> None:
+    reply = ranker_pb2.CompareKinshipResponse(candidate=_candidate("", 1, -0.6, False), scoring=_scoring())
+    text = "\n".join(cc.compare_lines(reply))
+    assert "(the candidate photos)" in text and "supports not kin" in text
+    assert "Not a strong candidate" in text and text.splitlines()[-1] == cc.LEAD_NOTICE
+
+
+def test_status_prints_how_the_ranker_scores() -> None:
+    described = ranker_pb2.DescribeScoringResponse(
+        scoring=_scoring(),
+        calibrations=[
+            ranker_pb2.RelationCalibration(
+                name="father-son",
+                fitted_on="KinFaceW-I folds 1-5",
+                kin_pairs=156,
+                non_kin_pairs=156,
+                max_abs_log10_lr=2.5,
+            )
+        ],
+        artifact_metrics={"auc": 0.83},
+    )
+    lines = cc.scoring_status_lines({"status": "SERVING", "scoring": json.loads(cc.to_json(described))})
+    assert "calibrated: artifact kin-7, calibration cal-7" in lines[0]
+    assert "father-son" in lines[1] and "156 kin" in lines[1] and "KinFaceW-I" in lines[1]
+    assert lines[2].strip() == "held-out metrics: auc 0.83"
+    bare = ranker_pb2.DescribeScoringResponse(scoring=_scoring(False))
+    (line,) = cc.scoring_status_lines({"scoring": json.loads(cc.to_json(bare))})
+    assert "UNCALIBRATED" in line
+    assert cc.scoring_status_lines({"scoring_error": "UNIMPLEMENTED: x"}) == ["scoring   unknown (UNIMPLEMENTED: x)"]
+
+
+# --- enroll stores both vectors ----------------------------------------------------------
+
+
+class FakeEmbedderStub:
+    """kinship.v1.Embedder as a stub: serves IDENT (default) and, when given, a kinship model bound to it."""
+
+    def __init__(self, kinship: str = "") -> None:
+        self.kinship = kinship
+        self.requests: list[embedder_pb2.EmbedRequest] = []
+
+    def ListModels(self, request, timeout=None):
+        models = [embedder_pb2.ModelInfo(model_id="ident", is_default=True, kind=embedder_pb2.MODEL_KIND_IDENTITY)]
+        if self.kinship:
+            models.append(
+                embedder_pb2.ModelInfo(
+                    model_id=self.kinship, kind=embedder_pb2.MODEL_KIND_KINSHIP, bound_model_id="ident", artifact_id="a"
+                )
+            )
+        return embedder_pb2.ListModelsResponse(models=models)
+
+    def Embed(self, request, timeout=None):
+        self.requests.append(request)
+        served = {"ident", self.kinship} - {""}
+        assert request.model_id in served and set(request.additional_model_ids) <= served, "NOT_FOUND"
+        big = embedder_pb2.Face(
+            detection_score=0.9,
+            embedding=[1.0, 0.0],
+            additional_embeddings=[
+                common_pb2.Embedding(values=[0.0, 0.6, 0.8], model_id=m) for m in request.additional_model_ids
+            ],
+        )
+        big.box.x_max, big.box.y_max = 50, 50
+        small = embedder_pb2.Face(detection_score=0.99, embedding=[0.0, 1.0])
+        small.box.x_max, small.box.y_max = 5, 5
+        return embedder_pb2.EmbedResponse(faces=[small, big], model_id=request.model_id)
+
+
+class FakeIndexerStub:
+    def __init__(self) -> None:
+        self.upserts: list[indexer_pb2.UpsertRequest] = []
+
+    def Upsert(self, request, timeout=None):
+        self.upserts.append(request)
+        return indexer_pb2.UpsertResponse(upserted_count=len(request.records), collection=f"c_{request.model_id}")
+
+
+def test_enroll_stores_identity_and_kinship_vectors_under_one_record_id(tmp_path: Path) -> None:
+    items = [
+        cc.EnrolItem(_touch(tmp_path / f"{k}.jpg"), f"p{k}", common_pb2.PersonAttributes(region="R")) for k in range(2)
+    ]
+    embedder, indexer = FakeEmbedderStub(kinship="kin@ident"), FakeIndexerStub()
+    report = cc.enrol_with(items, embedder, indexer, progress=False)
+    assert [list(r.additional_model_ids) for r in embedder.requests] == [["kin@ident"]] * 2
+    assert [r.model_id for r in embedder.requests] == ["ident"] * 2
+    by_model = {u.model_id: u.records for u in indexer.upserts}
+    assert set(by_model) == {"ident", "kin@ident"}
+    assert [r.record_id for r in by_model["ident"]] == [r.record_id for r in by_model["kin@ident"]]
+    assert [list(r.embedding) for r in by_model["ident"]] == [[1.0, 0.0]] * 2  # the most prominent face
+    assert [list(r.embedding) for r in by_model["kin@ident"]] == [pytest.approx([0.0, 0.6, 0.8])] * 2
+    assert all(r.attributes.region == "R" for r in by_model["kin@ident"])
+    assert (report["model_id"], report["kinship_model_id"]) == ("ident", "kin@ident")
+    assert (report["collection"], report["kinship_collection"]) == ("c_ident", "c_kin@ident")
+
+
+def test_enroll_without_a_kinship_model_stores_identity_vectors_only(tmp_path: Path) -> None:
+    embedder, indexer = FakeEmbedderStub(), FakeIndexerStub()
+    report = cc.enrol_with([cc.EnrolItem(_touch(tmp_path / "a.jpg"), "p")], embedder, indexer, progress=False)
+    assert [u.model_id for u in indexer.upserts] == ["ident"]
+    assert list(embedder.requests[0].additional_model_ids) == []
+    assert report["kinship_model_id"] == "" and report["kinship_collection"] == ""
+
+
+def test_enroll_refuses_a_kinship_model_or_an_unknown_one_as_its_model(tmp_path: Path) -> None:
+    items = [cc.EnrolItem(_touch(tmp_path / "a.jpg"), "p")]
+    with pytest.raises(cc.CommandError, match="is a kinship model"):
+        cc.enrol_with(items, FakeEmbedderStub(kinship="kin@ident"), FakeIndexerStub(), model_id="kin@ident")
+    with pytest.raises(cc.CommandError, match="does not serve model 'nope'"):
+        cc.enrol_with(items, FakeEmbedderStub(), FakeIndexerStub(), model_id="nope")
