@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kinship.cli import client_commands
 from kinship.embedder import bootstrap as embedder_bootstrap
 from kinship.indexer import bootstrap as indexer_bootstrap
 from kinship.ranker import bootstrap as ranker_bootstrap
@@ -138,6 +139,8 @@ def stack(tmp_path_factory, group_photo, portrait_photo):
                 stub=ranker_pb2_grpc.KinshipRankerStub(plain_channel),
                 calibrated=ranker_pb2_grpc.KinshipRankerStub(calibrated_channel),
                 calibrated_address=calibrated.address,
+                embedder_address=embedder.address,
+                indexer_address=indexer.address,
                 artifact=artifact,
                 model_id=group.model_id,
                 crops=[crop(group_photo, face.box) for face in group.faces],
@@ -305,3 +308,46 @@ def test_the_calibrated_ranker_refuses_another_identity_model(stack):
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert stack.artifact.identity_model_id in caught.value.details()
+
+
+def test_kinship_enroll_stores_both_vectors_and_the_ranker_scores_them(stack, portrait_photo, tmp_path):
+    image = tmp_path / "portrait.png"
+    image.write_bytes(portrait_photo)
+    item = client_commands.EnrolItem(image, "enrolled-by-cli", common_pb2.PersonAttributes(birth_year=2001))
+    report = client_commands.enrol([item], stack.embedder_address, stack.indexer_address, progress=False)
+    try:
+        assert (report["model_id"], report["kinship_model_id"]) == (stack.model_id, stack.artifact.kinship_model_id)
+        (enrolled,) = report["enrolled"]
+        with grpc.insecure_channel(stack.indexer_address) as channel:
+            get = indexer_pb2_grpc.IndexerStub(channel).GetRecords
+            for model, dimension in ((stack.model_id, 128), (stack.artifact.kinship_model_id, KINSHIP_DIMENSION)):
+                (record,) = get(
+                    indexer_pb2.GetRecordsRequest(model_id=model, person_ids=["enrolled-by-cli"]), timeout=60
+                ).records
+                assert record.record_id == enrolled["record_id"] and len(record.embedding) == dimension
+        reply = stack.calibrated.FindRelatives(
+            ranker_pb2.FindRelativesRequest(
+                relatives=[
+                    self_photo(portrait_photo),
+                    ranker_pb2.Relative(
+                        relation=common_pb2.RELATION_MOTHER, photos=[ranker_pb2.Photo(image=portrait_photo)]
+                    ),
+                ],
+                missing_person=ranker_pb2.MissingPerson(birth_year=common_pb2.BirthYearRange(min=2000, max=2002)),
+            ),
+            timeout=120,
+        )
+        (only,) = reply.candidates
+        assert only.person_id == "enrolled-by-cli"
+        self_, mother = only.evidence
+        # The same photo: identity and kinship cosines of 1, each calibration's upper bound.
+        assert self_.similarity == pytest.approx(1.0, abs=1e-4) and mother.similarity == pytest.approx(1.0, abs=1e-4)
+        assert self_.log10_likelihood_ratio == pytest.approx(3.0) and mother.log10_likelihood_ratio == pytest.approx(
+            2.5
+        )
+        assert only.strong_candidate and reply.strong_candidates == 1
+    finally:
+        with grpc.insecure_channel(stack.indexer_address) as channel:
+            indexer_pb2_grpc.IndexerStub(channel).Delete(
+                indexer_pb2.DeleteRequest(person_ids=["enrolled-by-cli"]), timeout=60
+            )
