@@ -62,6 +62,15 @@ candidate is strong, and the fusion method text says UNCALIBRATED.
 
 Evidence of a relative (both modes) reports its best photo: the highest similarity
 over its photos, that photo's index and the record that gave it (the first on a tie).
+
+Evaluation code measures what is served by calling the same functions on embeddings:
+
+    config = ScoringConfig(calibration=cal, identity_model_id=..., kinship_model_id=...)
+    family = [relative_faces(Relation.FATHER, identity_rows, kinship_rows, quality=[0.9])]
+    records = [GalleryRecord(record_id, person_id, identity_vector, PersonAttributes(sex=Sex.MALE),
+                             kinship_embedding=kinship_vector), ...]
+    scores = score_candidates(family, records, config=config)
+    scores.person_ids, scores.log10_lr (fused), scores.relative_log10_lr, scores.posterior
 """
 
 from __future__ import annotations
