@@ -63,11 +63,11 @@ def make_test_artifact(
     identity_model_id: str = IDENTITY_MODEL_ID,
 ) -> KinshipArtifact:
     """Writes and activates an artifact with the real network and a random projection."""
-    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, _load_bytes, _pack_folder
+    from kinship.embedder.adapters.model_pack import recognizer_bytes
     from kinship.training.network import FEATURES, fold_constants, kinship_network
 
     rng = np.random.default_rng(seed)
-    identity = fold_constants(_load_bytes(_pack_folder(DEFAULT_PACK), DEFAULT_PACK.recognizer))
+    identity = fold_constants(recognizer_bytes())
     network = kinship_network(
         identity,
         mean=np.zeros(FEATURES, np.float32),

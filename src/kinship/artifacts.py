@@ -47,10 +47,15 @@ class ArtifactError(ConfigError):
 
 @dataclass(frozen=True)
 class RelationCalibration:
-    """Linear logistic calibration of one relation: log10 LR = (slope * similarity + intercept) / ln 10.
+    """Linear logistic calibration of one relation:
 
-    Fitted on out-of-fold similarities of kin and non-kin pairs with equal class
-    weights, so the fitted log-odds is the natural log of the likelihood ratio.
+        log10 LR = (slope * similarity + identity_slope * identity_similarity + intercept) / ln 10
+
+    `similarity` is the cosine in the space of `model`; for kin relations the
+    identity cosine of the same two faces is a second, weaker witness of kinship
+    (`identity_slope`, 0 where it is not used). Fitted on out-of-fold similarities of
+    kin and non-kin pairs with equal class weights, so the fitted log-odds is the
+    natural log of the likelihood ratio.
     `max_abs_log10_lr` bounds what one comparison may say (no extrapolation past the
     evidence the calibration saw). `model` names whose similarity it calibrates:
     "kinship" (the artifact's network) or "identity" (the bound identity model).
@@ -64,6 +69,7 @@ class RelationCalibration:
     fitted_on: str
     kin_pairs: int
     non_kin_pairs: int
+    identity_slope: float = 0.0
 
 
 @dataclass(frozen=True)

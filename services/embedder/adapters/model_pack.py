@@ -122,6 +122,11 @@ def _load_bytes(folder: Traversable, file: ModelFile) -> bytes:
     return prepared
 
 
+def recognizer_bytes(spec: PackSpec = DEFAULT_PACK) -> bytes:
+    """The pack's recognizer, verified and prepared for onnxruntime: what the kinship network is built from."""
+    return _load_bytes(_pack_folder(spec), spec.recognizer)
+
+
 def load_pack(
     spec: PackSpec = DEFAULT_PACK,
     *,

@@ -45,9 +45,22 @@ def calibration_name(relation: Relation, candidate_sex: Sex, available: Calibrat
     raise ValueError(f"no calibration for relation {relation}")
 
 
-def log10_lr(calibration: RelationCalibration, similarity: np.ndarray | float) -> np.ndarray:
-    """log10 likelihood ratio of kin (or, for self, same person) vs not, per similarity, bounded."""
-    raw = (calibration.slope * np.asarray(similarity, dtype=np.float64) + calibration.intercept) / _LN10
+def log10_lr(
+    calibration: RelationCalibration,
+    similarity: np.ndarray | float,
+    identity_similarity: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """log10 likelihood ratio of kin (or, for self, same person) vs not, per similarity, bounded.
+
+    `identity_similarity` (the identity cosine of the same faces) is needed where the
+    calibration weighs it (identity_slope != 0); a NaN in either gives NaN (no evidence).
+    """
+    raw = calibration.slope * np.asarray(similarity, dtype=np.float64) + calibration.intercept
+    if calibration.identity_slope:
+        if identity_similarity is None:
+            raise ValueError(f"calibration {calibration.name!r} needs the identity similarity as well")
+        raw = raw + calibration.identity_slope * np.asarray(identity_similarity, dtype=np.float64)
+    raw = raw / _LN10
     bound = calibration.max_abs_log10_lr
     return np.clip(raw, -bound, bound)
 

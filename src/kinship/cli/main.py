@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import client_commands, serve
+from . import client_commands, serve, training_commands
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
-COMMANDS = (serve, client_commands)
+COMMANDS = (serve, client_commands, training_commands)
 
 
 def _version() -> str:
