@@ -60,3 +60,27 @@ def test_pods_are_hardened_and_probed_over_grpc(rendered) -> None:
         assert container["livenessProbe"]["grpc"]["port"] == PORTS[name]
         assert "service" not in container["livenessProbe"]["grpc"], "liveness checks the process only"
         assert container["args"] == ["serve", name]
+
+
+def test_the_embedder_and_ranker_read_one_artifacts_claim_read_only(rendered) -> None:
+    (claim,) = [d for d in rendered if d["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == "kinship-artifacts"
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"], "every replica mounts it, none writes"
+    deployments = _deployments(rendered)
+    for name in ("embedder", "ranker"):
+        spec = deployments[name]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = [
+            m
+            for m in container["volumeMounts"]
+            if volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName") == "kinship-artifacts"
+        ]
+        assert len(mounts) == 1, f"{name} must mount the kinship-artifacts claim once"
+        (mount,) = mounts
+        assert mount.get("readOnly") is True, f"{name} must not be able to write artifacts"
+        assert volumes[mount["name"]]["persistentVolumeClaim"].get("readOnly") is True
+        assert env.get("KINSHIP_ARTIFACTS_DIR") == mount["mountPath"], f"{name} must look for artifacts in the mount"
+    indexer = deployments["indexer"]["spec"]["template"]["spec"]
+    assert all("persistentVolumeClaim" not in v for v in indexer["volumes"]), "the indexer has no use for artifacts"
