@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test run test test-unit test-integration test-e2e protos check-protos lint clean
+.PHONY: help install install-test install-train run test test-unit test-integration test-e2e train eval protos check-protos lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -32,6 +32,21 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 install: $(VENV)/.installed  ## create .venv and install the suite
 
 install-test: $(VENV)/.installed-test  ## install with the test extras
+
+$(VENV)/.installed-train: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e '.[train]'
+	@touch $@
+
+install-train: $(VENV)/.installed-train  ## install PyTorch (CPU) for kinship train / eval
+
+# The research data set beside the project (never copied into it).
+DATASET ?= ../shared/data/kinfacew-i
+
+train: install-train  ## train, calibrate and activate a kinship artifact from $(DATASET) (about 10 min)
+	$(VENV)/bin/kinship train --dataset $(DATASET)
+
+eval: install-train  ## 5-fold evaluation on $(DATASET), JSON in eval.json
+	$(VENV)/bin/kinship eval --dataset $(DATASET) --output eval.json
 
 run: install  ## start the three services with embedded defaults and a sample gallery
 	$(VENV)/bin/kinship serve all --sample-gallery

@@ -21,7 +21,7 @@ import numpy as np
 from kinship.runtime.clients import sync_channel
 from kinship.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 
-from .client_commands import EnrolItem, enrol
+from .client_commands import EnrolItem, enrol, kinship_model_for
 
 MARGIN = 0.6  # extra context around a face box, as a fraction of its size
 
@@ -86,17 +86,35 @@ def build_sample_images(sample_dir: Path, embedder_address: str) -> tuple[list[E
     return items, examples
 
 
+def _served_kinship_model(embedder_address: str) -> str:
+    """The kinship model the embedder serves beside its default identity model ("" when none)."""
+    with sync_channel(embedder_address) as channel:
+        models = embedder_pb2_grpc.EmbedderStub(channel).ListModels(embedder_pb2.ListModelsRequest(), timeout=30).models
+    return kinship_model_for(models, "")[1]
+
+
 def ensure_sample_gallery(data_dir: Path, addresses: dict[str, str]) -> None:
+    """Enrols the sample gallery on the first run, and again when a newly trained kinship model is served.
+
+    The marker names the kinship model the gallery was enrolled with: after `kinship
+    train` the gallery needs that model's vectors too (re-enrolling replaces records).
+    """
     sample_dir = data_dir / "sample"
     marker = sample_dir / ".enrolled"
-    if not marker.exists():
-        print("kinship: enrolling the sample gallery (first run only)...", file=sys.stderr, flush=True)
+    kinship_model = _served_kinship_model(addresses["embedder"])
+    enrolled_with = marker.read_text().splitlines()[1:2] if marker.exists() else []
+    if not marker.exists() or enrolled_with != [f"kinship model: {kinship_model or 'none'}"]:
+        why = "first run" if not marker.exists() else "a new kinship model is served"
+        print(f"kinship: enrolling the sample gallery ({why})...", file=sys.stderr, flush=True)
         items, _ = build_sample_images(sample_dir, addresses["embedder"])
         report = enrol(items, addresses["embedder"], addresses["indexer"], progress=False)
         if report["skipped"]:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report["skipped"])
             print(f"kinship: some sample images were not enrolled: {reasons}", file=sys.stderr)
-        marker.write_text(f"{len(report['enrolled'])} records in {report['collection']}\n")
+        marker.write_text(
+            f"{len(report['enrolled'])} records in {report['collection']}\n"
+            f"kinship model: {report['kinship_model_id'] or 'none'}\n"
+        )
         print(f"kinship: sample gallery enrolled: {len(report['enrolled'])} people", file=sys.stderr)
     print_examples(sample_dir)
 

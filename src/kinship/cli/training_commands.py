@@ -18,7 +18,7 @@ from pathlib import Path
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 
-DEFAULTS = {"epochs": 30, "augmented_views": 8, "dimension": 128, "seed": 0}
+DEFAULTS = {"epochs": 150, "augmented_views": 8, "dimension": 128, "seed": 0}
 
 
 def _folds(text: str) -> list[int] | None:
@@ -39,7 +39,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="folder with pairs.csv (relation,fold,kin,image1,image2) and images/",
     )
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="training epochs per projection")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULTS["epochs"],
+        help="training epochs per projection (one step each: the whole training set is one batch)",
+    )
     parser.add_argument(
         "--augmented-views",
         type=int,
@@ -120,11 +125,14 @@ def _say(quiet: bool):
 
 
 def _prepare(args):
+    from kinship.runtime.logs import configure_logging
     from kinship.training import pipeline
     from kinship.training.dataset import load_dataset
     from kinship.training.trainer import TrainParams
 
     _require_torch()
+    # The model pack logs what it loads; keep stdout for the result (--json) alone.
+    configure_logging(level="warning", fmt="console")
     for name in ("epochs", "dimension", "threads"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be 1 or more")

@@ -81,13 +81,15 @@ def default_data_dir() -> Path:
 def artifacts_dir_setting() -> Setting:
     """Where trained kinship artifacts live (read by the embedder and the ranker; see kinship.artifacts).
 
-    The default is `<default data dir>/artifacts`, where `kinship train` writes; a
-    deployment mounts one read-only folder into both services.
+    The default is `<data dir>/artifacts` (KINSHIP_DATA_DIR, else the per-user data
+    directory), where `kinship train` writes; a deployment mounts one read-only folder
+    into both services.
     """
+    data_dir = Path(os.environ.get("KINSHIP_DATA_DIR") or default_data_dir()).expanduser()
     return Setting(
         "artifacts_dir",
         "KINSHIP_ARTIFACTS_DIR",
-        default_data_dir() / "artifacts",
+        data_dir / "artifacts",
         "folder of trained kinship artifacts (kinship train writes <data-dir>/artifacts); the artifact named "
         "in its ACTIVE file is loaded at start, and without one the suite runs uncalibrated and says so",
         Path,

@@ -79,7 +79,7 @@ class KinshipDataset:
 
 def load_dataset(root: Path | str) -> KinshipDataset:
     """Reads DIR/pairs.csv; ConfigError naming the problem when the layout is not as documented."""
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().resolve()
     table = root / "pairs.csv"
     if not table.is_file():
         raise ConfigError(f"{root} has no pairs.csv: a data set needs pairs.csv and images/ (see kinship train --help)")
