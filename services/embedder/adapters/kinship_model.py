@@ -18,7 +18,7 @@ import numpy as np
 from kinship.artifacts import NETWORK_INPUT, NETWORK_OUTPUT, ArtifactError, KinshipArtifact
 from kinship.embedder.adapters.model_pack import LoadedPack
 from kinship.embedder.adapters.onnx_models import OnnxSession, create_session
-from kinship.embedder.adapters.sface import FACE_SIZE, face_blob
+from kinship.embedder.adapters.sface import FACE_SIZE, SFaceRecognizer
 from kinship.embedder.domain.pipeline import l2_normalise
 from kinship.embedder.domain.service import ModelInfo, ModelKind, ServedModel
 from kinship.runtime.logs import get_logger
@@ -26,25 +26,10 @@ from kinship.runtime.logs import get_logger
 log = get_logger("kinship.embedder.kinship_model")
 
 
-class KinshipNetworkRecognizer:
-    """FaceRecognizer over a kinship network session (one face per run)."""
-
-    def __init__(
-        self,
-        session: OnnxSession,
-        *,
-        dimension: int,
-        input_name: str = NETWORK_INPUT,
-        output_name: str = NETWORK_OUTPUT,
-    ):
-        self._session = session
-        self.dimension = dimension
-        self._input_name = input_name
-        self._output_name = output_name
-
-    def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
-        (output,) = self._session.run([self._output_name], {self._input_name: face_blob(aligned_bgr)})
-        return np.asarray(output, dtype=np.float32).reshape(-1)
+def kinship_recognizer(session: OnnxSession, *, dimension: int) -> SFaceRecognizer:
+    """The kinship network takes the identity model's input (see kinship.artifacts), so the identity
+    model's adapter runs it; only its tensor names differ."""
+    return SFaceRecognizer(session, dimension=dimension, input_name=NETWORK_INPUT, output_name=NETWORK_OUTPUT)
 
 
 @dataclass
@@ -53,7 +38,7 @@ class LoadedKinshipModel:
 
     artifact: KinshipArtifact
     model: ServedModel
-    recognizer: KinshipNetworkRecognizer
+    recognizer: SFaceRecognizer
     load_seconds: float
 
 
@@ -84,7 +69,7 @@ def load_kinship_model(artifact: KinshipArtifact, pack: LoadedPack, *, intra_op_
             f"onnxruntime cannot load the network of kinship artifact {artifact.artifact_id} "
             f"({artifact.path / artifact.network_file}): {exc}; train again (kinship train)"
         ) from exc
-    recognizer = KinshipNetworkRecognizer(session, dimension=artifact.dimension)
+    recognizer = kinship_recognizer(session, dimension=artifact.dimension)
     self_test(artifact, recognizer)
     info = ModelInfo(
         model_id=artifact.kinship_model_id,
@@ -108,7 +93,7 @@ def load_kinship_model(artifact: KinshipArtifact, pack: LoadedPack, *, intra_op_
     return LoadedKinshipModel(artifact=artifact, model=model, recognizer=recognizer, load_seconds=seconds)
 
 
-def self_test(artifact: KinshipArtifact, recognizer: KinshipNetworkRecognizer) -> None:
+def self_test(artifact: KinshipArtifact, recognizer: SFaceRecognizer) -> None:
     """Runs the network once on a grey face: it must give a finite vector of the manifest's dimension."""
     grey = np.full((FACE_SIZE, FACE_SIZE, 3), 128, np.uint8)
     try:

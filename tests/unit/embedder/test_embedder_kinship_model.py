@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kinship.artifacts import ArtifactError, KinshipArtifact, kinship_model_id
-from kinship.embedder.adapters.kinship_model import KinshipNetworkRecognizer, check_binding, self_test
+from kinship.embedder.adapters.kinship_model import check_binding, kinship_recognizer, self_test
 from kinship.embedder.adapters.model_pack import DEFAULT_PACK
 from kinship.runtime.errors import ConfigError
 from tests.kinship_artifact import hand_calibration
@@ -31,7 +31,7 @@ def artifact(identity_model_id: str = DEFAULT_PACK.model_id, dimension: int = 4)
 
 def test_the_network_gets_one_rgb_float_face_named_data_and_answers_embedding():
     session = FakeOnnxSession({"embedding": np.array([[0.6, 0.8, 0.0, 0.0]], np.float32)})
-    recognizer = KinshipNetworkRecognizer(session, dimension=4)
+    recognizer = kinship_recognizer(session, dimension=4)
     face = np.zeros((112, 112, 3), np.uint8)
     face[..., 0], face[..., 1], face[..., 2] = 10, 20, 30  # B, G, R
     vector = recognizer.embed(face)
@@ -43,7 +43,7 @@ def test_the_network_gets_one_rgb_float_face_named_data_and_answers_embedding():
 
 
 def test_the_network_refuses_a_crop_of_another_size():
-    recognizer = KinshipNetworkRecognizer(FakeOnnxSession({"embedding": np.ones((1, 4))}), dimension=4)
+    recognizer = kinship_recognizer(FakeOnnxSession({"embedding": np.ones((1, 4))}), dimension=4)
     with pytest.raises(ValueError, match="112x112"):
         recognizer.embed(np.zeros((64, 64, 3), np.uint8))
 
@@ -71,14 +71,14 @@ def test_an_artifact_bound_to_another_identity_model_is_refused_saying_what_to_d
     ids=["wrong-dimension", "zero-vector", "nan"],
 )
 def test_self_test_refuses_a_network_that_gives_no_usable_vector(output, words):
-    recognizer = KinshipNetworkRecognizer(FakeOnnxSession({"embedding": output}), dimension=4)
+    recognizer = kinship_recognizer(FakeOnnxSession({"embedding": output}), dimension=4)
     with pytest.raises(ArtifactError, match=words):
         self_test(artifact(), recognizer)
 
 
 def test_self_test_passes_a_finite_vector_of_the_declared_dimension():
     session = FakeOnnxSession({"embedding": np.array([[0.0, 1.0, 0.0, 0.0]], np.float32)})
-    self_test(artifact(), KinshipNetworkRecognizer(session, dimension=4))
+    self_test(artifact(), kinship_recognizer(session, dimension=4))
     assert len(session.feeds) == 1  # it really ran the network once
 
 
@@ -88,4 +88,4 @@ def test_self_test_reports_a_network_that_fails_to_run():
             raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions")
 
     with pytest.raises(ArtifactError, match="failed its self-test run.*invalid dimensions"):
-        self_test(artifact(), KinshipNetworkRecognizer(BrokenSession(), dimension=4))
+        self_test(artifact(), kinship_recognizer(BrokenSession(), dimension=4))
