@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-train run test test-unit test-integration test-e2e train eval protos check-protos lint clean
+.PHONY: help install install-test install-train run test test-unit test-integration test-e2e train eval protos check-protos check-contracts lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -65,6 +65,17 @@ test-e2e: install-test  ## end-to-end tests only (kinship serve all as subproces
 
 protos: install-test  ## regenerate src/kinship/v1 from protos/
 	$(PY) scripts/gen_protos.py
+
+# buf (from npm) lints the contracts and checks that kinship.v1 only grows, against the
+# commit that first published it.
+BUF := .buf/node_modules/.bin/buf
+CONTRACTS_BORN := 1915285
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .buf @bufbuild/buf@1.75.0
+
+check-contracts: $(BUF)  ## buf lint and buf breaking (against the first kinship.v1) over protos/
+	cd protos && ../$(BUF) lint . && ../$(BUF) breaking . --against '../.git#ref=$(CONTRACTS_BORN),subdir=protos'
 
 lint: install-test  ## ruff over the code
 	$(PIP) install -q ruff
