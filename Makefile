@@ -75,7 +75,10 @@ $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .buf @bufbuild/buf@1.75.0
 
 check-contracts: $(BUF)  ## buf lint and buf breaking (against the first kinship.v1) over protos/
-	cd protos && ../$(BUF) lint . && ../$(BUF) breaking . --against '../.git#ref=$(CONTRACTS_BORN),subdir=protos'
+	cd protos && ../$(BUF) lint .
+	rm -rf .buf/published && mkdir -p .buf/published
+	git archive $(CONTRACTS_BORN) protos | tar -x -C .buf/published
+	cd protos && ../$(BUF) breaking . --against ../.buf/published/protos
 
 lint: install-test  ## ruff over the code
 	$(PIP) install -q ruff
