@@ -481,6 +481,11 @@ def parse_relative(text: str, index: int) -> ranker_pb2.Relative:
     if not sep or not paths:
         raise CommandError(f"--relative {text!r}: write RELATION=IMAGE, for example father=dad.jpg")
     relation_part, _, label = head.partition(":")
+    if "@" in label:
+        raise CommandError(
+            f"--relative {text!r}: the photo date goes before the label: RELATION[@WHEN][:LABEL]=IMAGE, "
+            f"for example father@1990:dad=x.jpg"
+        )
     relation_name, at, when = relation_part.partition("@")
     relation = RELATIONS.get(relation_name.strip().lower())
     if relation is None:

@@ -107,6 +107,9 @@ def test_a_relative_may_say_when_its_photos_were_taken(tmp_path: Path) -> None:
     for bad in ("self@soon", "self@1850", "self@-3", "self@"):
         with pytest.raises(cc.CommandError, match="after @|year the photo was taken"):
             cc.parse_relative(f"{bad}={a}", 0)
+    # The date belongs to the relation, before the label; after it, it would silently become the label.
+    with pytest.raises(cc.CommandError, match="date goes before the label"):
+        cc.parse_relative(f"father:dad@1990={a}", 0)
 
 
 def test_find_sends_the_prior(tmp_path: Path) -> None:
