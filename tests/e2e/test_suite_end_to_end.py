@@ -7,6 +7,7 @@ parent plus a different photo of themself as a child ("self").
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -62,40 +63,51 @@ def _serving(address: str, service: str = "") -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory, kinfacew_dir):
-    data_dir = tmp_path_factory.mktemp("data")
+@contextlib.contextmanager
+def serve_all(data_dir: Path):
+    """`kinship serve all --data-dir DATA_DIR` on free ports until the block ends (then SIGTERM).
+
+    Yields the addresses, an environment whose KINSHIP_*_ADDRESS point at them, the
+    data directory, the process and its log; fails the test with the log's tail when
+    the suite does not come up within START_TIMEOUT.
+    """
     ports = dict(zip(("embedder", "indexer", "ranker"), free_ports(3), strict=True))
     log_path = data_dir / "serve-all.log"
-    log = open(log_path, "w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "kinship.cli.main",
-        "serve",
-        "all",
-        "--data-dir",
-        str(data_dir),
-        "--grace-seconds",
-        "3",
-    ]
+    cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "all", "--data-dir", str(data_dir)]
+    cmd += ["--grace-seconds", "3"]
     for name, port in ports.items():
         cmd += [f"--{name}-port", str(port)]
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     env = dict(os.environ)
     env.update({f"KINSHIP_{name.upper()}_ADDRESS": address for name, address in addresses.items()})
-    deadline = time.monotonic() + START_TIMEOUT
-    while not all(_serving(a) for a in addresses.values()):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"kinship serve all did not come up; its log:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.5)
-    yield {"addresses": addresses, "env": env, "data_dir": data_dir, "process": process, "log": log_path}
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-    log.close()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(_serving(a) for a in addresses.values()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait(30)
+                pytest.fail(
+                    f"kinship serve all did not come up within {START_TIMEOUT:.0f}s (exit code "
+                    f"{process.returncode}); its log:\n{log_path.read_text()[-4000:]}"
+                )
+            time.sleep(0.5)
+        yield {"addresses": addresses, "env": env, "data_dir": data_dir, "process": process, "log": log_path}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, kinfacew_dir):
+    with serve_all(tmp_path_factory.mktemp("data")) as running:
+        yield running
 
 
 def test_every_service_is_serving_and_reflects_its_contract(suite) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,8 +28,7 @@ import numpy as np
 import pytest
 
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc, ranker_pb2, ranker_pb2_grpc
-from tests.conftest import free_ports
-from tests.e2e.test_suite_end_to_end import _serving, as_portrait, kinship_cli
+from tests.e2e.test_suite_end_to_end import _serving, as_portrait, kinship_cli, serve_all
 
 # The shortened training takes 2 to 4 minutes on a 2-core machine (235 s measured beside
 # another training job); the module's first test pays for it in its set-up.
@@ -39,7 +36,6 @@ pytestmark = [pytest.mark.shared, pytest.mark.timeout(900)]
 
 PAIRS_PER_RELATION = 10  # father-son and mother-son: 20 sons in the gallery
 TRAIN_TIMEOUT = 600.0
-START_TIMEOUT = 240.0
 CALL_TIMEOUT = 60.0
 # One held-out fold, one augmented view, 40 full-batch steps: about a minute of training on
 # top of the feature pass, enough for the model to beat the baseline (the regression guard).
@@ -97,36 +93,8 @@ def trained(tmp_path_factory, kinfacew_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def suite(trained: dict):
     """`kinship serve all --data-dir` on the trained data directory, on free ports; SIGTERM at teardown."""
-    data_dir = trained["data_dir"]
-    ports = dict(zip(("embedder", "indexer", "ranker"), free_ports(3), strict=True))
-    log_path = data_dir / "serve-all.log"
-    cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "all", "--data-dir", str(data_dir)]
-    cmd += ["--grace-seconds", "3"]
-    for name, port in ports.items():
-        cmd += [f"--{name}-port", str(port)]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-    env = dict(os.environ)
-    env.update({f"KINSHIP_{name.upper()}_ADDRESS": address for name, address in addresses.items()})
-    deadline = time.monotonic() + START_TIMEOUT
-    while not all(_serving(a) for a in addresses.values()):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait(30)
-            pytest.fail(
-                f"kinship serve all on the trained artifact did not come up within {START_TIMEOUT:.0f}s "
-                f"(exit code {process.returncode}); its log:\n{_tail(log_path.read_text())}"
-            )
-        time.sleep(0.5)
-    yield {"addresses": addresses, "env": env, "process": process, "log": log_path}
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+    with serve_all(trained["data_dir"]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
