@@ -511,7 +511,7 @@ def evaluate(
             report(f"fold {fold} done ({number}/{len(folds)}) in {result.seconds:.0f}s")
     dataset = prepared.dataset
     model = summarise(dataset, results)
-    out = {
+    out: dict = {
         "dataset": {
             "name": dataset.name,
             "path": str(dataset.root),
@@ -534,12 +534,41 @@ def evaluate(
             "method": f"zero-shot cosine of {prepared.identity_model_id}",
             **summarise(dataset, results, True),
         },
+        "held_out": held_out(dataset, results),
         "seconds": {
             "features": round(prepared.seconds, 1),
             "evaluation": round(time.perf_counter() - started, 1),
         },
     }
     return out
+
+
+def _true_rank(scores: np.ndarray, truth: np.ndarray) -> int:
+    """1-based rank of the first true match (ties counted against it, the conservative reading)."""
+    best_true = float(np.max(scores[truth]))
+    return int(np.sum(scores > best_true) + np.sum((scores == best_true) & ~truth) + 1)
+
+
+def held_out(dataset: KinshipDataset, folds: list[FoldResult]) -> dict:
+    """Every held-out score, for curves (ROC, DET, Tippett, reliability, CMC) drawn from the same run."""
+    pairs = []
+    for result in folds:
+        for k, i in enumerate(result.pair_indices):
+            pair = dataset.pairs[i]
+            pairs.append(
+                {
+                    "relation": pair.relation,
+                    "fold": pair.fold,
+                    "kin": bool(pair.kin),
+                    "log10_lr": round(float(result.log10_lr[k]), 6),
+                    "baseline_log10_lr": round(float(result.baseline_log10_lr[k]), 6),
+                }
+            )
+    ranks = {
+        "model": [_true_rank(r, t) for f in folds for r, t in zip(f.retrieval_rows, f.retrieval_truth, strict=True)],
+        "baseline": [_true_rank(r, t) for f in folds for r, t in zip(f.baseline_rows, f.retrieval_truth, strict=True)],
+    }
+    return {"pairs": pairs, "retrieval_ranks": ranks}
 
 
 # -- the served artifact ------------------------------------------------------------------------------
