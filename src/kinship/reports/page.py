@@ -30,15 +30,15 @@ LEAD_NOT_IDENTIFICATION = (
 )
 
 _CSS = """
-:root { --ink: #111; --muted: #555; --line: #ccc; --accent: %(blue)s; }
+:root { --ink: #111; --muted: #555; --line: #ccc; --accent: BLUE; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
        margin: 0 auto; max-width: 1100px; padding: 24px; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 p.note, .muted { color: var(--muted); }
-.notice { border: 2px solid %(vermillion)s; padding: 10px 14px; margin: 14px 0; font-weight: 600; }
-table { border-collapse: collapse; width: 100%%; margin: 8px 0 16px; }
+.notice { border: 2px solid VERMILLION; padding: 10px 14px; margin: 14px 0; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
@@ -55,7 +55,7 @@ footer { margin-top: 32px; border-top: 1px solid var(--line); padding-top: 8px; 
   section, tr, figure { break-inside: avoid; }
   a { color: inherit; text-decoration: none; }
 }
-""" % PALETTE
+""".replace("BLUE", PALETTE["blue"]).replace("VERMILLION", PALETTE["vermillion"])
 
 
 def esc(value: object) -> str:
