@@ -108,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     find.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
     _add_known_facts(find)
     find.add_argument("--top-n", type=int, default=10, help="how many candidates [default 10]")
+    _add_report_flags(find)
     _add_common(find, "ranker")
     find.set_defaults(func=cmd_find)
 
@@ -129,6 +130,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_known_facts(compare)
     _add_common(compare, "ranker")
     compare.set_defaults(func=cmd_compare)
+
+    report = subparsers.add_parser("report", help="write a report as one self-contained HTML page")
+    kinds = report.add_subparsers(dest="report_kind", metavar="KIND", required=True)
+    case = kinds.add_parser(
+        "case",
+        help="the investigator's case report from a saved `kinship find --json` response",
+        description=(
+            "Render the case report from a response saved by `kinship find --json` plus the same --relative "
+            "photos (and known facts) that were asked with. Face crops come from the embedder."
+        ),
+    )
+    case.add_argument("--response", type=Path, required=True, help="a saved `kinship find --json` response")
+    case.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
+    _add_known_facts(case)
+    case.add_argument("--top-n", type=int, default=10, help="how many candidates were asked for [default 10]")
+    case.add_argument("--output", type=Path, help="the HTML file to write")
+    _add_report_flags(case, output=False)
+    case.set_defaults(func=cmd_report_case)
 
     status = subparsers.add_parser("status", help="health of the three services")
     for name, port in (("embedder", 50051), ("indexer", 50052), ("ranker", 50053)):
@@ -153,6 +172,23 @@ def _add_known_facts(parser: argparse.ArgumentParser) -> None:
         "(default: the ranker's, see kinship status)",
     )
     parser.add_argument("--model-id", default="", help="identity embedding model (default: the ranker's)")
+
+
+def _add_report_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
+    if output:
+        parser.add_argument("--report", type=Path, metavar="HTML", help="also write the case report to this file")
+    parser.add_argument(
+        "--gallery-photos",
+        type=Path,
+        metavar="DIR",
+        help="candidate photos for the report: <person_id>.jpg|png, or a sub-folder per person id (as enroll reads)",
+    )
+    parser.add_argument("--case-id", default="", help="case id shown on the report")
+    parser.add_argument("--pdf", type=Path, help="also print the report to this PDF (needs a headless chromium)")
+    parser.add_argument(
+        "--embedder",
+        help="embedder address, for the relatives' face crops [env KINSHIP_EMBEDDER_ADDRESS; default 127.0.0.1:50051]",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser, service: str) -> None:
@@ -624,8 +660,11 @@ def compare_lines(reply: ranker_pb2.CompareKinshipResponse) -> list[str]:
 @_run
 def cmd_find(args: argparse.Namespace) -> int:
     request = build_find_request(args)
+    _check_report_paths(args, args.report)
     with sync_channel(_address(args.ranker, "KINSHIP_RANKER_ADDRESS", 50053)) as channel:
         reply = ranker_pb2_grpc.KinshipRankerStub(channel).FindRelatives(request, timeout=CALL_TIMEOUT)
+    if args.report or args.pdf:
+        write_case_report(reply, request, args, args.report)
     if args.json:
         print(to_json(reply))
         return 0
@@ -642,6 +681,158 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(to_json(reply))
         return 0
     print("\n".join(compare_lines(reply)))
+    return 0
+
+
+# case report ---------------------------------------------------------------------
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kinship-search")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _check_report_paths(args: argparse.Namespace, output: Path | None) -> None:
+    """Fails before any call when the report could not be written (so no search is wasted)."""
+    if args.gallery_photos is not None and not args.gallery_photos.is_dir():
+        raise CommandError(f"--gallery-photos {args.gallery_photos}: not a folder")
+    for flag, path in (("--report/--output", output), ("--pdf", args.pdf)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise CommandError(f"{flag} {path}: the folder {path.parent} does not exist")
+    if args.pdf is not None and chromium_path() is None:
+        raise CommandError(PDF_NEEDS_CHROMIUM)
+
+
+def relative_face_crops(request: ranker_pb2.FindRelativesRequest, embedder) -> dict[int, list[bytes]]:
+    """One JPEG crop of the most prominent face per relative photo (b"" where the embedder finds none)."""
+    from kinship.reports.case import crop_face
+
+    crops: dict[int, list[bytes]] = {}
+    for i, relative in enumerate(request.relatives):
+        crops[i] = []
+        for j, photo in enumerate(relative.photos):
+            crop = b""
+            try:
+                reply = embedder.Embed(
+                    embedder_pb2.EmbedRequest(image=photo.image, model_id=request.model_id), timeout=CALL_TIMEOUT
+                )
+                if reply.faces:
+                    crop = crop_face(photo.image, reply.faces[most_prominent(reply.faces)].box)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+            except ValueError:
+                pass
+            if not crop:
+                label = relative.label or common_pb2.Relation.Name(relative.relation)
+                print(f"  no face crop for {label} photo {j + 1}: no face found", file=sys.stderr)
+            crops[i].append(crop)
+    return crops
+
+
+PDF_NEEDS_CHROMIUM = (
+    "--pdf needs a headless Chromium (chromium, chromium-browser or google-chrome on PATH; on Debian "
+    "`apt-get install chromium`); write --report HTML instead"
+)
+
+
+def chromium_path() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def print_pdf(html_path: Path, pdf_path: Path) -> None:
+    """Prints the HTML file to A4 PDF with headless Chromium (its @page rule sets the paper)."""
+    import subprocess
+
+    browser = chromium_path()
+    if browser is None:
+        raise CommandError(PDF_NEEDS_CHROMIUM)
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-pdf-header-footer",
+        f"--print-to-pdf={pdf_path.resolve()}",
+        html_path.resolve().as_uri(),
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(f"{browser} did not print {pdf_path} within 120 s") from exc
+    if done.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise CommandError(f"{browser} could not print {pdf_path} (exit {done.returncode}): {' | '.join(tail)}")
+
+
+def write_case_report(
+    reply: ranker_pb2.FindRelativesResponse,
+    request: ranker_pb2.FindRelativesRequest,
+    args: argparse.Namespace,
+    output: Path | None,
+) -> None:
+    """Crops the relatives' faces through the embedder, renders the report, writes HTML and/or PDF."""
+    import tempfile
+
+    from kinship.reports.case import load_gallery_photos, render_case_report
+
+    gallery = load_gallery_photos(args.gallery_photos) if args.gallery_photos else None
+    with sync_channel(_address(args.embedder, "KINSHIP_EMBEDDER_ADDRESS", 50051)) as channel:
+        crops = relative_face_crops(request, embedder_pb2_grpc.EmbedderStub(channel))
+    html = render_case_report(
+        reply,
+        request,
+        relative_crops=crops,
+        gallery_photos=gallery,
+        case_id=args.case_id,
+        software_version=_software_version(),
+    )
+    if output is not None:
+        output.write_text(html, encoding="utf-8")
+        print(f"case report written to {output}", file=sys.stderr)
+    if args.pdf is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = output if output is not None else Path(tmp) / "case.html"
+            if output is None:
+                source.write_text(html, encoding="utf-8")
+            print_pdf(source, args.pdf)
+        print(f"case report printed to {args.pdf}", file=sys.stderr)
+
+
+def load_find_response(path: Path) -> ranker_pb2.FindRelativesResponse:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return json_format.Parse(text, ranker_pb2.FindRelativesResponse())
+    except json_format.ParseError as exc:
+        raise CommandError(f"{path} is not a `kinship find --json` response: {exc}") from exc
+
+
+@_run
+def cmd_report_case(args: argparse.Namespace) -> int:
+    if args.output is None and args.pdf is None:
+        raise CommandError("give --output case.html and/or --pdf case.pdf")
+    reply = load_find_response(args.response)
+    request = build_find_request(args)
+    if len(request.relatives) != max((len(c.evidence) for c in reply.candidates), default=len(request.relatives)):
+        raise CommandError(
+            f"{args.response} holds evidence from {len(reply.candidates[0].evidence)} relative(s) but "
+            f"{len(request.relatives)} --relative were given: give the same relatives as the search"
+        )
+    _check_report_paths(args, args.output)
+    write_case_report(reply, request, args, args.output)
     return 0
 
 

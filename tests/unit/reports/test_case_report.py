@@ -281,3 +281,76 @@ def test_gallery_photos_follow_the_enroll_layout(tmp_path: Path) -> None:
     assert load_gallery_photos(tmp_path) == {"alice": b"A", "bob": b"B1"}
     with pytest.raises(ValueError, match="not a folder"):
         load_gallery_photos(tmp_path / "missing")
+
+
+# `kinship report case` and `kinship find --report`: the CLI side ---------------------
+
+
+class FakeEmbedder:
+    """Answers Embed with one face box in the middle of each image (as the embedder's box)."""
+
+    def __init__(self, channel=None) -> None:
+        self.calls = 0
+
+    def Embed(self, request, timeout=None):  # noqa: N802 - gRPC method name
+        from kinship.v1 import embedder_pb2
+
+        self.calls += 1
+        pixels = cv2.imdecode(np.frombuffer(request.image, np.uint8), cv2.IMREAD_COLOR)
+        h, w = pixels.shape[:2]
+        face = embedder_pb2.Face(detection_score=0.9)
+        face.box.x_min, face.box.y_min, face.box.x_max, face.box.y_max = w / 4, h / 4, 3 * w / 4, 3 * h / 4
+        return embedder_pb2.EmbedResponse(faces=[face], image_width=w, image_height=h)
+
+
+def test_report_case_renders_a_saved_response(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kinship.cli import client_commands as cc
+    from kinship.cli.main import main
+
+    monkeypatch.setattr(cc.embedder_pb2_grpc, "EmbedderStub", FakeEmbedder)
+    (tmp_path / "dad.jpg").write_bytes(_jpeg(120, 120))
+    (tmp_path / "anna.jpg").write_bytes(_jpeg(100, 140))
+    gallery = tmp_path / "gallery"
+    (gallery / "p-123").mkdir(parents=True)
+    (gallery / "p-123" / "a.jpg").write_bytes(_jpeg())
+    saved = tmp_path / "saved.json"
+    saved.write_text(cc.to_json(build_response()))
+    out = tmp_path / "case.html"
+    argv = ["report", "case", "--response", str(saved), "--relative", f"father@1985:{HOSTILE}={tmp_path / 'dad.jpg'}"]
+    argv += ["--relative", f"sister:sister-anna={tmp_path / 'anna.jpg'}", "--born-from", "1990", "--born-to", "1994"]
+    argv += ["--gallery-photos", str(gallery), "--case-id", "C-1", "--output", str(out), "--embedder", "127.0.0.1:9"]
+    assert main(argv) == 0
+    page = parse(out.read_text())
+    assert [r["person"] for r in page.rows] == ["p-007", "p-123", "p-042"]
+    images = [a for t, a in page.tags if t == "img"]
+    assert len(images) == 3  # two relative crops and p-123's photo
+    text = " ".join(page.text)
+    assert "C-1" in text and "1990 to 1994" in text and HOSTILE in text and "taken 1985" in text
+
+
+def test_report_case_refuses_a_mismatched_family_and_bad_json(tmp_path: Path, capsys) -> None:
+    from kinship.cli import client_commands as cc
+    from kinship.cli.main import main
+
+    (tmp_path / "dad.jpg").write_bytes(_jpeg())
+    saved = tmp_path / "saved.json"
+    saved.write_text(cc.to_json(build_response()))
+    one = ["--relative", f"father={tmp_path / 'dad.jpg'}", "--output", str(tmp_path / "c.html")]
+    assert main(["report", "case", "--response", str(saved), *one]) == 1
+    assert "give the same relatives" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"candidates": 7}')
+    assert main(["report", "case", "--response", str(tmp_path / "bad.json"), *one]) == 1
+    assert "is not a `kinship find --json` response" in capsys.readouterr().err
+    assert main(["report", "case", "--response", str(saved), "--relative", f"father={tmp_path / 'dad.jpg'}"]) == 1
+    assert "give --output" in capsys.readouterr().err
+
+
+def test_pdf_without_chromium_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from kinship.cli import client_commands as cc
+    from kinship.cli.main import main
+
+    monkeypatch.setattr(cc, "chromium_path", lambda: None)
+    (tmp_path / "dad.jpg").write_bytes(_jpeg())
+    argv = ["find", "--relative", f"father={tmp_path / 'dad.jpg'}", "--pdf", str(tmp_path / "c.pdf")]
+    assert main([*argv, "--ranker", "127.0.0.1:9"]) == 1
+    assert "--pdf needs a headless Chromium" in capsys.readouterr().err
