@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import client_commands, serve, training_commands
+from . import client_commands, report_commands, serve, training_commands
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
-COMMANDS = (serve, client_commands, training_commands)
+#: report_commands last: it reuses a `report` parser another module made (see report_kinds).
+COMMANDS = (serve, client_commands, training_commands, report_commands)
 
 
 def _version() -> str:

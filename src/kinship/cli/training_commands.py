@@ -1,7 +1,8 @@
 """`kinship eval` and `kinship train`: measure and make the kinship model.
 
-    kinship eval  --dataset DIR [--folds 1,2,3,4,5] [--json] [--output FILE]
+    kinship eval  --dataset DIR [--folds 1,2,3,4,5] [--json] [--output FILE] [--report eval.html]
     kinship train --dataset DIR [--data-dir D | --artifacts-dir A] [--eval-folds all|none|1,2] [--json]
+                  [--report eval.html]
 
 Both read a data set laid out like KinFaceW (pairs.csv with folds, images/), in
 place; both need PyTorch (`pip install 'kinship-search[train]'`). See docs/kinship.md.
@@ -57,6 +58,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--output", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--report", type=Path, metavar="HTML", help="also write the evaluation report (self-contained HTML) here"
+    )
 
 
 def register(subparsers) -> None:
@@ -189,7 +193,15 @@ def _print_summary(result: dict, out=sys.stdout) -> None:
         )
 
 
+def _write_report(args, result: dict | None) -> None:
+    if args.report and result:
+        from .report_commands import write_evaluation_report
+
+        write_evaluation_report(result, args.report)
+
+
 def _emit(args, result: dict) -> None:
+    _write_report(args, result)
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
@@ -243,6 +255,8 @@ def run_train(args) -> int:
         )
         dataset, params, prepared = _prepare(args)
         folds = _check_folds(args.eval_folds, dataset.folds)
+        if args.report and not folds:
+            raise ConfigError("--report needs an evaluation: --eval-folds none measures nothing")
         say = _say(args.quiet)
         result = pipeline.evaluate(prepared, params, folds, args.seed, report=say) if folds else None
         if say:
@@ -270,6 +284,7 @@ def run_train(args) -> int:
         "active": not args.no_activate,
         "evaluation": result,
     }
+    _write_report(args, result)
     if args.output:
         args.output.write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:

@@ -382,26 +382,34 @@ def _retrieval(result: dict) -> str:
 
 def _summary(result: dict) -> str:
     codes = [c for c in result["verification"] if c != "mean"] + ["mean"]
-    metrics = (
-        ("verification", "auc", "AUC"),
-        ("verification", "accuracy", "accuracy"),
-        ("verification", "tar_at_far_1pct", "TAR@FAR1%"),
-        ("calibration", "cllr", "Cllr"),
-        ("calibration", "cllr_min", "Cllr min"),
-        ("calibration", "ece", "ECE"),
+    groups = (
+        (
+            "Verification (from the result: mean over test folds)",
+            (
+                ("verification", "auc", "AUC"),
+                ("verification", "accuracy", "accuracy"),
+                ("verification", "tar_at_far_1pct", "TAR@FAR1%"),
+            ),
+        ),
+        (
+            "Calibration (from the result: mean over test folds)",
+            (("calibration", "cllr", "Cllr"), ("calibration", "cllr_min", "Cllr min"), ("calibration", "ece", "ECE")),
+        ),
     )
-    head = ["relation"]
-    for _, _, label in metrics:
-        head += [f"{label} model", f"{label} baseline"]
-    rows = []
-    for code in codes:
-        cells = []
-        for part, metric, _ in metrics:
-            cells.append(_cell(result[part][code][metric], f"{part}.{code}.{metric}"))
-            cells.append(_cell(result["baseline"][part][code][metric], f"baseline.{part}.{code}.{metric}"))
-        label = "mean over relations" if code == "mean" else f"{RELATIONS.get(code, code)} ({code})"
-        rows.append((label, cells))
-    verification = _table("Verification and calibration (from the result: mean over test folds)", head, rows, "summary")
+    verification = ""
+    for caption, metrics in groups:
+        head = ["relation"]
+        for _, _, label in metrics:
+            head += [f"{label} model", f"{label} baseline"]
+        rows = []
+        for code in codes:
+            cells = []
+            for part, metric, _ in metrics:
+                cells.append(_cell(result[part][code][metric], f"{part}.{code}.{metric}"))
+                cells.append(_cell(result["baseline"][part][code][metric], f"baseline.{part}.{code}.{metric}"))
+            label = "mean over relations" if code == "mean" else f"{RELATIONS.get(code, code)} ({code})"
+            rows.append((label, cells))
+        verification += _table(caption, head, rows, "summary")
     r, br = result["retrieval"], result["baseline"]["retrieval"]
     rows = [
         (

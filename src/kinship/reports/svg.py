@@ -72,7 +72,7 @@ def probit(p: float, floor: float = 1e-4) -> float:
 
 def probit_axis(label: str, lo: float = 0.002, hi: float = 0.8) -> Axis:
     """A normal-deviate (probit) scale for error rates, as DET plots use; rates shown in percent."""
-    marks = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
+    marks = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 0.95)
     ticks = [(m, f"{m * 100:g}%") for m in marks if lo <= m <= hi]
     return Axis(label, lo, hi, ticks, transform=probit)
 
