@@ -45,8 +45,8 @@ DATASET ?= ../shared/data/kinfacew-i
 train: install-train  ## train, calibrate and activate a kinship artifact from $(DATASET) (about 10 min)
 	$(VENV)/bin/kinship train --dataset $(DATASET)
 
-eval: install-train  ## 5-fold evaluation on $(DATASET), JSON in eval.json
-	$(VENV)/bin/kinship eval --dataset $(DATASET) --output eval.json
+eval: install-train  ## 5-fold evaluation on $(DATASET): eval.json and the report eval.html
+	$(VENV)/bin/kinship eval --dataset $(DATASET) --output eval.json --report eval.html
 
 run: install  ## start the three services with embedded defaults and a sample gallery
 	$(VENV)/bin/kinship serve all --sample-gallery
