@@ -9,8 +9,6 @@ reason where chromium, chromedriver or selenium are missing, except in CI (CI=tr
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -19,36 +17,14 @@ import pytest
 
 from kinship.reports.case import crop_face, render_case_report
 from kinship.v1 import common_pb2
-from tests.conftest import IN_CI, require_path, sample_image
+from tests.browser import assert_clean_and_offline, chromium
+from tests.conftest import require_path, sample_image
 from tests.unit.reports.test_case_report import build_request, build_response
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-def _need(condition: bool, message: str) -> None:
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(message + "; CI must have it", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def driver():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _need(False, "selenium is not installed (pip install selenium)")
-    _need(shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)")
-    require_path(CHROMEDRIVER, "chromedriver (apt-get install chromium-driver)")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield browser
-    browser.quit()
+    yield from chromium()
 
 
 def real_faces(shared_dir: Path) -> list[bytes]:
@@ -114,15 +90,7 @@ def test_case_report_in_headless_chromium(driver, shared_dir: Path, tmp_path: Pa
     )
     assert len(bars) == 6 and all(w > 0 for w in bars)  # every relative's bar is drawn, none is zero-width
 
-    severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    assert not severe, severe
-    requests = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            requests.append(message["params"]["request"]["url"])
-    assert requests, "the performance log recorded no request at all (not even the page)"
-    assert all(url.startswith(("data:", "file:")) for url in requests), [u[:80] for u in requests]
+    assert_clean_and_offline(driver)
 
     screenshot = tmp_path / "case-report.png"
     assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0

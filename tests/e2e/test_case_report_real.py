@@ -24,6 +24,7 @@ import pytest
 
 from kinship.cli.sample import ensure_sample_gallery
 from kinship.reports.case import UNCALIBRATED_NOTICE, load_gallery_photos
+from tests.browser import assert_clean_and_offline
 from tests.e2e import test_case_report_browser as browser
 from tests.e2e.test_suite_end_to_end import as_portrait, father_son_pairs, kinship_cli, serve_all
 
@@ -127,15 +128,7 @@ def check_report_in_chromium(driver, report: Path, reply: dict, relatives: int, 
     notice = driver.find_element("css selector", "p.notice.uncalibrated")
     assert notice.is_displayed() and notice.text == UNCALIBRATED_NOTICE
 
-    severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    assert not severe, severe
-    requests = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            requests.append(message["params"]["request"]["url"])
-    assert requests, "the performance log recorded no request at all (not even the page)"
-    assert all(url.startswith(("data:", "file:")) for url in requests), [u[:80] for u in requests]
+    assert_clean_and_offline(driver)
 
     screenshot = out.with_suffix(".png")
     assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.browser import assert_clean_and_offline, chromium, need
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 EVAL_TIMEOUT = 900
-
-
-def _need(ok: bool, what: str) -> None:
-    if ok:
-        return
-    if IN_CI:
-        pytest.fail(f"{what}; CI must have it", pytrace=False)
-    pytest.skip(what)
-
-
-def _chromium() -> str | None:
-    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +25,7 @@ def evaluated(kinfacew_dir: Path, tmp_path_factory) -> tuple[dict, Path]:
     try:
         import torch  # noqa: F401
     except ImportError:
-        _need(False, "PyTorch is not installed (pip install 'kinship-search[train]')")
+        need(False, "PyTorch is not installed (pip install 'kinship-search[train]')")
     out = tmp_path_factory.mktemp("eval-report")
     report = out / "eval.html"
     cmd = [sys.executable, "-m", "kinship.cli.main", "eval", "--dataset", str(kinfacew_dir), "--folds", "1"]
@@ -51,24 +37,7 @@ def evaluated(kinfacew_dir: Path, tmp_path_factory) -> tuple[dict, Path]:
 
 @pytest.fixture(scope="module")
 def driver():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _need(False, "selenium is not installed (pip install selenium)")
-    chromium = _chromium()
-    _need(chromium is not None, "chromium is not installed (apt-get install chromium)")
-    _need(CHROMEDRIVER.exists(), f"chromedriver not found at {CHROMEDRIVER} (apt-get install chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from chromium()
 
 
 def test_eval_report_opens_cleanly_and_shows_the_runs_figures(evaluated, driver, tmp_path):
@@ -77,15 +46,7 @@ def test_eval_report_opens_cleanly_and_shows_the_runs_figures(evaluated, driver,
     driver.get(report.as_uri())
     assert driver.title.startswith("Kinship model evaluation")
 
-    severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-    assert not severe, severe
-    requested = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message.get("method") == "Network.requestWillBeSent":
-            requested.append(message["params"]["request"]["url"])
-    assert requested, "the performance log saw no request at all (not even the page)"
-    assert all(url.startswith(("data:", "file:")) for url in requested), requested
+    assert_clean_and_offline(driver)
 
     sizes = driver.execute_script(
         "return Array.from(document.querySelectorAll('svg')).map(s => {"

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kinship import software_version
 from kinship.ranker.domain.verbal import verbal_scale
 from kinship.runtime.clients import sync_channel
 from kinship.v1 import (
@@ -687,15 +688,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # case report ---------------------------------------------------------------------
 
 
-def _software_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kinship-search")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _check_report_paths(args: argparse.Namespace, output: Path | None) -> None:
     """Fails before any call when the report could not be written (so no search is wasted)."""
     if args.gallery_photos is not None and not args.gallery_photos.is_dir():
@@ -795,7 +787,7 @@ def write_case_report(
         relative_crops=crops,
         gallery_photos=gallery,
         case_id=args.case_id,
-        software_version=_software_version(),
+        software_version=software_version(),
     )
     if output is not None:
         output.write_text(html, encoding="utf-8")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kinship import software_version
+
 from . import client_commands, report_commands, serve, training_commands
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
@@ -22,21 +24,12 @@ from . import client_commands, report_commands, serve, training_commands
 COMMANDS = (serve, client_commands, training_commands, report_commands)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kinship-search")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kinship",
         description="Cross-age kinship face search: run the services and query them.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {software_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.register(subparsers)

@@ -41,11 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def write_evaluation_report(result: dict, path: Path) -> None:
+    from kinship import software_version
     from kinship.reports.evaluation import render_evaluation_report
 
-    from .training_commands import _version
-
-    path.write_text(render_evaluation_report(result, software_version=_version()), encoding="utf-8")
+    path.write_text(render_evaluation_report(result, software_version=software_version()), encoding="utf-8")
 
 
 def run_report_eval(args) -> int:

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from kinship import software_version
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 
@@ -268,7 +269,7 @@ def run_train(args) -> int:
             target,
             metrics_summary=_metrics_summary(result),
             dataset_digest=dataset.digest(),
-            software_version=_version(),
+            software_version=software_version(),
             activate=not args.no_activate,
             report=say,
         )
@@ -297,12 +298,3 @@ def run_train(args) -> int:
         print(f"  kinship model id {artifact.kinship_model_id}; calibration {artifact.calibration.calibration_id}")
         print("  restart the embedder and the ranker (kinship serve ...) to load it")
     return 0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kinship-search")
-    except PackageNotFoundError:
-        return "unknown"
