@@ -96,3 +96,17 @@ class DeadlineExceeded(KinshipError):
 
 class ConfigError(ValueError):
     """A setting is missing or invalid at start-up; the message names the setting."""
+
+
+class PermissionDenied(KinshipError):
+    """The caller is known but may not do this (another tenant's gallery, a role without the right)."""
+
+    status_name = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(KinshipError):
+    """The caller could not be identified (no or bad credentials)."""
+
+    status_name = "UNAUTHENTICATED"
+    default_reason = "UNAUTHENTICATED"
