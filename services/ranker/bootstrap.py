@@ -19,6 +19,7 @@ from kinship.runtime import clients, config
 from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable
 from kinship.runtime.logs import get_logger
+from kinship.security.transport import ClientTls
 from kinship.v1 import embedder_pb2, indexer_pb2, ranker_pb2, ranker_pb2_grpc
 
 from .adapters.grpc_clients import GrpcFaceEmbedder, GrpcGalleryIndex
@@ -179,8 +180,10 @@ def scoring_config(settings: SimpleNamespace) -> ScoringConfig:
 
 async def build(settings: SimpleNamespace) -> RankerService:
     scoring = scoring_config(settings)
-    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb)
-    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb)
+    # With a TLS folder the ranker calls the others with the suite's own client certificate (service.crt).
+    tls = ClientTls(settings.tls_dir) if getattr(settings, "tls_dir", None) is not None else None
+    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb, tls)
+    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb, tls)
     ranker = KinshipRanker(
         GrpcFaceEmbedder(embedder_channel, settings.call_timeout_seconds),
         GrpcGalleryIndex(indexer_channel, settings.call_timeout_seconds),

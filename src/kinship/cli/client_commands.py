@@ -27,6 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kinship import software_version
 from kinship.ranker.domain.verbal import verbal_scale
 from kinship.runtime.clients import sync_channel
+
+from . import security_commands
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
@@ -148,6 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--top-n", type=int, default=10, help="how many candidates were asked for [default 10]")
     case.add_argument("--output", type=Path, help="the HTML file to write")
     _add_report_flags(case, output=False)
+    security_commands.add_client_flags(case)
     case.set_defaults(func=cmd_report_case)
 
     status = subparsers.add_parser("status", help="health of the three services")
@@ -156,7 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"--{name}", help=f"{name} address [env KINSHIP_{name.upper()}_ADDRESS; default 127.0.0.1:{port}]"
         )
     status.add_argument("--json", action="store_true", help="print JSON for programs")
-    status.set_defaults(func=cmd_status)
+    security_commands.add_client_flags(status)
+    status.set_defaults(func=_run(cmd_status))
 
 
 def _add_known_facts(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +202,7 @@ def _add_common(parser: argparse.ArgumentParser, service: str) -> None:
         f"--{service}", help=f"{service} address [env KINSHIP_{service.upper()}_ADDRESS; default 127.0.0.1:{port}]"
     )
     parser.add_argument("--json", action="store_true", help="print the response as JSON (protobuf JSON mapping)")
+    security_commands.add_client_flags(parser)
 
 
 def _run(func):
@@ -205,8 +210,9 @@ def _run(func):
 
     def wrapper(args: argparse.Namespace) -> int:
         try:
+            security_commands.apply_client_flags(args)
             return func(args)
-        except CommandError as exc:
+        except (CommandError, ValueError, OSError) as exc:
             print(f"kinship {args.command}: {exc}", file=sys.stderr)
             return 1
         except grpc.RpcError as exc:

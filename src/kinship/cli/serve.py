@@ -63,6 +63,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="enrol the small sample gallery the first time, and print example commands",
     )
+    everything.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="run the suite with mutual TLS from this folder (`kinship certs init`); the services call each other "
+        "with its service.crt [env KINSHIP_TLS_DIR]",
+    )
+    everything.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="with --tls-dir and --sample-gallery: the enroller certificate NAME.crt that enrols the sample",
+    )
+    everything.add_argument(
+        "--plaintext", action="store_true", help="allow plaintext on a non-loopback --host (local development only)"
+    )
     everything.set_defaults(func=run_all)
 
 
@@ -105,9 +121,16 @@ class Child:
     process: subprocess.Popen
 
 
-def wait_serving(address: str, deadline: float, process: subprocess.Popen | None = None) -> bool:
+def wait_serving(
+    address: str, deadline: float, process: subprocess.Popen | None = None, tls_dir: Path | None = None
+) -> bool:
     """Polls the health service at `address` until SERVING or `deadline` (time.monotonic)."""
-    with grpc.insecure_channel(address) as channel:
+    from kinship.runtime.clients import sync_channel
+    from kinship.security.client import ClientSecurity
+    from kinship.security.transport import ClientTls
+
+    security = ClientSecurity(tls=ClientTls(tls_dir) if tls_dir else None)
+    with sync_channel(address, security=security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -147,6 +170,10 @@ def run_all(args: argparse.Namespace) -> int:
             f"kinship serve all: cannot create the data directory {data_dir}: {exc}; pass --data-dir", file=sys.stderr
         )
         return 2
+    tls_dir = args.tls_dir or (Path(os.environ["KINSHIP_TLS_DIR"]) if os.environ.get("KINSHIP_TLS_DIR") else None)
+    if tls_dir is not None and args.sample_gallery and not args.as_name:
+        print("kinship serve all: with --tls-dir, --sample-gallery needs --as NAME (an enroller certificate)", file=sys.stderr)
+        return 2
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     addresses = {name: f"{args.host}:{port}" for name, port in ports.items()}
 
@@ -175,6 +202,12 @@ def run_all(args: argparse.Namespace) -> int:
                 "--grace-seconds",
                 str(args.grace_seconds),
             ]
+            # Each service keeps its own audit chain in the data dir.
+            cmd += ["--audit-log", str(data_dir / "audit" / f"{name}.audit.jsonl")]
+            if tls_dir is not None:
+                cmd += ["--tls-dir", str(tls_dir)]
+            if args.plaintext:
+                cmd += ["--plaintext", "true"]
             if name == "indexer":
                 cmd += ["--data-dir", str(data_dir)]
             if name in ("embedder", "ranker"):
@@ -189,7 +222,7 @@ def run_all(args: argparse.Namespace) -> int:
         for child in children:
             if stop_requested:
                 break
-            if not wait_serving(addresses[child.name], deadline, child.process):
+            if not wait_serving(addresses[child.name], deadline, child.process, tls_dir):
                 if child.process.poll() is not None:
                     why = f"exited with code {child.process.returncode}"
                 else:
@@ -200,8 +233,12 @@ def run_all(args: argparse.Namespace) -> int:
             return 0
         print(f"kinship: all three services are SERVING (data in {data_dir})", file=sys.stderr)
         if args.sample_gallery:
+            from kinship.security import client as client_security
+
             from . import sample
 
+            if tls_dir is not None:
+                client_security.configure(client_security.from_options(tls_dir, args.as_name))
             sample.ensure_sample_gallery(data_dir, addresses)
         print("kinship: press Ctrl-C to stop", file=sys.stderr, flush=True)
         while not stop_requested:

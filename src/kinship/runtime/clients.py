@@ -20,23 +20,30 @@ from . import errors, grpc_errors
 from .interceptors import CALL_DEADLINE, REQUEST_ID_KEY
 from .server import client_options
 
+# The security package builds on the runtime; these two modules import only its basics.
+from kinship.security import client as client_security  # noqa: E402
+from kinship.security import forwarding  # noqa: E402
+from kinship.security.client import ClientSecurity  # noqa: E402
+from kinship.security.transport import ClientTls  # noqa: E402
+
 T = TypeVar("T")
 
 
-def aio_channel(address: str, max_message_mb: float = 16.0) -> grpc.aio.Channel:
-    """An insecure asyncio channel with the suite's message size limits."""
-    return grpc.aio.insecure_channel(address, options=client_options(max_message_mb))
+def aio_channel(address: str, max_message_mb: float = 16.0, tls: ClientTls | None = None) -> grpc.aio.Channel:
+    """An asyncio channel with the suite's message size limits: TLS with a client certificate when `tls` is given."""
+    return client_security.aio_channel(address, client_options(max_message_mb), tls)
 
 
-def sync_channel(address: str, max_message_mb: float = 16.0) -> grpc.Channel:
-    """A blocking channel, for the CLI and tests."""
-    return grpc.insecure_channel(address, options=client_options(max_message_mb))
+def sync_channel(address: str, max_message_mb: float = 16.0, security: ClientSecurity | None = None) -> grpc.Channel:
+    """A blocking channel, for the CLI and tests: the process's ClientSecurity unless `security` is given."""
+    return client_security.sync_channel(address, client_options(max_message_mb), security)
 
 
 def request_metadata() -> tuple[tuple[str, str], ...]:
-    """Metadata that carries the current call's request id onward, when there is one."""
+    """Metadata that carries the current call onward: its request id, and its caller, case id and purpose."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    return ((REQUEST_ID_KEY, request_id),) if request_id else ()
+    carried = ((REQUEST_ID_KEY, request_id),) if request_id else ()
+    return carried + forwarding.outgoing_metadata()
 
 
 async def call(

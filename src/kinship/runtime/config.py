@@ -143,7 +143,15 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
             choices=("debug", "info", "warning", "error"),
         ),
         Setting("log_format", "KINSHIP_LOG_FORMAT", "json", "log format", str.lower, choices=("json", "console")),
+        *_security_settings(service),
     ]
+
+
+def _security_settings(service: str) -> list[Setting]:
+    # Imported here: kinship.security builds on this module.
+    from kinship.security.settings import security_settings
+
+    return security_settings(service)
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:

@@ -24,7 +24,11 @@ _BY_STATUS: dict[grpc.StatusCode, type[errors.KinshipError]] = {
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
 }
+#: A dependency's failures that a retry may cure: reported as UNAVAILABLE.
+_TRANSIENT = {grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED}
 
 
 def status_code_of(error: errors.KinshipError) -> grpc.StatusCode:
@@ -65,18 +69,41 @@ def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
     """
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
+    reason = _error_reason(err)
     cls = _BY_STATUS.get(code)
     if cls is None:
-        return errors.Unavailable(
-            f"{service} failed with {code.name if code else 'an unknown status'}: {details}",
-            reason="DEPENDENCY_FAILED",
+        if code in _TRANSIENT:
+            return errors.Unavailable(f"{service} did not finish the call ({code.name}); retry", reason="DEPENDENCY_FAILED")
+        # INTERNAL, UNKNOWN, UNIMPLEMENTED, DATA_LOSS ...: the dependency's own words may
+        # hold internals (paths, stack hints), so the caller gets the code's meaning only.
+        return errors.KinshipError(
+            f"{service} failed internally ({code.name if code else 'unknown status'}); quote the request id when "
+            "reporting it",
+            reason="DEPENDENCY_INTERNAL",
         )
     if cls is errors.InvalidArgument:
         violations = _field_violations(err)
-        return errors.InvalidArgument(details or f"{service} refused the request", violations=violations)
+        return errors.InvalidArgument(details or f"{service} refused the request", violations=violations, reason=reason)
     if cls is errors.Unavailable:
-        return errors.Unavailable(f"{service} is unavailable: {details}")
-    return cls(details or f"{service} failed with {code.name}")
+        return errors.Unavailable(f"{service} is unavailable: {details}", reason=reason)
+    if cls in (errors.PermissionDenied, errors.Unauthenticated):
+        # Said inside the suite: name who refused, keep the reason (ROLE_NOT_ALLOWED, TENANT_MISMATCH, ...).
+        return cls(f"{service} refused the call: {details}", reason=reason)
+    return cls(details or f"{service} failed with {code.name}", reason=reason)
+
+
+def _error_reason(err: grpc.RpcError) -> str | None:
+    """The ErrorInfo reason the dependency sent, if any (kept across the hop)."""
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a status without parsable details is still a status
+        return None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason or None
+    return None
 
 
 def _field_violations(err: grpc.RpcError) -> list[errors.FieldViolation]:

@@ -133,8 +133,12 @@ class RunningServer:
 
 async def start_server(service: Service, settings: SimpleNamespace) -> RunningServer:
     """Builds, binds and starts the server for `service`; health starts NOT_SERVING."""
+    from kinship.security.gates import build_interceptor
+    from kinship.security.transport import server_credentials
+
+    credentials = server_credentials(settings)  # None: plaintext, allowed on loopback or with --plaintext
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor(service.name)],
+        interceptors=[CallContextInterceptor(service.name), build_interceptor(service.name, settings)],
         options=server_options(settings),
     )
     service.register(server)
@@ -146,7 +150,7 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc reports a failed bind this way
         port = 0
         cause: Exception | None = exc

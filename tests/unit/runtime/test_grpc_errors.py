@@ -54,5 +54,17 @@ def test_client_side_translation_keeps_code_and_message() -> None:
     )
     assert isinstance(down, errors.Unavailable)
     assert "embedder" in down.message
-    odd = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.INTERNAL, "boom"), service="indexer")
-    assert isinstance(odd, errors.Unavailable) and "INTERNAL" in odd.message
+    odd = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.INTERNAL, "boom at /srv/x.py"), service="indexer")
+    # A dependency's internal failure stays INTERNAL (not UNAVAILABLE) and its words do not leak.
+    assert grpc_errors.status_code_of(odd) == grpc.StatusCode.INTERNAL
+    assert "INTERNAL" in odd.message and "boom" not in odd.message and "/srv" not in odd.message
+
+
+def test_auth_failures_keep_their_meaning_across_a_hop() -> None:
+    denied = grpc_errors.from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "searcher may not call Delete"), service="indexer"
+    )
+    assert grpc_errors.status_code_of(denied) == grpc.StatusCode.PERMISSION_DENIED
+    assert "indexer" in denied.message and "may not call Delete" in denied.message
+    unknown = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "no credentials"), service="embedder")
+    assert grpc_errors.status_code_of(unknown) == grpc.StatusCode.UNAUTHENTICATED

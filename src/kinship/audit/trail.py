@@ -1,0 +1,228 @@
+"""An append-only, hash-chained audit log.
+
+Each event is one JSON line. It carries `seq` (1, 2, 3, ...), `prev` (the `hash` of
+the event before; 64 zeros for the first) and its own `hash`: the SHA-256 of the
+event's canonical JSON (sorted keys, no spaces) without the `hash` field. Changing
+any field breaks that event's hash; removing or reordering events breaks `seq` and
+`prev` of the one after. `verify` finds the first such break and says where.
+
+The file sink appends under an exclusive `flock` (several server processes may share
+one file), reads the last event for `prev`/`seq`, writes, and fsyncs before it
+returns: the caller sends its response only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+GENESIS = "0" * 64
+#: Read backwards in chunks this big to find the last line of the file.
+_TAIL_CHUNK = 64 * 1024
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def chain(event: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
+    """The event with its place in the chain: seq, prev and hash."""
+    linked = {**event, "seq": seq, "prev": prev}
+    linked["hash"] = event_hash(linked)
+    return linked
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Sink(Protocol):
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Chains and writes one event durably; returns it as written."""
+
+
+def _last_line(handle: IO[bytes]) -> bytes | None:
+    handle.seek(0, os.SEEK_END)
+    end = handle.tell()
+    if end == 0:
+        return None
+    pos, tail = end, b""
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        pos -= step
+        handle.seek(pos)
+        tail = handle.read(step) + tail
+        stripped = tail.rstrip(b"\n")
+        cut = stripped.rfind(b"\n")
+        if cut >= 0:
+            return stripped[cut + 1 :]
+    return tail.rstrip(b"\n") or None
+
+
+class FileSink:
+    """Appends to one file: flock, read the last event, write, flush, fsync."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                last = _last_line(handle)
+                if last is None:
+                    seq, prev = 1, GENESIS
+                else:
+                    before = json.loads(last)
+                    seq, prev = int(before["seq"]) + 1, str(before["hash"])
+                linked = chain(event, seq, prev)
+                handle.seek(0, os.SEEK_END)
+                handle.write(canonical(linked) + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        if created:
+            # The new file's directory entry must survive a crash too.
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return linked
+
+
+class StreamSink:
+    """JSON lines on a stream (stdout) for a cluster's log pipeline; one chain per process."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self._stream = stream
+        self._seq = 0
+        self._prev = GENESIS
+
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._seq += 1
+        linked = chain({**event, "stream": "audit"}, self._seq, self._prev)
+        self._prev = linked["hash"]
+        stream = self._stream or sys.stdout
+        stream.write(canonical(linked).decode() + "\n")
+        stream.flush()
+        return linked
+
+
+class AuditTrail:
+    """Writes events to every configured sink, one at a time, off the event loop."""
+
+    def __init__(self, sinks: Sequence[Sink]):
+        self._sinks = list(sinks)
+        self._lock = asyncio.Lock()
+
+    async def record(self, event: dict[str, Any]) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._write, event)
+
+    def _write(self, event: dict[str, Any]) -> None:
+        for sink in self._sinks:
+            sink.append(event)
+
+
+# Verification and queries ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events: int
+    head: str
+    problem: str | None = None
+    line: int | None = None
+
+
+def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
+    """Checks every event's hash, seq and prev; stops at the first break and says where."""
+    prev, seq, count = GENESIS, 0, 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.rstrip(b"\n")
+            try:
+                event = json.loads(line)
+                stated_hash, stated_seq, stated_prev = event["hash"], event["seq"], event["prev"]
+            except (ValueError, KeyError, TypeError):
+                return VerifyResult(False, count, prev, "not an audit event (unreadable JSON or missing seq/prev/hash)", number)
+            if stated_seq != seq + 1:
+                what = "removed" if isinstance(stated_seq, int) and stated_seq > seq + 1 else "reordered or duplicated"
+                return VerifyResult(
+                    False, count, prev, f"seq {stated_seq} follows seq {seq}: events were {what}", number
+                )
+            if stated_prev != prev:
+                return VerifyResult(
+                    False, count, prev, "prev does not match the hash of the event before: an event was removed, "
+                    "inserted or reordered", number
+                )
+            if event_hash(event) != stated_hash:
+                return VerifyResult(False, count, prev, "the event's content does not match its hash: it was changed", number)
+            prev, seq, count = stated_hash, stated_seq, count + 1
+    if expect_head is not None and expect_head != prev:
+        return VerifyResult(
+            False, count, prev, f"the last event's hash is {prev}, not the expected {expect_head}: events at the end were "
+            "removed (or added)", None
+        )
+    return VerifyResult(True, count, prev)
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                yield json.loads(raw)
+
+
+def _time(text: str) -> datetime.datetime:
+    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
+def query(
+    events: Iterable[dict[str, Any]],
+    *,
+    caller: str | None = None,
+    case_id: str | None = None,
+    person_id: str | None = None,
+    rpc: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Events matching every filter given (caller, case id, a person id among the ids, rpc, time range)."""
+    start = _time(since) if since else None
+    end = _time(until) if until else None
+    for event in events:
+        if caller and event.get("caller") != caller and event.get("via") != caller:
+            continue
+        if case_id and event.get("case_id") != case_id:
+            continue
+        if person_id and person_id not in (event.get("person_ids") or ()):
+            continue
+        if rpc and not str(event.get("rpc", "")).endswith(rpc):
+            continue
+        if start or end:
+            at = _time(event["time"])
+            if (start and at < start) or (end and at > end):
+                continue
+        yield event

@@ -1,0 +1,511 @@
+"""The security interceptor: authenticate, authorise, bind purpose, limit, audit.
+
+One `grpc.aio.ServerInterceptor` runs a configurable list of gates before the
+handler (each a small class with `async check(call, request, context)` that raises
+a `KinshipError` to refuse) and writes the audit event after it, for all four kinds
+of handler (unary and streaming requests and responses). It sits inside the
+runtime's `CallContextInterceptor`, which turns the errors into status codes.
+
+Per call it also sets what the rest of the code relies on:
+- `tenancy.AUTHENTICATED_TENANT`: the tenant the caller is bound to (security on);
+- `forwarding.FORWARDED`: identity, case id and purpose for calls to other services;
+- `interceptors.CALL_DEADLINE`: the caller's deadline capped at the configured maximum,
+  and the handler runs under that cap.
+
+The audit event of an audited RPC (searches, record reads, enrolment, deletion) or
+of any call a gate refused is written, fsynced, before the response leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import structlog
+
+from kinship.audit.trail import AuditTrail, FileSink, StreamSink, now_iso
+from kinship.runtime import errors, grpc_errors
+from kinship.runtime.interceptors import CALL_DEADLINE
+from kinship.runtime.logs import get_logger
+from kinship.runtime.tenancy import AUTHENTICATED_TENANT
+
+from . import certs, forwarding, policy
+from .policy import Identity
+from .settings import audit_path, purpose_required, security_on
+from .tokens import TokenVerifier
+
+log = get_logger("kinship.security")
+
+#: Longest case id / purpose kept (they go into logs and the audit trail).
+MAX_PURPOSE_CHARS = 200
+
+
+@dataclass
+class CallState:
+    """What the gates learn about one call, for the gates after them and the audit event."""
+
+    method: str
+    metadata: dict[str, str]
+    peer: str
+    identity: Identity | None = None
+    case_id: str = ""
+    purpose: str = ""
+    deadline: float | None = None
+    refused_by: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in details.invocation_metadata or ():
+        if isinstance(value, str):
+            out.setdefault(key.lower(), value)
+    return out
+
+
+# Gates ---------------------------------------------------------------------------
+
+
+class Authenticate:
+    """Who is calling: the verified client certificate, else a bearer token; delegation from the suite's services."""
+
+    name = "authentication"
+
+    def __init__(self, verifier: TokenVerifier | None, *, enforced: bool):
+        self._verifier = verifier
+        self._enforced = enforced
+
+    def _from_certificate(self, context: grpc.aio.ServicerContext) -> Identity | None:
+        pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+        if not pems:
+            return None
+        try:
+            return certs.identity_from_pem(bytes(pems[0]))
+        except certs.CertificateError as exc:
+            raise errors.Unauthenticated(f"client certificate not accepted: {exc}", reason="CERTIFICATE_INVALID") from exc
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        if not self._enforced:
+            call.identity = Identity(name="local", role="local", method="none")
+            return
+        identity = self._from_certificate(context)
+        authorization = call.metadata.get("authorization", "")
+        if identity is None and authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token or self._verifier is None:
+                raise errors.Unauthenticated(
+                    "only `authorization: Bearer <JWT>` is accepted, and only where token keys are configured",
+                    reason="TOKEN_INVALID",
+                )
+            identity = self._verifier.verify(token.strip())
+        if identity is None:
+            raise errors.Unauthenticated(
+                "no credentials: present a client certificate signed by the suite's CA (--tls-dir DIR --as NAME) "
+                "or an `authorization: Bearer <JWT>` header",
+                reason="NO_CREDENTIALS",
+            )
+        delegated = call.metadata.get(forwarding.ON_BEHALF_OF_KEY)
+        if delegated:
+            if identity.role != policy.SERVICE:
+                raise errors.PermissionDenied(
+                    "x-on-behalf-of is accepted only from the suite's own services (role service)",
+                    reason="DELEGATION_REFUSED",
+                )
+            role = call.metadata.get(forwarding.ON_BEHALF_OF_ROLE_KEY, "")
+            if role not in policy.ROLES:
+                raise errors.PermissionDenied(f"x-on-behalf-of-role {role!r} is not a known role", reason="DELEGATION_REFUSED")
+            tenant = call.metadata.get(forwarding.ON_BEHALF_OF_TENANT_KEY) or None
+            identity = Identity(name=delegated[:128], role=role, tenant=tenant, method=identity.method, via=identity.name)
+        call.identity = identity
+
+
+class Authorise:
+    """The permission table (`policy.PERMISSIONS`): deny what it does not name."""
+
+    name = "authorisation"
+
+    def __init__(self, *, enforced: bool):
+        self._enforced = enforced
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        if not self._enforced:
+            return
+        identity = call.identity
+        assert identity is not None
+        if not policy.allowed(call.method, identity.role):
+            allowed = ", ".join(policy.roles_for(call.method)) or "no role"
+            raise errors.PermissionDenied(
+                f"{identity.name} (role {identity.role}) may not call {call.method}; it needs role {allowed}",
+                reason="ROLE_NOT_ALLOWED",
+            )
+
+
+class BindPurpose:
+    """Searches, record reads and deletions state a case id and a purpose (x-case-id, x-purpose)."""
+
+    name = "purpose"
+
+    def __init__(self, *, required: bool):
+        self._required = required
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        if not self._required or call.method not in policy.PURPOSE_BOUND:
+            return
+        missing = [k for k, v in ((forwarding.CASE_ID_KEY, call.case_id), (forwarding.PURPOSE_KEY, call.purpose)) if not v]
+        if missing:
+            raise errors.PermissionDenied(
+                f"{call.method.rsplit('/', 1)[-1]} needs a case id and a purpose: send metadata "
+                f"{' and '.join(missing)} (kinship CLI: --case-id and --purpose)",
+                reason="PURPOSE_REQUIRED",
+            )
+
+
+class RateLimit:
+    """A token bucket per caller; the suite's own services are limited where their callers came in."""
+
+    name = "rate limit"
+    _MAX_CALLERS = 10_000
+
+    def __init__(self, per_second: float, burst: int):
+        self._rate = per_second
+        self._burst = float(burst)
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        identity = call.identity
+        # Local plaintext mode has no caller to key on (and load tests run there).
+        if self._rate <= 0 or identity is None or identity.method == "none":
+            return
+        if identity.via is not None or identity.role == policy.SERVICE:
+            return
+        key = identity.name
+        now = time.monotonic()
+        tokens, at = self._buckets.pop(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            wait = (1.0 - tokens) / self._rate
+            raise errors.ResourceExhausted(
+                f"{identity.name} exceeded its rate of {self._rate:g} calls per second; retry in {wait:.2f} s",
+                reason="RATE_LIMITED",
+                metadata={"retry_after_seconds": f"{wait:.3f}"},
+            )
+        self._buckets[key] = (tokens - 1.0, now)
+        while len(self._buckets) > self._MAX_CALLERS:
+            self._buckets.popitem(last=False)
+
+
+class SizeLimits:
+    """Largest top_k, top_n and batches one call may ask for."""
+
+    name = "size limits"
+
+    def __init__(self, *, max_top_k: int, max_top_n: int, max_batch: int):
+        self._checks: dict[str, list[tuple[str, int, bool]]] = {
+            "/kinship.v1.Indexer/Search": [("top_k", max_top_k, False), ("queries", max_batch, True)],
+            "/kinship.v1.Indexer/Upsert": [("records", max_batch, True)],
+            "/kinship.v1.Indexer/GetRecords": [("person_ids", max_batch, True)],
+            "/kinship.v1.Indexer/Delete": [("person_ids", max_batch, True), ("record_ids", max_batch, True)],
+            "/kinship.v1.KinshipRanker/FindRelatives": [("top_n", max_top_n, False)],
+        }
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        if request is None:
+            return
+        for field_name, limit, counted in self._checks.get(call.method, ()):
+            if not hasattr(request, field_name):
+                continue
+            value = getattr(request, field_name)
+            size = len(value) if counted else int(value)
+            if size > limit:
+                what = f"{size} {field_name}" if counted else f"{field_name} {size}"
+                raise errors.InvalidArgument(
+                    f"{what} is over this deployment's limit of {limit}: split the request or ask for fewer",
+                    field=field_name,
+                    reason="LIMIT_EXCEEDED",
+                )
+
+
+class CapDeadline:
+    """Every call runs under a deadline: the caller's, capped at the configured maximum."""
+
+    name = "deadline"
+
+    def __init__(self, max_seconds: float):
+        self._max = max_seconds
+
+    async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
+        remaining = context.time_remaining()
+        allowed = self._max if remaining is None else min(remaining, self._max)
+        call.deadline = time.monotonic() + allowed
+
+
+# Audit -------------------------------------------------------------------------
+
+
+def _digest(request: Any) -> str:
+    if request is None or not hasattr(request, "SerializeToString"):
+        return ""
+    return "sha256:" + hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+_ID_FIELDS = {"person_id": "person_ids", "person_ids": "person_ids", "record_id": "record_ids", "record_ids": "record_ids"}
+
+
+def collect_ids(message: Any, into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Person and record ids anywhere in a message (repeated floats are never walked)."""
+    into = into if into is not None else {"person_ids": [], "record_ids": []}
+    if message is None or not hasattr(message, "ListFields"):
+        return into
+    for descriptor, value in message.ListFields():
+        target = _ID_FIELDS.get(descriptor.name)
+        if target and descriptor.type == descriptor.TYPE_STRING:
+            values = value if descriptor.label == descriptor.LABEL_REPEATED else [value]
+            into[target].extend(v for v in values if v and v not in into[target])
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            if descriptor.label == descriptor.LABEL_REPEATED:
+                if descriptor.message_type.GetOptions().map_entry:
+                    continue
+                for item in value:
+                    collect_ids(item, into)
+            else:
+                collect_ids(value, into)
+    return into
+
+
+#: Whose ids an event lists: what a change names (request), or what a read returned (response).
+_IDS_FROM_REQUEST = {"/kinship.v1.Indexer/Upsert", "/kinship.v1.Indexer/Delete"}
+
+
+class Audit:
+    def __init__(self, trail: AuditTrail, service: str):
+        self._trail = trail
+        self._service = service
+
+    def wanted(self, call: CallState, refused: bool) -> bool:
+        return refused or call.method in policy.AUDITED
+
+    async def record(self, call: CallState, request: Any, responses: Sequence[Any], outcome: str, reason: str = "") -> None:
+        identity = call.identity
+        ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
+        if outcome == "OK":
+            sources = [request] if call.method in _IDS_FROM_REQUEST else list(responses)
+            for message in sources:
+                collect_ids(message, ids)
+        event = {
+            "time": now_iso(),
+            "service": self._service,
+            "rpc": call.method,
+            "request_id": structlog.contextvars.get_contextvars().get("request_id", ""),
+            "caller": identity.name if identity else "",
+            "role": identity.role if identity else "",
+            "tenant": identity.tenant if identity else None,
+            "via": identity.via if identity else None,
+            "auth": identity.method if identity else "",
+            "peer": call.peer,
+            "case_id": call.case_id,
+            "purpose": call.purpose,
+            "request_digest": _digest(request),
+            **ids,
+            "outcome": outcome,
+            "reason": reason,
+            "refused_by": call.refused_by,
+        }
+        await self._trail.record(event)
+
+
+# The interceptor -----------------------------------------------------------------
+
+
+class SecurityInterceptor(grpc.aio.ServerInterceptor):
+    """Runs the gates in order before each handler and audits the call after it."""
+
+    def __init__(self, gates: Sequence[Any], audit: Audit | None, *, enforced: bool):
+        self.gates = list(gates)
+        self._audit = audit
+        self._enforced = enforced
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or policy.is_public(method):
+            return handler
+        metadata = _metadata(handler_call_details)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, metadata, stream_request=False),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, method, metadata, stream_request=True),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, method, metadata, stream_request=False),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.stream_stream, method, metadata, stream_request=True),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _admit(self, call: CallState, request: Any, context) -> None:
+        for gate in self.gates:
+            try:
+                await gate.check(call, request, context)
+            except errors.KinshipError:
+                call.refused_by = gate.name
+                raise
+
+    def _bind(self, call: CallState) -> list[tuple[Any, Any]]:
+        """Sets the per-call context variables; returns tokens to reset."""
+        identity = call.identity
+        tokens = []
+        if self._enforced and identity is not None:
+            tokens.append((AUTHENTICATED_TENANT, AUTHENTICATED_TENANT.set(identity.tenant)))
+        forwarded: list[tuple[str, str]] = []
+        if self._enforced and identity is not None:
+            forwarded.append((forwarding.ON_BEHALF_OF_KEY, identity.name))
+            forwarded.append((forwarding.ON_BEHALF_OF_ROLE_KEY, identity.role))
+            if identity.tenant:
+                forwarded.append((forwarding.ON_BEHALF_OF_TENANT_KEY, identity.tenant))
+        if call.case_id:
+            forwarded.append((forwarding.CASE_ID_KEY, call.case_id))
+        if call.purpose:
+            forwarded.append((forwarding.PURPOSE_KEY, call.purpose))
+        tokens.append((forwarding.FORWARDED, forwarding.FORWARDED.set(tuple(forwarded))))
+        if call.deadline is not None:
+            current = CALL_DEADLINE.get()
+            tokens.append((CALL_DEADLINE, CALL_DEADLINE.set(min(call.deadline, current or call.deadline))))
+        return tokens
+
+    async def _audit_outcome(self, call, request, responses, exc: BaseException | None, context) -> None:
+        if self._audit is None:
+            return
+        if exc is None:
+            outcome, reason = "OK", ""
+        elif isinstance(exc, errors.KinshipError):
+            outcome, reason = exc.status_name, exc.reason
+        elif isinstance(exc, asyncio.CancelledError):
+            outcome, reason = "CANCELLED", ""
+        else:
+            code = context.code() if isinstance(exc, grpc.aio.AbortError) else None
+            outcome, reason = (code.name if code else "INTERNAL"), ""
+        refused = call.refused_by is not None
+        if self._audit.wanted(call, refused):
+            await self._audit.record(call, request, responses, outcome, reason)
+
+    def _new_call(self, method: str, metadata: dict[str, str], context) -> CallState:
+        # Case id and purpose are read first, so that even a call refused earlier is audited with them.
+        return CallState(
+            method=method,
+            metadata=metadata,
+            peer=context.peer() or "",
+            case_id=metadata.get(forwarding.CASE_ID_KEY, "").strip()[:MAX_PURPOSE_CHARS],
+            purpose=metadata.get(forwarding.PURPOSE_KEY, "").strip()[:MAX_PURPOSE_CHARS],
+        )
+
+    def _unary(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
+        async def wrapped(request_or_iterator, context):
+            call = self._new_call(method, metadata, context)
+            request = None if stream_request else request_or_iterator
+            error: BaseException | None = None
+            response = None
+            tokens: list = []
+            try:
+                await self._admit(call, request, context)
+                tokens = self._bind(call)
+                timeout = None if call.deadline is None else max(0.0, call.deadline - time.monotonic())
+                try:
+                    async with asyncio.timeout(timeout):
+                        response = await inner(request_or_iterator, context)
+                except TimeoutError as exc:
+                    raise errors.DeadlineExceeded(
+                        "the call ran past its deadline (the caller's, capped by this deployment's maximum)"
+                    ) from exc
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                for var, token in reversed(tokens):
+                    var.reset(token)
+                await self._audit_outcome(call, request, [response] if response is not None else [], error, context)
+
+        return wrapped
+
+    def _streaming(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
+        async def wrapped(request_or_iterator, context):
+            call = self._new_call(method, metadata, context)
+            request = None if stream_request else request_or_iterator
+            responses: list[Any] = []
+            error: BaseException | None = None
+            tokens: list = []
+            try:
+                try:
+                    await self._admit(call, request, context)
+                except errors.KinshipError as exc:
+                    error = exc
+                    await self._audit_outcome(call, request, responses, exc, context)
+                    log.warning("rpc refused", code=exc.status_name, error=exc.message, reason=exc.reason)
+                    await grpc_errors.abort_with(context, exc)
+                tokens = self._bind(call)
+                async for response in inner(request_or_iterator, context):
+                    responses.append(response)
+                    yield response
+            except errors.KinshipError as exc:
+                error = exc
+                await grpc_errors.abort_with(context, exc)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                for var, token in reversed(tokens):
+                    var.reset(token)
+                if call.refused_by is None:
+                    await self._audit_outcome(call, request, responses, error, context)
+
+        return wrapped
+
+
+def build_interceptor(service: str, settings: SimpleNamespace) -> SecurityInterceptor:
+    """The security interceptor the settings ask for (see `security.settings`)."""
+    from .settings import security_settings
+
+    # Settings made by hand (tests) may lack the security ones: their defaults apply.
+    defaults = {s.name: s.default for s in security_settings(service)}
+    settings = SimpleNamespace(**{**defaults, **vars(settings)})
+    enforced = security_on(settings)
+    keys = tuple(getattr(settings, "jwt_public_keys", ()) or ())
+    verifier = (
+        TokenVerifier.from_files(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience) if keys else None
+    )
+    gates = [
+        Authenticate(verifier, enforced=enforced),
+        Authorise(enforced=enforced),
+        BindPurpose(required=purpose_required(settings)),
+        RateLimit(settings.rate_limit_per_second, settings.rate_limit_burst),
+        SizeLimits(max_top_k=settings.max_top_k, max_top_n=settings.max_top_n, max_batch=settings.max_batch),
+        CapDeadline(settings.max_deadline_seconds),
+    ]
+    sinks: list[Any] = []
+    if settings.audit_sink in ("file", "both"):
+        sinks.append(FileSink(audit_path(settings, service)))
+    if settings.audit_sink in ("stdout", "both"):
+        sinks.append(StreamSink())
+    if not enforced:
+        log.warning("security is OFF: every local caller is allowed; the audit trail is still written")
+    return SecurityInterceptor(gates, Audit(AuditTrail(sinks), service), enforced=enforced)
