@@ -267,10 +267,10 @@ def collect_ids(message: Any, into: dict[str, list[str]] | None = None) -> dict[
     for descriptor, value in message.ListFields():
         target = _ID_FIELDS.get(descriptor.name)
         if target and descriptor.type == descriptor.TYPE_STRING:
-            values = value if descriptor.label == descriptor.LABEL_REPEATED else [value]
+            values = value if descriptor.is_repeated else [value]
             into[target].extend(v for v in values if v and v not in into[target])
         elif descriptor.type == descriptor.TYPE_MESSAGE:
-            if descriptor.label == descriptor.LABEL_REPEATED:
+            if descriptor.is_repeated:
                 if descriptor.message_type.GetOptions().map_entry:
                     continue
                 for item in value:
