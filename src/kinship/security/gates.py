@@ -324,6 +324,41 @@ class Audit:
 # The interceptor -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Malformed:
+    """Stands in for a request whose bytes did not parse, so the call is refused as INVALID_ARGUMENT."""
+
+    type_name: str
+
+
+def _tolerant(deserializer, method: str):
+    """grpc answers undecodable bytes with UNKNOWN and the parser's words; this makes them a clear refusal."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - any parse failure is the caller's malformed request
+            return _Malformed(method)
+
+    return parse
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        _refuse_malformed(request)
+        yield request
+
+
+def _refuse_malformed(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        raise errors.InvalidArgument(
+            f"the request bytes are not a valid message for {request.type_name}: send the message the .proto defines",
+            reason="MALFORMED_REQUEST",
+        )
+
+
 class SecurityInterceptor(grpc.aio.ServerInterceptor):
     """Runs the gates in order before each handler and audits the call after it."""
 
@@ -338,31 +373,37 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or policy.is_public(method):
             return handler
         metadata = _metadata(handler_call_details)
+        deserializer = _tolerant(handler.request_deserializer, method)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, method, metadata, stream_request=False),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._unary(handler.stream_unary, method, metadata, stream_request=True),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._streaming(handler.unary_stream, method, metadata, stream_request=False),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             self._streaming(handler.stream_stream, method, metadata, stream_request=True),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
     async def _admit(self, call: CallState, request: Any, context) -> None:
+        try:
+            _refuse_malformed(request)
+        except errors.KinshipError:
+            call.refused_by = "request parsing"
+            raise
         for gate in self.gates:
             try:
                 await gate.check(call, request, context)
@@ -422,6 +463,8 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request_or_iterator, context):
             call = self._new_call(method, metadata, context)
             request = None if stream_request else request_or_iterator
+            if stream_request:
+                request_or_iterator = _checked_stream(request_or_iterator)
             error: BaseException | None = None
             response = None
             tokens: list = []
@@ -451,6 +494,8 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request_or_iterator, context):
             call = self._new_call(method, metadata, context)
             request = None if stream_request else request_or_iterator
+            if stream_request:
+                request_or_iterator = _checked_stream(request_or_iterator)
             responses: list[Any] = []
             error: BaseException | None = None
             tokens: list = []
