@@ -100,7 +100,9 @@ def test_a_call_without_a_client_certificate_fails_the_handshake(secure_suite) -
 
 
 def test_status_over_mutual_tls(secure_suite) -> None:
-    status = kinship("status", "--json", "--tls-dir", str(secure_suite["tls"]), "--as", "overseer", env=secure_suite["env"])
+    status = kinship(
+        "status", "--json", "--tls-dir", str(secure_suite["tls"]), "--as", "overseer", env=secure_suite["env"]
+    )
     assert status.returncode == 0, status.stdout + status.stderr
     assert {v["status"] for v in json.loads(status.stdout).values()} == {"SERVING"}
 

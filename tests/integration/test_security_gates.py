@@ -144,7 +144,9 @@ def token_server(pki, tmp_path_factory):
 
 
 def stub(server, name: str | None = None, *, token: str | None = None, case: bool = True):
-    security = ClientSecurity(tls=ClientTls(server["tls"], name) if name else None, token=token, **(CASE if case else {}))
+    security = ClientSecurity(
+        tls=ClientTls(server["tls"], name) if name else None, token=token, **(CASE if case else {})
+    )
     if name is None:
         # TLS that trusts the CA but presents no client certificate.
         channel = grpc.secure_channel(
@@ -235,7 +237,9 @@ def test_no_credentials_expired_and_forged_tokens_are_unauthenticated(token_serv
     server["service"].servicer.records["agency-a"] = {r.record_id: r for r in records("anna")}
     key = tokens.signing_key(server["tls"])
     now = datetime.datetime.now(datetime.UTC)
-    expired = tokens.mint(key, "tina", role="admin", tenant="agency-a", ttl_seconds=60, now=now - datetime.timedelta(hours=2))
+    expired = tokens.mint(
+        key, "tina", role="admin", tenant="agency-a", ttl_seconds=60, now=now - datetime.timedelta(hours=2)
+    )
     forged = tokens.mint(tokens.signing_key(tmp_path), "tina", role="admin", tenant="agency-a")
     cases = {
         None: "no credentials",
@@ -269,7 +273,9 @@ def test_only_the_suites_service_identity_may_act_on_behalf_of_another(server) -
     )
     assert "only from the suite's own services" in err.details()
     # The service identity may, and the indexer then applies the original caller's role and tenant.
-    service = indexer_pb2_grpc.IndexerStub(sync_channel(server["address"], security=ClientSecurity(tls=ClientTls(server["tls"], "service"), **CASE)))
+    service = indexer_pb2_grpc.IndexerStub(
+        sync_channel(server["address"], security=ClientSecurity(tls=ClientTls(server["tls"], "service"), **CASE))
+    )
     delegated = (("x-on-behalf-of", "bob"), ("x-on-behalf-of-role", "searcher"), ("x-on-behalf-of-tenant", "agency-b"))
     hits = service.Search(indexer_pb2.SearchRequest(top_k=5), timeout=10, metadata=delegated).results[0].hits
     assert [h.person_id for h in hits] == ["boris"]

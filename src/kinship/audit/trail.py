@@ -165,7 +165,9 @@ def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
                 event = json.loads(line)
                 stated_hash, stated_seq, stated_prev = event["hash"], event["seq"], event["prev"]
             except (ValueError, KeyError, TypeError):
-                return VerifyResult(False, count, prev, "not an audit event (unreadable JSON or missing seq/prev/hash)", number)
+                return VerifyResult(
+                    False, count, prev, "not an audit event (unreadable JSON or missing seq/prev/hash)", number
+                )
             if stated_seq != seq + 1:
                 what = "removed" if isinstance(stated_seq, int) and stated_seq > seq + 1 else "reordered or duplicated"
                 return VerifyResult(
@@ -173,16 +175,25 @@ def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
                 )
             if stated_prev != prev:
                 return VerifyResult(
-                    False, count, prev, "prev does not match the hash of the event before: an event was removed, "
-                    "inserted or reordered", number
+                    False,
+                    count,
+                    prev,
+                    "prev does not match the hash of the event before: an event was removed, inserted or reordered",
+                    number,
                 )
             if event_hash(event) != stated_hash:
-                return VerifyResult(False, count, prev, "the event's content does not match its hash: it was changed", number)
+                return VerifyResult(
+                    False, count, prev, "the event's content does not match its hash: it was changed", number
+                )
             prev, seq, count = stated_hash, stated_seq, count + 1
     if expect_head is not None and expect_head != prev:
         return VerifyResult(
-            False, count, prev, f"the last event's hash is {prev}, not the expected {expect_head}: events at the end were "
-            "removed (or added)", None
+            False,
+            count,
+            prev,
+            f"the last event's hash is {prev}, not the expected {expect_head}: events at the end were "
+            "removed (or added)",
+            None,
         )
     return VerifyResult(True, count, prev)
 

@@ -27,8 +27,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kinship import software_version
 from kinship.ranker.domain.verbal import verbal_scale
 from kinship.runtime.clients import sync_channel
-
-from . import security_commands
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
@@ -38,6 +36,8 @@ from kinship.v1 import (
     ranker_pb2,
     ranker_pb2_grpc,
 )
+
+from . import security_commands
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 RELATIONS = {

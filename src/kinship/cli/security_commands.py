@@ -79,10 +79,14 @@ def add_client_flags(parser: argparse.ArgumentParser) -> None:
     """`--tls-dir --as --token-file --case-id --purpose` on a client command."""
     group = parser.add_argument_group("security")
     group.add_argument("--tls-dir", help="folder with ca.crt and NAME.crt/.key: mutual TLS [env KINSHIP_TLS_DIR]")
-    group.add_argument("--as", dest="as_name", metavar="NAME", help="the client certificate to present [env KINSHIP_CLIENT_NAME]")
+    group.add_argument(
+        "--as", dest="as_name", metavar="NAME", help="the client certificate to present [env KINSHIP_CLIENT_NAME]"
+    )
     group.add_argument("--token-file", help="a file holding a bearer token (JWT) [env KINSHIP_TOKEN_FILE]")
     if "--case-id" not in parser._option_string_actions:
-        group.add_argument("--case-id", default=None, help="the case this call serves (x-case-id) [env KINSHIP_CASE_ID]")
+        group.add_argument(
+            "--case-id", default=None, help="the case this call serves (x-case-id) [env KINSHIP_CASE_ID]"
+        )
     group.add_argument("--purpose", default=None, help="why this call is made (x-purpose) [env KINSHIP_PURPOSE]")
 
 
@@ -152,7 +156,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail("audit verify", f"cannot read {args.log}: {exc.strerror or exc}")
     if args.json:
-        print(json.dumps({"ok": result.ok, "events": result.events, "head": result.head, "problem": result.problem, "line": result.line}))
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "events": result.events,
+                    "head": result.head,
+                    "problem": result.problem,
+                    "line": result.line,
+                }
+            )
+        )
     elif result.ok:
         print(f"{args.log}: OK, {result.events} events, chain intact; last hash {result.head}")
     else:

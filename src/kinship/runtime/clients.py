@@ -16,15 +16,15 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# kinship.security builds on the runtime; the modules imported here use only its errors and logs.
+from kinship.security import client as client_security
+from kinship.security import forwarding
+from kinship.security.client import ClientSecurity
+from kinship.security.transport import ClientTls
+
 from . import errors, grpc_errors
 from .interceptors import CALL_DEADLINE, REQUEST_ID_KEY
 from .server import client_options
-
-# The security package builds on the runtime; these two modules import only its basics.
-from kinship.security import client as client_security  # noqa: E402
-from kinship.security import forwarding  # noqa: E402
-from kinship.security.client import ClientSecurity  # noqa: E402
-from kinship.security.transport import ClientTls  # noqa: E402
 
 T = TypeVar("T")
 

@@ -125,7 +125,10 @@ def _leaf(
         x509.CertificateBuilder()
         .subject_name(
             x509.Name(
-                [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION), x509.NameAttribute(NameOID.COMMON_NAME, subject_name)]
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
+                    x509.NameAttribute(NameOID.COMMON_NAME, subject_name),
+                ]
             )
         )
         .issuer_name(ca_cert.subject)
@@ -134,9 +137,7 @@ def _leaf(
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -155,7 +156,10 @@ def init(folder: Path, server_names: list[str] = (), *, days: int = 365, force: 
     ca_key = _new_key()
     start = _now() - datetime.timedelta(minutes=5)
     ca_name = x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION), x509.NameAttribute(NameOID.COMMON_NAME, "kinship-search local CA")]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, "kinship-search local CA"),
+        ]
     )
     ca_cert = (
         x509.CertificateBuilder()
@@ -175,7 +179,13 @@ def init(folder: Path, server_names: list[str] = (), *, days: int = 365, force: 
     names = list(dict.fromkeys([*DEFAULT_SERVER_NAMES, *server_names]))
     server_key = _new_key()
     server_cert = _leaf(
-        "kinship-search server", ca_cert, ca_key, server_key, [_san(n) for n in names], [ExtendedKeyUsageOID.SERVER_AUTH], days
+        "kinship-search server",
+        ca_cert,
+        ca_key,
+        server_key,
+        [_san(n) for n in names],
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        days,
     )
     _write_key(files.server_key, server_key)
     _write_cert(files.server_cert, server_cert)
@@ -239,4 +249,6 @@ def identity_from_pem(pem: bytes) -> Identity:
         )
     if len(tenants) > 1:
         raise CertificateError("the client certificate names more than one tenant")
-    return Identity(name=str(names[0].value), role=roles[0], tenant=tenants[0] if tenants else None, method="certificate")
+    return Identity(
+        name=str(names[0].value), role=roles[0], tenant=tenants[0] if tenants else None, method="certificate"
+    )

@@ -89,7 +89,9 @@ class Authenticate:
         try:
             return certs.identity_from_pem(bytes(pems[0]))
         except certs.CertificateError as exc:
-            raise errors.Unauthenticated(f"client certificate not accepted: {exc}", reason="CERTIFICATE_INVALID") from exc
+            raise errors.Unauthenticated(
+                f"client certificate not accepted: {exc}", reason="CERTIFICATE_INVALID"
+            ) from exc
 
     async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
         if not self._enforced:
@@ -120,9 +122,13 @@ class Authenticate:
                 )
             role = call.metadata.get(forwarding.ON_BEHALF_OF_ROLE_KEY, "")
             if role not in policy.ROLES:
-                raise errors.PermissionDenied(f"x-on-behalf-of-role {role!r} is not a known role", reason="DELEGATION_REFUSED")
+                raise errors.PermissionDenied(
+                    f"x-on-behalf-of-role {role!r} is not a known role", reason="DELEGATION_REFUSED"
+                )
             tenant = call.metadata.get(forwarding.ON_BEHALF_OF_TENANT_KEY) or None
-            identity = Identity(name=delegated[:128], role=role, tenant=tenant, method=identity.method, via=identity.name)
+            identity = Identity(
+                name=delegated[:128], role=role, tenant=tenant, method=identity.method, via=identity.name
+            )
         call.identity = identity
 
 
@@ -158,7 +164,9 @@ class BindPurpose:
     async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
         if not self._required or call.method not in policy.PURPOSE_BOUND:
             return
-        missing = [k for k, v in ((forwarding.CASE_ID_KEY, call.case_id), (forwarding.PURPOSE_KEY, call.purpose)) if not v]
+        missing = [
+            k for k, v in ((forwarding.CASE_ID_KEY, call.case_id), (forwarding.PURPOSE_KEY, call.purpose)) if not v
+        ]
         if missing:
             raise errors.PermissionDenied(
                 f"{call.method.rsplit('/', 1)[-1]} needs a case id and a purpose: send metadata "
@@ -256,7 +264,12 @@ def _digest(request: Any) -> str:
     return "sha256:" + hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-_ID_FIELDS = {"person_id": "person_ids", "person_ids": "person_ids", "record_id": "record_ids", "record_ids": "record_ids"}
+_ID_FIELDS = {
+    "person_id": "person_ids",
+    "person_ids": "person_ids",
+    "record_id": "record_ids",
+    "record_ids": "record_ids",
+}
 
 
 def collect_ids(message: Any, into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
@@ -292,7 +305,9 @@ class Audit:
     def wanted(self, call: CallState, refused: bool) -> bool:
         return refused or call.method in policy.AUDITED
 
-    async def record(self, call: CallState, request: Any, responses: Sequence[Any], outcome: str, reason: str = "") -> None:
+    async def record(
+        self, call: CallState, request: Any, responses: Sequence[Any], outcome: str, reason: str = ""
+    ) -> None:
         identity = call.identity
         ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
         if outcome == "OK":

@@ -77,7 +77,9 @@ def security_settings(service: str) -> list[Setting]:
             _files_exist,
         ),
         Setting("jwt_issuer", "KINSHIP_JWT_ISSUER", tokens.DEFAULT_ISSUER, "required `iss` claim of bearer tokens"),
-        Setting("jwt_audience", "KINSHIP_JWT_AUDIENCE", tokens.DEFAULT_AUDIENCE, "required `aud` claim of bearer tokens"),
+        Setting(
+            "jwt_audience", "KINSHIP_JWT_AUDIENCE", tokens.DEFAULT_AUDIENCE, "required `aud` claim of bearer tokens"
+        ),
         Setting(
             "require_purpose",
             "KINSHIP_REQUIRE_PURPOSE",
@@ -117,7 +119,9 @@ def security_settings(service: str) -> list[Setting]:
             config.positive,
         ),
         Setting("max_top_k", "KINSHIP_MAX_TOP_K", 1000, "largest top_k a Search may ask for", int, config.positive),
-        Setting("max_top_n", "KINSHIP_MAX_TOP_N", 100, "largest top_n a FindRelatives may ask for", int, config.positive),
+        Setting(
+            "max_top_n", "KINSHIP_MAX_TOP_N", 100, "largest top_n a FindRelatives may ask for", int, config.positive
+        ),
         Setting(
             "max_batch",
             "KINSHIP_MAX_BATCH",

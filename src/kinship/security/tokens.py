@@ -73,7 +73,9 @@ class TokenVerifier:
 def _identity(claims: dict) -> Identity:
     role = claims.get("role")
     if role not in ROLES:
-        raise Unauthenticated(f"the bearer token names no known role (one of {', '.join(ROLES)})", reason="TOKEN_INVALID")
+        raise Unauthenticated(
+            f"the bearer token names no known role (one of {', '.join(ROLES)})", reason="TOKEN_INVALID"
+        )
     tenant = claims.get("tenant")
     if tenant is not None and (not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant)):
         raise Unauthenticated("the bearer token's tenant is not a valid tenant id", reason="TOKEN_INVALID")
@@ -89,7 +91,9 @@ def signing_key(folder: Path) -> ec.EllipticCurvePrivateKey:
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
     pub_path.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -77,5 +77,7 @@ class ClientTls:
                 f"missing TLS file(s) {', '.join(missing)}: issue one with `kinship certs issue {self.tls_dir} {self.name} --role ...`"
             )
         return grpc.ssl_channel_credentials(
-            root_certificates=files.ca_cert.read_bytes(), private_key=key.read_bytes(), certificate_chain=cert.read_bytes()
+            root_certificates=files.ca_cert.read_bytes(),
+            private_key=key.read_bytes(),
+            certificate_chain=cert.read_bytes(),
         )

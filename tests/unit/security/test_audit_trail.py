@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+from kinship.audit import trail
+from kinship.cli.main import main
+from kinship.security.gates import collect_ids
+from kinship.v1 import indexer_pb2, ranker_pb2
+
+
+def _event(n: int, **extra) -> dict:
+    return {
+        "time": f"2026-11-27T10:00:0{n}.000Z",
+        "caller": f"c{n % 2}",
+        "case_id": f"case-{n}",
+        "person_ids": [f"p{n}"],
+        "rpc": "/kinship.v1.Indexer/Search",
+        "outcome": "OK",
+        **extra,
+    }
+
+
+def _write(path, count=5) -> None:
+    sink = trail.FileSink(path)
+    for n in range(count):
+        sink.append(_event(n))
+
+
+def test_file_sink_chains_every_event_and_verify_passes(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path)
+    events = list(trail.read_events(path))
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert events[0]["prev"] == trail.GENESIS
+    assert all(b["prev"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
+    result = trail.verify(path)
+    assert result.ok and result.events == 5 and result.head == events[-1]["hash"]
+
+
+def test_a_reopened_file_continues_the_chain(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 2)
+    trail.FileSink(path).append(_event(9))
+    assert trail.verify(path).ok and trail.verify(path).events == 3
+
+
+def test_concurrent_writers_keep_one_chain(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    sinks = [trail.FileSink(path) for _ in range(4)]  # as several processes would, each with its own handle
+    threads = [threading.Thread(target=lambda s=s: [s.append(_event(1)) for _ in range(10)]) for s in sinks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert trail.verify(path).ok and trail.verify(path).events == 40
+
+
+def test_any_change_removal_or_reordering_is_found_and_located(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path)
+    lines = path.read_text().splitlines()
+    changed = json.loads(lines[2])
+    changed["person_ids"] = ["someone-else"]
+    cases = {
+        "changed": ([*lines[:2], json.dumps(changed), *lines[3:]], 3, "changed"),
+        "removed": ([*lines[:2], *lines[3:]], 3, "removed"),
+        "reordered": ([lines[0], lines[2], lines[1], *lines[3:]], 2, "removed"),
+        "garbage": ([*lines[:4], "not json"], 5, "not an audit event"),
+    }
+    for name, (content, line, words) in cases.items():
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text("\n".join(content) + "\n")
+        result = trail.verify(bad)
+        assert not result.ok and result.line == line and words in result.problem, (name, result)
+    head = trail.verify(path).head
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(lines[:-1]) + "\n")
+    assert not trail.verify(cut, expect_head=head).ok
+
+
+def test_stream_sink_writes_a_chain_of_json_lines() -> None:
+    out = io.StringIO()
+    sink = trail.StreamSink(out)
+    sink.append(_event(1))
+    sink.append(_event(2))
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert second["prev"] == first["hash"] == trail.event_hash(first)
+
+
+def test_query_filters_by_caller_case_person_and_time(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path)
+    events = list(trail.read_events(path))
+    assert [e["seq"] for e in trail.query(events, caller="c1")] == [2, 4]
+    assert [e["seq"] for e in trail.query(events, case_id="case-3")] == [4]
+    assert [e["seq"] for e in trail.query(events, person_id="p0")] == [1]
+    assert [e["seq"] for e in trail.query(events, since="2026-11-27T10:00:02Z", until="2026-11-27T10:00:03Z")] == [3, 4]
+
+
+def test_cli_verify_and_query(tmp_path, capsys) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path)
+    assert main(["audit", "verify", str(path)]) == 0
+    assert "OK, 5 events" in capsys.readouterr().out
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    assert main(["audit", "verify", str(path)]) == 1
+    assert "BROKEN at line 2" in capsys.readouterr().err
+    assert main(["audit", "query", str(path), "--case-id", "case-4", "--json"]) == 0
+    assert [json.loads(x)["case_id"] for x in capsys.readouterr().out.splitlines()] == ["case-4"]
+    assert main(["audit", "query", str(path), "--since", "yesterday"]) == 2
+
+
+def test_cli_certs_init_issue_and_token(tmp_path, capsys) -> None:
+    assert main(["certs", "init", str(tmp_path), "--name", "ranker.svc"]) == 0
+    assert main(["certs", "issue", str(tmp_path), "alice", "--role", "searcher", "--tenant", "agency-a"]) == 0
+    assert (tmp_path / "alice.crt").exists() and (tmp_path / "alice.key").exists()
+    assert main(["certs", "init", str(tmp_path)]) == 2  # an existing CA is not replaced silently
+    capsys.readouterr()
+    assert main(["certs", "token", str(tmp_path), "tina", "--role", "auditor"]) == 0
+    assert capsys.readouterr().out.count(".") == 2  # header.claims.signature
+
+
+def test_ids_are_collected_from_nested_messages_without_walking_vectors() -> None:
+    reply = ranker_pb2.FindRelativesResponse(
+        candidates=[ranker_pb2.Candidate(person_id="p1"), ranker_pb2.Candidate(person_id="p2")]
+    )
+    assert collect_ids(reply)["person_ids"] == ["p1", "p2"]
+    upsert = indexer_pb2.UpsertRequest(
+        records=[indexer_pb2.GalleryRecord(record_id="r1", person_id="p1", embedding=[0.1] * 512)]
+    )
+    assert collect_ids(upsert) == {"person_ids": ["p1"], "record_ids": ["r1"]}
+    delete = indexer_pb2.DeleteRequest(person_ids=["p3"], record_ids=["r9"])
+    assert collect_ids(delete) == {"person_ids": ["p3"], "record_ids": ["r9"]}
