@@ -9,8 +9,10 @@ message, its audit event, and for having changed nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import time
 from pathlib import Path
 
 import grpc
@@ -51,6 +53,11 @@ class InMemoryIndexer(indexer_pb2_grpc.IndexerServicer):
     async def GetRecords(self, request, context):
         wanted = set(request.person_ids)
         return indexer_pb2.GetRecordsResponse(records=[r for r in self._gallery().values() if r.person_id in wanted])
+
+    async def ListCollections(self, request, context):
+        # Slow on purpose: longer than the token server's deadline cap.
+        await asyncio.sleep(30)
+        return indexer_pb2.ListCollectionsResponse()
 
     async def Delete(self, request, context):
         gallery = self._gallery()
@@ -138,6 +145,7 @@ def token_server(pki, tmp_path_factory):
         jwt_public_keys=str(pki / tokens.PUBLIC_KEY),
         rate_limit_per_second="1",
         rate_limit_burst="3",
+        max_deadline_seconds="1",
     )
     with thread as running:
         yield {"address": f"localhost:{running.port}", "service": service, "audit": audit_log, "tls": pki}
@@ -346,3 +354,14 @@ def test_the_trail_verifies_and_any_edit_is_found(server, tmp_path) -> None:
     cut.write_text("\n".join(lines[:-1]) + "\n")
     assert trail.verify(cut).ok  # a cut-off end is found only against a head kept elsewhere
     assert not trail.verify(cut, expect_head=trail.verify(server["audit"]).head).ok
+
+
+def test_a_call_without_a_deadline_gets_the_configured_maximum(token_server) -> None:
+    key = tokens.signing_key(token_server["tls"])
+    admin = stub(token_server, None, token=tokens.mint(key, "ada", role="admin"))
+    started = time.monotonic()
+    err = refused(
+        lambda: admin.ListCollections(indexer_pb2.ListCollectionsRequest()), grpc.StatusCode.DEADLINE_EXCEEDED
+    )
+    assert time.monotonic() - started < 10  # the handler would take 30 s; the cap is 1 s
+    assert "deadline" in err.details()
