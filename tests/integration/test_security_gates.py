@@ -365,3 +365,55 @@ def test_a_call_without_a_deadline_gets_the_configured_maximum(token_server) -> 
     )
     assert time.monotonic() - started < 10  # the handler would take 30 s; the cap is 1 s
     assert "deadline" in err.details()
+
+
+# The ranker over mutual TLS, in front of the hand-written embedder and indexer of test_ranker_grpc.
+
+
+def test_an_auth_failure_inside_the_suite_reaches_the_caller_as_itself_not_unavailable(tmp_path, pki) -> None:
+    """The ranker's own certificate lacks role service (a misconfiguration): its dependencies refuse it,
+    and the ranker's caller learns PERMISSION_DENIED from whom, not UNAVAILABLE."""
+    import shutil
+
+    from kinship.ranker import bootstrap as ranker_bootstrap
+    from kinship.v1 import common_pb2, embedder_pb2_grpc, ranker_pb2, ranker_pb2_grpc
+    from tests.integration.test_ranker_grpc import FakeService, TableEmbedder, TableIndexer, relative
+
+    misissued = tmp_path / "ranker-tls"
+    shutil.copytree(pki, misissued)
+    certs.issue(misissued, "service", role="searcher")  # same CA, wrong role
+    embedder = FakeService("embedder", TableEmbedder(), embedder_pb2_grpc.add_EmbedderServicer_to_server)
+    indexer = FakeService("indexer", TableIndexer(), indexer_pb2_grpc.add_IndexerServicer_to_server)
+
+    def settings(name: str, tls: Path):
+        values = {
+            "port": "0",
+            "log_level": "warning",
+            "tls_dir": str(tls),
+            "audit_log": str(tmp_path / f"{name}.jsonl"),
+        }
+        return config.resolve(config.server_settings(name, 0), values, env={})
+
+    with (
+        ServerThread(lambda _s: embedder, settings("embedder", pki)) as emb,
+        ServerThread(lambda _s: indexer, settings("indexer", pki)) as idx,
+    ):
+        ranker_values = {
+            "port": "0",
+            "log_level": "warning",
+            "tls_dir": str(misissued),
+            "audit_log": str(tmp_path / "ranker.jsonl"),
+            "embedder_address": f"localhost:{emb.port}",
+            "indexer_address": f"localhost:{idx.port}",
+            "artifacts_dir": str(tmp_path / "none"),
+        }
+        ranker_settings = config.resolve(ranker_bootstrap.settings(), ranker_values, env={})
+        with ServerThread(ranker_bootstrap.build, ranker_settings) as rk:
+            security = ClientSecurity(tls=ClientTls(pki, "alice"), **CASE)
+            stub_ = ranker_pb2_grpc.KinshipRankerStub(sync_channel(f"localhost:{rk.port}", security=security))
+            request = ranker_pb2.FindRelativesRequest(relatives=[relative(common_pb2.RELATION_FATHER, b"dad.jpg")])
+            err = refused(lambda: stub_.FindRelatives(request, timeout=30), grpc.StatusCode.PERMISSION_DENIED)
+    assert "embedder refused the call" in err.details() and "role service" in err.details()
+    ranker_events = list(trail.read_events(tmp_path / "ranker.jsonl"))
+    assert [(e["caller"], e["outcome"]) for e in ranker_events] == [("alice", "PERMISSION_DENIED")]
+    assert ranker_events[0]["reason"] == "DELEGATION_REFUSED"
