@@ -417,3 +417,98 @@ def test_an_auth_failure_inside_the_suite_reaches_the_caller_as_itself_not_unava
     ranker_events = list(trail.read_events(tmp_path / "ranker.jsonl"))
     assert [(e["caller"], e["outcome"]) for e in ranker_events] == [("alice", "PERMISSION_DENIED")]
     assert ranker_events[0]["reason"] == "DELEGATION_REFUSED"
+
+
+class StreamingIndexer:
+    """A streaming variant of two Indexer RPCs (none of the contracts streams yet): the gates must hold there too."""
+
+    name = "indexer"
+    service_names = (SERVICE,)
+
+    def register(self, server) -> None:
+        async def search(request, context):
+            for n in range(3):
+                yield indexer_pb2.SearchResponse(
+                    results=[indexer_pb2.QueryResult(hits=[indexer_pb2.SearchHit(person_id=f"s{n}")])]
+                )
+
+        async def upsert(requests, context):
+            count = 0
+            async for request in requests:
+                count += len(request.records)
+                yield indexer_pb2.UpsertResponse(upserted_count=count)
+
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE,
+                    {
+                        "Search": grpc.unary_stream_rpc_method_handler(
+                            search,
+                            request_deserializer=indexer_pb2.SearchRequest.FromString,
+                            response_serializer=indexer_pb2.SearchResponse.SerializeToString,
+                        ),
+                        "Upsert": grpc.stream_stream_rpc_method_handler(
+                            upsert,
+                            request_deserializer=indexer_pb2.UpsertRequest.FromString,
+                            response_serializer=indexer_pb2.UpsertResponse.SerializeToString,
+                        ),
+                    },
+                ),
+            )
+        )
+
+    async def check_ready(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def test_streaming_calls_pass_the_same_gates_and_are_audited_once(pki, tmp_path) -> None:
+    audit_log = tmp_path / "stream.jsonl"
+    values = {"port": "0", "log_level": "warning", "tls_dir": str(pki), "audit_log": str(audit_log)}
+    settings = config.resolve(config.server_settings("indexer", 0), values, env={})
+    with ServerThread(lambda _s: StreamingIndexer(), settings) as running:
+
+        def channel(name: str, **case):
+            return sync_channel(f"localhost:{running.port}", security=ClientSecurity(tls=ClientTls(pki, name), **case))
+
+        def search(ch):
+            method = ch.unary_stream(
+                f"/{SERVICE}/Search",
+                request_serializer=indexer_pb2.SearchRequest.SerializeToString,
+                response_deserializer=indexer_pb2.SearchResponse.FromString,
+            )
+            return [r.results[0].hits[0].person_id for r in method(indexer_pb2.SearchRequest(top_k=3), timeout=10)]
+
+        def upsert(ch, requests):
+            method = ch.stream_stream(
+                f"/{SERVICE}/Upsert",
+                request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
+                response_deserializer=indexer_pb2.UpsertResponse.FromString,
+            )
+            return [r.upserted_count for r in method(iter(requests), timeout=10)]
+
+        assert search(channel("alice", **CASE)) == ["s0", "s1", "s2"]
+        refused(lambda: search(channel("erin", **CASE)), grpc.StatusCode.PERMISSION_DENIED)  # enroller
+        err = refused(lambda: search(channel("alice")), grpc.StatusCode.PERMISSION_DENIED)  # no case id
+        assert "x-case-id" in err.details()
+        assert upsert(channel("erin"), [indexer_pb2.UpsertRequest(records=records("z", 2))] * 2) == [2, 4]
+        refused(lambda: upsert(channel("alice"), [indexer_pb2.UpsertRequest()]), grpc.StatusCode.PERMISSION_DENIED)
+        bad = refused(lambda: upsert(channel("erin"), [b"\xff\xff\xff not protobuf"]), grpc.StatusCode.INVALID_ARGUMENT)
+        assert "not a valid message" in bad.details()
+    outcomes = [(e["caller"], e["rpc"].rsplit("/", 1)[-1], e["outcome"]) for e in trail.read_events(audit_log)]
+    assert outcomes == [
+        ("alice", "Search", "OK"),
+        ("erin", "Search", "PERMISSION_DENIED"),
+        ("alice", "Search", "PERMISSION_DENIED"),
+        ("erin", "Upsert", "OK"),
+        ("alice", "Upsert", "PERMISSION_DENIED"),
+        ("erin", "Upsert", "INVALID_ARGUMENT"),
+    ]
+    first = next(trail.read_events(audit_log))
+    assert first["person_ids"] == ["s0", "s1", "s2"]  # every streamed response's ids
+    enrolled = [e for e in trail.read_events(audit_log) if e["rpc"].endswith("Upsert") and e["outcome"] == "OK"]
+    assert enrolled[0]["record_ids"] == ["z:0", "z:1"]  # what the streamed requests changed
+    assert trail.verify(audit_log).ok

@@ -59,7 +59,8 @@ class CallState:
     purpose: str = ""
     deadline: float | None = None
     refused_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The messages a streaming request carried (what an enrolment changed).
+    streamed_requests: list[Any] = field(default_factory=list)
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -311,7 +312,10 @@ class Audit:
         identity = call.identity
         ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
         if outcome == "OK":
-            sources = [request] if call.method in _IDS_FROM_REQUEST else list(responses)
+            if call.method in _IDS_FROM_REQUEST:
+                sources = [request] if request is not None else call.streamed_requests
+            else:
+                sources = list(responses)
             for message in sources:
                 collect_ids(message, ids)
         event = {
@@ -360,9 +364,10 @@ def _tolerant(deserializer, method: str):
     return parse
 
 
-async def _checked_stream(requests):
+async def _checked_stream(requests, seen: list):
     async for request in requests:
         _refuse_malformed(request)
+        seen.append(request)  # for the audit event's ids (an enrolment's records)
         yield request
 
 
@@ -479,7 +484,7 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             call = self._new_call(method, metadata, context)
             request = None if stream_request else request_or_iterator
             if stream_request:
-                request_or_iterator = _checked_stream(request_or_iterator)
+                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
             error: BaseException | None = None
             response = None
             tokens: list = []
@@ -510,7 +515,7 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             call = self._new_call(method, metadata, context)
             request = None if stream_request else request_or_iterator
             if stream_request:
-                request_or_iterator = _checked_stream(request_or_iterator)
+                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
             responses: list[Any] = []
             error: BaseException | None = None
             tokens: list = []
