@@ -28,6 +28,19 @@ def _quiet_service_logs():
     configure_logging(level="warning", fmt="console")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_home(tmp_path_factory):
+    """Servers started without a data dir (audit trail, artifacts, Milvus Lite) use a folder of the session's own,
+    never the real ~/.local/share/kinship-search (where a developer's trained artifact or audit trail lives)."""
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 def require_path(path: Path, what: str) -> Path:
     """Returns `path`, or skips (fails in CI) with a reason naming what is missing."""
     if path.exists():

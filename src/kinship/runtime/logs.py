@@ -29,7 +29,9 @@ def configure_logging(level: str = "info", fmt: str = "json", service: str | Non
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # One write per line, so the lines of processes sharing a terminal never interleave.
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        # sys.stderr as it is when a logger is made, not when this ran: a stream replaced
+        # since (a test's captured stderr, closed after it) is never written to.
+        logger_factory=lambda *_args: structlog.WriteLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(
