@@ -175,7 +175,9 @@ def run_all(args: argparse.Namespace) -> int:
         print("kinship serve all: with --tls-dir, --sample-gallery needs --as NAME (an enroller certificate)", file=sys.stderr)
         return 2
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
-    addresses = {name: f"{args.host}:{port}" for name, port in ports.items()}
+    # Listening on every address, the services reach each other on localhost (a name server.crt holds).
+    connect_host = "localhost" if args.host in ("0.0.0.0", "::", "[::]") else args.host
+    addresses = {name: f"{connect_host}:{port}" for name, port in ports.items()}
 
     stop_requested = False
 

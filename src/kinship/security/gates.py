@@ -528,7 +528,19 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
                     log.warning("rpc refused", code=exc.status_name, error=exc.message, reason=exc.reason)
                     await grpc_errors.abort_with(context, exc)
                 tokens = self._bind(call)
-                async for response in inner(request_or_iterator, context):
+                stream = inner(request_or_iterator, context).__aiter__()
+                while True:
+                    # The deadline cap bounds the wait for each message, never the caller's own time between them.
+                    left = None if call.deadline is None else max(0.0, call.deadline - time.monotonic())
+                    try:
+                        async with asyncio.timeout(left):
+                            response = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError as exc:
+                        raise errors.DeadlineExceeded(
+                            "the call ran past its deadline (the caller's, capped by this deployment's maximum)"
+                        ) from exc
                     responses.append(response)
                     yield response
             except errors.KinshipError as exc:
