@@ -133,12 +133,12 @@ class RunningServer:
 
 async def start_server(service: Service, settings: SimpleNamespace) -> RunningServer:
     """Builds, binds and starts the server for `service`; health starts NOT_SERVING."""
-    from kinship.security.gates import build_interceptor
+    from kinship.security.gates import build_interceptors
     from kinship.security.transport import server_credentials
 
     credentials = server_credentials(settings)  # None: plaintext, allowed on loopback or with --plaintext
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor(service.name), build_interceptor(service.name, settings)],
+        interceptors=[CallContextInterceptor(service.name), *build_interceptors(service.name, settings)],
         options=server_options(settings),
     )
     service.register(server)

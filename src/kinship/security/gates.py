@@ -1,12 +1,16 @@
-"""The security interceptor: authenticate, authorise, bind purpose, limit, audit.
+"""The security interceptors: audit, parse, authenticate, authorise, bind purpose, limit, bind the call.
 
-One `grpc.aio.ServerInterceptor` runs a configurable list of gates before the
-handler (each a small class with `async check(call, request, context)` that raises
-a `KinshipError` to refuse) and writes the audit event after it, for all four kinds
-of handler (unary and streaming requests and responses). It sits inside the
-runtime's `CallContextInterceptor`, which turns the errors into status codes.
+Each is a `grpc.aio.ServerInterceptor` with one job, for all four kinds of handler
+(unary and streaming requests and responses), listed after the runtime's
+`CallContextInterceptor` (which turns errors into status codes) by
+`build_interceptors`, outermost first:
 
-Per call it also sets what the rest of the code relies on:
+    AuditInterceptor -> a GateInterceptor per gate -> BindCall -> the handler
+
+A gate is a small class with `async check(call, request, context)` that raises a
+`KinshipError` to refuse; the gates run in order and share one `CallState`.
+
+Per call, BindCall sets what the rest of the code relies on:
 - `tenancy.AUTHENTICATED_TENANT`: the tenant the caller is bound to (security on);
 - `forwarding.FORWARDED`: identity, case id and purpose for calls to other services;
 - `interceptors.CALL_DEADLINE`: the caller's deadline capped at the configured maximum,
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import time
 from collections.abc import Sequence
@@ -379,13 +384,30 @@ def _refuse_malformed(request: Any) -> None:
         )
 
 
-class SecurityInterceptor(grpc.aio.ServerInterceptor):
-    """Runs the gates in order before each handler and audits the call after it."""
+#: The call the security interceptors are handling; made by the outermost of them.
+CURRENT_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("kinship_security_call", default=None)
 
-    def __init__(self, gates: Sequence[Any], audit: Audit | None, *, enforced: bool):
-        self.gates = list(gates)
-        self._audit = audit
-        self._enforced = enforced
+_DEADLINE_MESSAGE = "the call ran past its deadline (the caller's, capped by this deployment's maximum)"
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Base of the security interceptors (one job each), for all four kinds of handler.
+
+    A subclass says what to do before the handler (`enter`, which refuses by raising a
+    KinshipError) and after it (`leave`, told the outcome). Health and reflection pass
+    untouched. All of them share one `CallState` per call (`CURRENT_CALL`); the
+    outermost makes it, and for streaming responses turns a refusal into its status
+    (the runtime's CallContextInterceptor does that for unary ones).
+    """
+
+    #: The innermost runs the handler under the call's capped deadline.
+    runs_handler = False
+
+    async def enter(self, call: CallState, request: Any, context) -> Any:
+        return None
+
+    async def leave(self, call: CallState, entered: Any, request: Any, responses: list, error, context) -> None:
+        return None
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -394,51 +416,166 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = _metadata(handler_call_details)
         deserializer = _tolerant(handler.request_deserializer, method)
+        serializer = handler.response_serializer
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, metadata, stream_request=False),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            behaviour = self._unary(handler.unary_unary, method, metadata, stream_request=False)
+            return grpc.unary_unary_rpc_method_handler(behaviour, deserializer, serializer)
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method, metadata, stream_request=True),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            behaviour = self._unary(handler.stream_unary, method, metadata, stream_request=True)
+            return grpc.stream_unary_rpc_method_handler(behaviour, deserializer, serializer)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method, metadata, stream_request=False),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            self._streaming(handler.stream_stream, method, metadata, stream_request=True),
-            request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            behaviour = self._streaming(handler.unary_stream, method, metadata, stream_request=False)
+            return grpc.unary_stream_rpc_method_handler(behaviour, deserializer, serializer)
+        behaviour = self._streaming(handler.stream_stream, method, metadata, stream_request=True)
+        return grpc.stream_stream_rpc_method_handler(behaviour, deserializer, serializer)
+
+    def _call(self, method: str, metadata: dict[str, str], context) -> tuple[CallState, Any]:
+        current = CURRENT_CALL.get()
+        if current is not None and current.method == method:
+            return current, None
+        # Case id and purpose are read first, so that even a call refused early is audited with them.
+        call = CallState(
+            method=method,
+            metadata=metadata,
+            peer=context.peer() or "",
+            case_id=metadata.get(forwarding.CASE_ID_KEY, "").strip()[:MAX_PURPOSE_CHARS],
+            purpose=metadata.get(forwarding.PURPOSE_KEY, "").strip()[:MAX_PURPOSE_CHARS],
         )
+        return call, CURRENT_CALL.set(call)
 
-    async def _admit(self, call: CallState, request: Any, context) -> None:
-        try:
-            _refuse_malformed(request)
-        except errors.KinshipError:
-            call.refused_by = "request parsing"
-            raise
-        for gate in self.gates:
+    def _time_left(self, call: CallState) -> float | None:
+        if not self.runs_handler or call.deadline is None:
+            return None
+        return max(0.0, call.deadline - time.monotonic())
+
+    def _unary(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
+        async def wrapped(request_or_iterator, context):
+            call, token = self._call(method, metadata, context)
+            request = None if stream_request else request_or_iterator
+            if stream_request and token is not None:
+                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
+            entered, error, response = None, None, None
             try:
-                await gate.check(call, request, context)
-            except errors.KinshipError:
-                call.refused_by = gate.name
+                entered = await self.enter(call, request, context)
+                try:
+                    async with asyncio.timeout(self._time_left(call)):
+                        response = inner(request_or_iterator, context)
+                        if asyncio.iscoroutine(response):
+                            response = await response
+                except TimeoutError as exc:
+                    raise errors.DeadlineExceeded(_DEADLINE_MESSAGE) from exc
+                return response
+            except BaseException as exc:
+                error = exc
                 raise
+            finally:
+                try:
+                    await self.leave(call, entered, request, [response] if response is not None else [], error, context)
+                finally:
+                    if token is not None:
+                        CURRENT_CALL.reset(token)
 
-    def _bind(self, call: CallState) -> list[tuple[Any, Any]]:
-        """Sets the per-call context variables; returns tokens to reset."""
+        return wrapped
+
+    def _streaming(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
+        async def wrapped(request_or_iterator, context):
+            call, token = self._call(method, metadata, context)
+            request = None if stream_request else request_or_iterator
+            if stream_request and token is not None:
+                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
+            entered, error, responses = None, None, []
+            try:
+                entered = await self.enter(call, request, context)
+                result = inner(request_or_iterator, context)
+                if asyncio.iscoroutine(result):  # a handler that writes with context.write()
+                    async with asyncio.timeout(self._time_left(call)):
+                        await result
+                    return
+                stream = result.__aiter__()
+                while True:
+                    # The cap bounds the wait for each message, never the caller's own time between them.
+                    try:
+                        async with asyncio.timeout(self._time_left(call)):
+                            response = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError as exc:
+                        raise errors.DeadlineExceeded(_DEADLINE_MESSAGE) from exc
+                    responses.append(response)
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    await self.leave(call, entered, request, responses, error, context)
+                finally:
+                    if token is not None:
+                        CURRENT_CALL.reset(token)
+                if token is not None and isinstance(error, errors.KinshipError):
+                    log.warning("rpc refused", code=error.status_name, error=error.message, reason=error.reason)
+                    await grpc_errors.abort_with(context, error)
+
+        return wrapped
+
+
+class AuditInterceptor(CallInterceptor):
+    """Outermost: writes the call's audit event (fsynced) before its response leaves."""
+
+    def __init__(self, audit: Audit):
+        self._audit = audit
+
+    async def leave(self, call, entered, request, responses, error, context) -> None:
+        if error is None:
+            outcome, reason = "OK", ""
+        elif isinstance(error, errors.KinshipError):
+            outcome, reason = error.status_name, error.reason
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+            outcome, reason = "CANCELLED", ""
+        else:
+            code = context.code() if isinstance(error, grpc.aio.AbortError) else None
+            outcome, reason = (code.name if code else "INTERNAL"), ""
+        if self._audit.wanted(call, call.refused_by is not None):
+            await self._audit.record(call, request, responses, outcome, reason)
+
+
+class GateInterceptor(CallInterceptor):
+    """One gate (authentication, authorisation, purpose, a limit) as an interceptor of its own."""
+
+    def __init__(self, gate: Any):
+        self.gate = gate
+
+    async def enter(self, call, request, context) -> None:
+        try:
+            await self.gate.check(call, request, context)
+        except errors.KinshipError:
+            call.refused_by = self.gate.name
+            raise
+
+
+class ParseRequest:
+    """Refuses request bytes that did not parse as the RPC's message."""
+
+    name = "request parsing"
+
+    async def check(self, call: CallState, request: Any, context) -> None:
+        _refuse_malformed(request)
+
+
+class BindCall(CallInterceptor):
+    """Innermost: binds the admitted caller for the handler (tenant, what to forward) and runs it under the cap."""
+
+    runs_handler = True
+
+    def __init__(self, *, enforced: bool):
+        self._enforced = enforced
+
+    async def enter(self, call, request, context) -> list:
         identity = call.identity
         tokens = []
-        if self._enforced and identity is not None:
-            tokens.append((AUTHENTICATED_TENANT, AUTHENTICATED_TENANT.set(identity.tenant)))
         forwarded: list[tuple[str, str]] = []
         if self._enforced and identity is not None:
+            tokens.append((AUTHENTICATED_TENANT, AUTHENTICATED_TENANT.set(identity.tenant)))
             forwarded.append((forwarding.ON_BEHALF_OF_KEY, identity.name))
             forwarded.append((forwarding.ON_BEHALF_OF_ROLE_KEY, identity.role))
             if identity.tenant:
@@ -453,113 +590,13 @@ class SecurityInterceptor(grpc.aio.ServerInterceptor):
             tokens.append((CALL_DEADLINE, CALL_DEADLINE.set(min(call.deadline, current or call.deadline))))
         return tokens
 
-    async def _audit_outcome(self, call, request, responses, exc: BaseException | None, context) -> None:
-        if self._audit is None:
-            return
-        if exc is None:
-            outcome, reason = "OK", ""
-        elif isinstance(exc, errors.KinshipError):
-            outcome, reason = exc.status_name, exc.reason
-        elif isinstance(exc, asyncio.CancelledError):
-            outcome, reason = "CANCELLED", ""
-        else:
-            code = context.code() if isinstance(exc, grpc.aio.AbortError) else None
-            outcome, reason = (code.name if code else "INTERNAL"), ""
-        refused = call.refused_by is not None
-        if self._audit.wanted(call, refused):
-            await self._audit.record(call, request, responses, outcome, reason)
-
-    def _new_call(self, method: str, metadata: dict[str, str], context) -> CallState:
-        # Case id and purpose are read first, so that even a call refused earlier is audited with them.
-        return CallState(
-            method=method,
-            metadata=metadata,
-            peer=context.peer() or "",
-            case_id=metadata.get(forwarding.CASE_ID_KEY, "").strip()[:MAX_PURPOSE_CHARS],
-            purpose=metadata.get(forwarding.PURPOSE_KEY, "").strip()[:MAX_PURPOSE_CHARS],
-        )
-
-    def _unary(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
-        async def wrapped(request_or_iterator, context):
-            call = self._new_call(method, metadata, context)
-            request = None if stream_request else request_or_iterator
-            if stream_request:
-                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
-            error: BaseException | None = None
-            response = None
-            tokens: list = []
-            try:
-                await self._admit(call, request, context)
-                tokens = self._bind(call)
-                timeout = None if call.deadline is None else max(0.0, call.deadline - time.monotonic())
-                try:
-                    async with asyncio.timeout(timeout):
-                        response = await inner(request_or_iterator, context)
-                except TimeoutError as exc:
-                    raise errors.DeadlineExceeded(
-                        "the call ran past its deadline (the caller's, capped by this deployment's maximum)"
-                    ) from exc
-                return response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                for var, token in reversed(tokens):
-                    var.reset(token)
-                await self._audit_outcome(call, request, [response] if response is not None else [], error, context)
-
-        return wrapped
-
-    def _streaming(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
-        async def wrapped(request_or_iterator, context):
-            call = self._new_call(method, metadata, context)
-            request = None if stream_request else request_or_iterator
-            if stream_request:
-                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
-            responses: list[Any] = []
-            error: BaseException | None = None
-            tokens: list = []
-            try:
-                try:
-                    await self._admit(call, request, context)
-                except errors.KinshipError as exc:
-                    error = exc
-                    await self._audit_outcome(call, request, responses, exc, context)
-                    log.warning("rpc refused", code=exc.status_name, error=exc.message, reason=exc.reason)
-                    await grpc_errors.abort_with(context, exc)
-                tokens = self._bind(call)
-                stream = inner(request_or_iterator, context).__aiter__()
-                while True:
-                    # The deadline cap bounds the wait for each message, never the caller's own time between them.
-                    left = None if call.deadline is None else max(0.0, call.deadline - time.monotonic())
-                    try:
-                        async with asyncio.timeout(left):
-                            response = await anext(stream)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError as exc:
-                        raise errors.DeadlineExceeded(
-                            "the call ran past its deadline (the caller's, capped by this deployment's maximum)"
-                        ) from exc
-                    responses.append(response)
-                    yield response
-            except errors.KinshipError as exc:
-                error = exc
-                await grpc_errors.abort_with(context, exc)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                for var, token in reversed(tokens):
-                    var.reset(token)
-                if call.refused_by is None:
-                    await self._audit_outcome(call, request, responses, error, context)
-
-        return wrapped
+    async def leave(self, call, entered, request, responses, error, context) -> None:
+        for var, token in reversed(entered or []):
+            var.reset(token)
 
 
-def build_interceptor(service: str, settings: SimpleNamespace) -> SecurityInterceptor:
-    """The security interceptor the settings ask for (see `security.settings`)."""
+def build_interceptors(service: str, settings: SimpleNamespace) -> list[grpc.aio.ServerInterceptor]:
+    """The security interceptors the settings ask for, outermost first (see `security.settings`)."""
     from .settings import security_settings
 
     # Settings made by hand (tests) may lack the security ones: their defaults apply.
@@ -571,6 +608,7 @@ def build_interceptor(service: str, settings: SimpleNamespace) -> SecurityInterc
         TokenVerifier.from_files(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience) if keys else None
     )
     gates = [
+        ParseRequest(),
         Authenticate(verifier, enforced=enforced),
         Authorise(enforced=enforced),
         BindPurpose(required=purpose_required(settings)),
@@ -585,4 +623,8 @@ def build_interceptor(service: str, settings: SimpleNamespace) -> SecurityInterc
         sinks.append(StreamSink())
     if not enforced:
         log.warning("security is OFF: every local caller is allowed; the audit trail is still written")
-    return SecurityInterceptor(gates, Audit(AuditTrail(sinks), service), enforced=enforced)
+    return [
+        AuditInterceptor(Audit(AuditTrail(sinks), service)),
+        *(GateInterceptor(gate) for gate in gates),
+        BindCall(enforced=enforced),
+    ]
