@@ -161,6 +161,9 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) 
         kwargs: dict[str, Any] = {"dest": s.name, "default": None, "help": s.help + extra}
         if s.choices:
             kwargs["choices"] = list(s.choices)
+        if s.parse is parse_bool:
+            # `--plaintext` alone means true; `--plaintext false` still works.
+            kwargs.update(nargs="?", const="true", metavar="true|false")
         parser.add_argument(s.flag, **kwargs)
 
 

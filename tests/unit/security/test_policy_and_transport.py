@@ -85,3 +85,13 @@ def test_client_tls_needs_a_name(tmp_path, monkeypatch) -> None:
     security = from_options(tmp_path, "alice", case_id="c1", purpose="p")
     assert security.tls.name == "alice"
     assert dict(security.metadata()) == {"x-case-id": "c1", "x-purpose": "p"}
+
+
+def test_plaintext_is_a_bare_flag_on_every_service() -> None:
+    from kinship.cli.serve import service_parser
+
+    parser = service_parser("indexer")
+    flags = parser.parse_args(["--plaintext"])
+    assert config.resolve(config.server_settings("indexer", 1), flags, env={}).plaintext is True
+    flags = parser.parse_args(["--plaintext", "false"])
+    assert config.resolve(config.server_settings("indexer", 1), flags, env={}).plaintext is False
