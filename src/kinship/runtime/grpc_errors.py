@@ -49,12 +49,27 @@ def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
+    retry_after_ms = getattr(error, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        # RetryInfo: the standard detail that tells a client when to try again (admission control).
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(retry_after_ms))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
     return status_pb2.Status(code=getattr(code_pb2, error.status_name), message=error.message, details=details)
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: errors.KinshipError) -> None:
     """Ends the call with `error` (raises grpc's abort exception)."""
-    await context.abort_with_status(rpc_status.to_status(to_rpc_status(error)))
+    status = rpc_status.to_status(to_rpc_status(error))
+    retry_after_ms = getattr(error, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        # gRPC's retry policy reads this trailer as the server's pushback.
+        status = status._replace(
+            trailing_metadata=(*status.trailing_metadata, ("grpc-retry-pushback-ms", str(int(retry_after_ms))))
+        )
+    await context.abort_with_status(status)
 
 
 def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
