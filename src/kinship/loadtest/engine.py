@@ -251,12 +251,15 @@ class LoadRun:
         options = self.options
         for plan in self.plans:
             self._channels.callable_for(plan)
+        connect_timeout = min(options.timeout_s, 10.0)
         try:
-            await self._channels.wait_ready(min(options.timeout_s, 10.0))
+            await self._channels.wait_ready(connect_timeout)
         except TimeoutError as exc:
             await self._channels.close()
             targets = ", ".join(sorted({p.target for p in self.plans}))
-            raise ConnectionError(f"cannot connect to {targets} within 10 s: is the service running?") from exc
+            raise ConnectionError(
+                f"cannot connect to {targets} within {connect_timeout:g} s: is the service running?"
+            ) from exc
         begin = time.perf_counter()
         self._measure_from = begin + options.warmup_s
         if options.duration_s is not None:
