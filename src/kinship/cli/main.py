@@ -16,7 +16,6 @@ import argparse
 import sys
 
 from kinship import software_version
-
 from kinship.loadtest import cli as loadtest_commands
 
 from . import client_commands, report_commands, serve, training_commands

@@ -23,14 +23,16 @@ import time
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import grpc
+from typing import TYPE_CHECKING, Any
 
 from kinship.runtime.errors import KinshipError
 
-from . import inputs, processes, report, targets
-from .engine import TLS, CallPlan, LoadRun, RunOptions, RunResult
+if TYPE_CHECKING:  # the heavy modules load when a run starts, not with every `kinship` command
+    import grpc
+
+    from .engine import TLS, CallPlan, RunOptions, RunResult
+
+FORMATS = ("summary", "json", "csv", "prometheus")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -106,9 +108,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, soak: bool) -> None:
     tls.add_argument("--cname", help="server name to verify instead of the target's host")
     tls.add_argument("--insecure", action="store_true", help="plaintext (ghz's flag; the default without --cacert)")
     out = parser.add_argument_group("output")
-    out.add_argument(
-        "-O", "--format", choices=report.FORMATS, default="summary", help="report format [default summary]"
-    )
+    out.add_argument("-O", "--format", choices=FORMATS, default="summary", help="report format [default summary]")
     out.add_argument("--json", action="store_true", help="same as --format json")
     out.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     out.add_argument("--quiet", action="store_true", help="no progress line")
@@ -153,6 +153,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tls(args: argparse.Namespace) -> TLS:
+    from .engine import TLS
+
     read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
     tls = TLS(cacert=read(args.cacert), cert=read(args.cert), key=read(args.key), server_name=args.cname)
     if (args.cert is None) != (args.key is None):
@@ -161,6 +163,8 @@ def _tls(args: argparse.Namespace) -> TLS:
 
 
 def _sync_channel(target: str, tls: TLS) -> grpc.Channel:
+    import grpc
+
     if tls.enabled:
         options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
         return grpc.secure_channel(target, grpc.ssl_channel_credentials(tls.cacert, tls.key, tls.cert), options=options)
@@ -168,6 +172,8 @@ def _sync_channel(target: str, tls: TLS) -> grpc.Channel:
 
 
 def _first_collection(channel: grpc.Channel) -> tuple[str, int] | None:
+    import grpc
+
     from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
     try:
@@ -179,7 +185,9 @@ def _first_collection(channel: grpc.Channel) -> tuple[str, int] | None:
     return (collections[0].model_id, collections[0].dimension) if collections else None
 
 
-def _input_options(source: dict[str, Any]) -> inputs.InputOptions:
+def _input_options(source: dict[str, Any]):
+    from . import inputs
+
     size = str(source.get("image_size") or "640x480").lower().split("x")
     if len(size) != 2 or not all(part.isdigit() for part in size):
         raise KinshipError(f"--image-size {source.get('image_size')!r} must be WIDTHxHEIGHT, e.g. 640x480")
@@ -200,6 +208,9 @@ def _input_options(source: dict[str, Any]) -> inputs.InputOptions:
 
 
 def _plan(call: str, target: str, source: dict[str, Any], tls: TLS, weight: float = 1.0) -> CallPlan:
+    from . import inputs, targets
+    from .engine import CallPlan
+
     with _sync_channel(target, tls) as channel:
         method = targets.resolve(call, channel)
         model_info = None
@@ -238,6 +249,8 @@ def load_scenario(path: Path, default_target: str | None, tls: TLS) -> list[Call
 
 
 def build(args: argparse.Namespace) -> tuple[list[CallPlan], RunOptions]:
+    from .engine import RunOptions
+
     tls = _tls(args)
     if args.scenario:
         plans = load_scenario(args.scenario, args.target, tls)
@@ -273,6 +286,8 @@ def build(args: argparse.Namespace) -> tuple[list[CallPlan], RunOptions]:
 
 
 def _run(plans: list[CallPlan], options: RunOptions) -> RunResult:
+    from .engine import LoadRun
+
     async def main() -> RunResult:
         run = LoadRun(plans, options)
         loop = asyncio.get_running_loop()
@@ -304,6 +319,8 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def run_loadtest(args: argparse.Namespace) -> int:
+    from . import report
+
     try:
         plans, options = build(args)
         result = _run(plans, options)
@@ -357,6 +374,8 @@ def soak_verdict(
 
 
 def run_soak(args: argparse.Namespace) -> int:
+    from . import processes, report
+
     try:
         watched = dict(processes.resolve_watch(spec) for spec in args.watch)
     except ValueError as exc:

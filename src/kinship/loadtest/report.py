@@ -22,7 +22,6 @@ from .recorder import Recorder, Stats
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99, 99.9)
 SUMMARY_PERCENTILES = (50, 90, 95, 99, 99.9)
 HISTOGRAM_BUCKETS = 10
-FORMATS = ("summary", "json", "csv", "prometheus")
 
 
 def _ns(us: float) -> int:
