@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +161,7 @@ def build_requests(method: Method, options: InputOptions, model_info: tuple[str,
         for _ in range(POOL_SIZE):
             records = []
             for vector in unit_vectors(rng, options.batch, dimension):
-                person = f"loadtest-{uuid.UUID(int=int(rng.integers(0, 2**63)), version=4).hex[:16]}"
+                person = f"loadtest-{int(rng.integers(0, 2**63)):016x}"
                 records.append({"record_id": person + "-0", "person_id": person, "embedding": vector.tolist()})
             requests.append(method.request_class(model_id=model_id, records=records).SerializeToString())
         return requests

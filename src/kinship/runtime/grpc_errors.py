@@ -31,6 +31,31 @@ def status_code_of(error: errors.KinshipError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, error.status_name)
 
 
+#: Bytes of field violations sent at most. The details travel in one trailing-metadata
+#: value, and clients refuse metadata over 16 KiB (grpc's default) with RESOURCE_EXHAUSTED,
+#: which would hide the INVALID_ARGUMENT (e.g. a 1,000-record upsert with every record bad).
+MAX_VIOLATION_BYTES = 6 * 1024
+
+
+def _bounded_violations(violations) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    out: list[error_details_pb2.BadRequest.FieldViolation] = []
+    used = 0
+    for index, v in enumerate(violations):
+        item = error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+        size = item.ByteSize()
+        if used + size > MAX_VIOLATION_BYTES and out:
+            rest = len(violations) - index
+            out.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="...", description=f"and {rest} more problems of the same request, not listed"
+                )
+            )
+            break
+        out.append(item)
+        used += size
+    return out
+
+
 def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     """Builds the google.rpc.Status that carries `error` to the caller."""
     details: list[any_pb2.Any] = []
@@ -40,12 +65,7 @@ def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     details.append(packed)
     violations = getattr(error, "violations", None)
     if violations:
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in violations
-            ]
-        )
+        bad = error_details_pb2.BadRequest(field_violations=_bounded_violations(violations))
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)

@@ -53,3 +53,18 @@ def test_the_refusal_carries_retry_info_in_its_status() -> None:
     # Other errors carry no retry hint.
     plain = grpc_errors.to_rpc_status(errors.InvalidArgument("bad", field="image"))
     assert not [d for d in plain.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+
+
+def test_thousands_of_field_violations_fit_the_callers_metadata_limit() -> None:
+    from google.rpc import error_details_pb2
+
+    many = [errors.FieldViolation(f"records[{i}].record_id", "repeats an id of another record") for i in range(1000)]
+    status = grpc_errors.to_rpc_status(errors.InvalidArgument("invalid request", violations=many))
+    assert status.ByteSize() < 16 * 1024  # grpc's default limit on a caller's received metadata
+    bad = error_details_pb2.BadRequest()
+    [packed] = [d for d in status.details if d.Is(error_details_pb2.BadRequest.DESCRIPTOR)]
+    packed.Unpack(bad)
+    assert bad.field_violations[0].field == "records[0].record_id"
+    assert bad.field_violations[-1].description.startswith("and ")
+    listed = len(bad.field_violations) - 1
+    assert bad.field_violations[-1].description == f"and {1000 - listed} more problems of the same request, not listed"

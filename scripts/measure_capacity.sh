@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Capacity of each service and of FindRelatives end to end, by `kinship loadtest`, on this machine.
+#
+#   flock /tmp/kinship-heavy.lock bash scripts/measure_capacity.sh [OUT_DIR]
+#
+# Starts the three services on spare ports (embedder 50251, indexer 50252, ranker 50253;
+# health-only ports 5026x) with a fresh data dir, enrols KinFaceW-I's sons (real faces) and
+# fills the gallery to 10,000 people with random unit vectors (Upsert through the load tool),
+# then measures: health calls (main port, health-only port, one vs two processes), Embed at
+# its admission bound, Embed at twice that capacity (with health probed meanwhile), the
+# client's percentiles against the server's own per-call log, Search, FindRelatives.
+# Every report is kept in OUT_DIR as ghz-style JSON; a table is printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-/tmp/kinship-capacity}
+K=.venv/bin/kinship
+PY=.venv/bin/python
+KIN=${KINFACEW:-../shared/data/kinfacew-i}
+PORTRAIT=$($PY -c 'from importlib import resources; print(resources.files("insightface") / "data/images/Tom_Hanks_54745.png")')
+E=50251 I=50252 R=50253 HE=50261 HI=50262 HR=50263 E2=50254
+rm -rf "$OUT" && mkdir -p "$OUT/data"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_serving() {  # address
+  $PY -c "import sys, time; from kinship.cli.serve import wait_serving; sys.exit(0 if wait_serving('$1', time.monotonic() + 120) else 1)"
+}
+lt() { $K loadtest "$@" --quiet --json; }
+
+export KINSHIP_LOG_FORMAT=json KINSHIP_LOG_LEVEL=info
+KINSHIP_ACCESS_LOG_SAMPLE=1 $K serve embedder --port $E --health-port $HE --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder.log" 2>&1 &
+PIDS+=($!)
+KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve indexer --port $I --health-port $HI --data-dir "$OUT/data" >"$OUT/indexer.log" 2>&1 &
+PIDS+=($!)
+KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve ranker --port $R --health-port $HR --artifacts-dir "$OUT/data/artifacts" \
+  --embedder-address 127.0.0.1:$E --indexer-address 127.0.0.1:$I >"$OUT/ranker.log" 2>&1 &
+PIDS+=($!)
+for a in $E $I $R; do wait_serving 127.0.0.1:$a; done
+echo "== services SERVING; building the 10k gallery" >&2
+$K enroll "$KIN"/images/father-son/*_2.jpg --embedder 127.0.0.1:$E --indexer 127.0.0.1:$I --source kinfacew-sons --json >"$OUT/enroll.json" \
+  || grep -q '"enrolled"' "$OUT/enroll.json"  # exit 1 means some photos had no face (KinFaceW-I crops are 64x64)
+lt 127.0.0.1:$I --call kinship.v1.Indexer/Upsert --batch 1000 -n 10 -c 1 -o "$OUT/upsert-10k.json"
+
+echo "== health" >&2
+lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 32 -z 10s --warmup 2s -o "$OUT/health-main.json"
+lt 127.0.0.1:$HE --call grpc.health.v1.Health/Check -c 32 -z 10s --warmup 2s -o "$OUT/health-port.json"
+lt 127.0.0.1:$E --call grpc.health.v1.Health/Check --rps 2000 -z 10s --warmup 2s -o "$OUT/health-main-rps2000.json"
+
+echo "== embed at its admission bound (closed loop, 4 callers = 2 x 2 workers)" >&2
+lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 -z 20s --warmup 3s -o "$OUT/embed-capacity.json"
+lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$PORTRAIT" -c 4 -z 20s --warmup 3s -o "$OUT/embed-portrait-capacity.json"
+$PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" "$OUT/embedder.log" --rpc /kinship.v1.Embedder/Embed >"$OUT/embed-agreement.json"
+
+echo "== embed at twice its capacity (open loop), health probed on the health-only and the main port" >&2
+RATE=$($PY -c "import json; print(round(2 * json.load(open('$OUT/embed-capacity.json'))['rps'], 1))")
+$PY scripts/health_watch.py 127.0.0.1:$HE --seconds 20 --service kinship.v1.Embedder >"$OUT/health-port-during-overload.json" &
+W1=$!
+$PY scripts/health_watch.py 127.0.0.1:$E --seconds 20 --service kinship.v1.Embedder >"$OUT/health-main-during-overload.json" &
+W2=$!
+lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" --rps "$RATE" -z 20s --warmup 2s -o "$OUT/embed-overload.json"
+wait $W1 $W2
+
+echo "== indexer and ranker at 10k" >&2
+lt 127.0.0.1:$I --call kinship.v1.Indexer/Search -c 8 -z 20s --warmup 3s -o "$OUT/search-10k.json"
+lt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --families "$KIN" -c 2 -z 20s --warmup 3s -o "$OUT/find-10k-c2.json"
+lt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --families "$KIN" -c 4 -z 20s --warmup 3s -o "$OUT/find-10k-c4.json"
+
+echo "== one process vs two on one port (health calls over 4 connections)" >&2
+lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 32 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
+KINSHIP_LOG_LEVEL=warning $K serve embedder --port $E2 --processes 2 --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder-2proc.log" 2>&1 &
+PIDS+=($!)
+wait_serving 127.0.0.1:$E2
+sleep 3  # the second copy loads its models too
+lt 127.0.0.1:$E2 --call grpc.health.v1.Health/Check -c 32 --connections 4 -z 10s --warmup 2s -o "$OUT/health-2proc.json"
+lt 127.0.0.1:$E2 --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 8 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-2proc.json"
+
+$PY - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+print(f"{'run':32} {'count':>7} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  codes")
+for path in sorted(out.glob("*.json")):
+    report = json.loads(path.read_text())
+    if "latencyDistribution" not in report:
+        print(f"{path.stem:32} {json.dumps(report)[:200]}")
+        continue
+    pct = {d["percentage"]: d["latency"] / 1e6 for d in report["latencyDistribution"] or []}
+    print(f"{path.stem:32} {report['count']:7d} {report['rps']:8.1f} {pct.get(50, 0):8.2f} {pct.get(90, 0):8.2f} "
+          f"{pct.get(99, 0):8.2f} {pct.get(99.9, 0):9.2f}  {report['statusCodeDistribution']}")
+    by_status = report["kinship"]["by_status"]
+    if len(by_status) > 1:
+        for code, stats in by_status.items():
+            print(f"{'  ' + code:32} {stats['count']:7d} {stats['rps']:8.1f} {stats['p50']:8.2f} {stats['p90']:8.2f} {stats['p99']:8.2f} {stats['p99.9']:9.2f}")
+EOF
