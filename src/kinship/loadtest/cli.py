@@ -100,6 +100,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, soak: bool) -> None:
     )
     run.add_argument("-t", "--timeout", type=parse_duration, default=20.0, help="deadline of each call [default 20s]")
     run.add_argument("-m", "--metadata", help='metadata as a JSON object, e.g. \'{"x-request-id": "load"}\'')
+    run.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        help="NAME=:PORT (the processes listening on PORT) or NAME=PID: report its CPU time and memory "
+        "over the run; repeatable",
+    )
     run.add_argument("--seed", type=int, default=0, help="random seed for synthetic data and the call mix [default 0]")
     tls = parser.add_argument_group("TLS (plaintext unless --cacert or --cert is given)")
     tls.add_argument("--cacert", type=Path, help="CA certificate to verify the server")
@@ -112,6 +119,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, soak: bool) -> None:
     out.add_argument("--json", action="store_true", help="same as --format json")
     out.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     out.add_argument("--quiet", action="store_true", help="no progress line")
+    out.add_argument(
+        "--record",
+        type=Path,
+        help="also time every call apart from the report (a client interceptor, its own clock) and write them "
+        "as CSV: start_us,latency_us,code (for scripts/percentile_agreement.py)",
+    )
     _add_input_arguments(parser)
 
 
@@ -134,12 +147,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_run_arguments(soak, soak=True)
     soak.add_argument("--window", type=parse_duration, default=60.0, help="window for the p99 drift [default 1m]")
-    soak.add_argument(
-        "--watch",
-        action="append",
-        default=[],
-        help="NAME=:PORT (the processes listening on PORT) or NAME=PID whose memory to report; repeatable",
-    )
     soak.add_argument(
         "--max-p99-drift", type=float, default=0.20, help="allowed p99 growth, last vs first window [default 0.20]"
     )
@@ -281,6 +288,7 @@ def build(args: argparse.Namespace) -> tuple[list[CallPlan], RunOptions]:
         window_s=getattr(args, "window", None),
         seed=args.seed,
         progress=not args.quiet,
+        record_timings=args.record is not None,
     )
     return plans, options
 
@@ -310,6 +318,15 @@ def _options_dict(args: argparse.Namespace, plans: list[CallPlan], options: RunO
     return out
 
 
+def _write_timings(result: RunResult, path: Path | None) -> None:
+    if path is None or result.timings is None:
+        return
+    with path.open("w") as handle:
+        handle.write("start_us,latency_us,code\n")
+        for start, latency, code in result.timings:
+            handle.write(f"{start:.1f},{latency:.1f},{code}\n")
+
+
 def _emit(text: str, output: Path | None) -> None:
     if output:
         output.write_text(text if text.endswith("\n") else text + "\n")
@@ -318,21 +335,75 @@ def _emit(text: str, output: Path | None) -> None:
         print(text)
 
 
+def _watched(args: argparse.Namespace) -> dict[str, list[int]]:
+    from . import processes
+
+    return dict(processes.resolve_watch(spec) for spec in args.watch)
+
+
+def _usage(watched: dict[str, list[int]]) -> dict[str, dict[str, float | None]]:
+    import resource
+
+    from . import processes
+
+    usage = {
+        name: {"cpu_s": processes.total_cpu(pids), "rss": processes.total_rss(pids)} for name, pids in watched.items()
+    }
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    usage["loadtest"] = {"cpu_s": own.ru_utime + own.ru_stime, "rss": None}
+    return usage
+
+
+def resource_report(before: dict, after: dict, result: RunResult) -> dict[str, dict[str, float | None]]:
+    """CPU seconds and memory of each watched process (and of the load generator) over the run."""
+    out = {}
+    for name, start in before.items():
+        end = after.get(name, {})
+        cpu = end.get("cpu_s") - start["cpu_s"] if end.get("cpu_s") is not None and start["cpu_s"] is not None else None
+        out[name] = {
+            "cpu_seconds": round(cpu, 2) if cpu is not None else None,
+            "cores_used": round(cpu / result.elapsed_s, 3) if cpu is not None and result.elapsed_s else None,
+            "calls_per_cpu_second": round(result.recorder.count / cpu, 1) if cpu else None,
+            "rss_start": start.get("rss"),
+            "rss_end": end.get("rss"),
+        }
+    return out
+
+
 def run_loadtest(args: argparse.Namespace) -> int:
     from . import report
 
     try:
+        watched = _watched(args)
+    except ValueError as exc:
+        print(f"kinship loadtest: {exc}", file=sys.stderr)
+        return 2
+    try:
         plans, options = build(args)
+        before = _usage(watched)
         result = _run(plans, options)
+        usage = resource_report(before, _usage(watched), result)
     except KinshipError as exc:
         print(f"kinship loadtest: {exc.message if hasattr(exc, 'message') else exc}", file=sys.stderr)
         return 2
     except ConnectionError as exc:
         print(f"kinship loadtest: {exc}", file=sys.stderr)
         return 1
+    _write_timings(result, args.record)
     fmt = "json" if args.json else args.format
     target = args.target or str(args.scenario)
-    _emit(report.render(result, fmt, target, _options_dict(args, plans, options)), args.output)
+    if fmt == "json":
+        body = report.to_json_dict(result, _options_dict(args, plans, options))
+        body["kinship"]["processes"] = usage
+        text = json.dumps(body, indent=2)
+    else:
+        text = report.render(result, fmt, target, _options_dict(args, plans, options))
+        if fmt == "summary" and args.watch:
+            text += "\nProcesses (CPU over the run):\n" + "".join(
+                f"  {name}: {u['cpu_seconds']} CPU s ({u['cores_used']} cores), {u['calls_per_cpu_second']} calls per CPU s\n"
+                for name, u in usage.items()
+            )
+    _emit(text, args.output)
     return 0
 
 
@@ -377,7 +448,7 @@ def run_soak(args: argparse.Namespace) -> int:
     from . import processes, report
 
     try:
-        watched = dict(processes.resolve_watch(spec) for spec in args.watch)
+        watched = _watched(args)
     except ValueError as exc:
         print(f"kinship soak: {exc}", file=sys.stderr)
         return 2
@@ -394,6 +465,7 @@ def run_soak(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"kinship soak: {exc}", file=sys.stderr)
         return 1
+    _write_timings(result, args.record)
     for name, pids in watched.items():
         memory[name]["end"] = processes.total_rss(pids)
     verdict = soak_verdict(result, memory, args.max_p99_drift, args.max_rss_growth)

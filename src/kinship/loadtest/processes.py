@@ -70,3 +70,20 @@ def resolve_watch(spec: str) -> tuple[str, list[int]]:
 def total_rss(pids: list[int]) -> int | None:
     values = [rss_bytes(pid) for pid in pids]
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time `pid` has used, in seconds; None when the process is gone."""
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def total_cpu(pids: list[int]) -> float | None:
+    values = [cpu_seconds(pid) for pid in pids]
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
