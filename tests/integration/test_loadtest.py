@@ -243,3 +243,18 @@ def test_record_writes_every_measured_call_and_watch_reports_cpu(server, tmp_pat
     processes = report["kinship"]["processes"]
     assert processes["tests"]["cpu_seconds"] is not None and processes["tests"]["rss_end"] > 0
     assert processes["loadtest"]["cpu_seconds"] > 0
+
+
+@pytest.mark.parametrize("mode", [("-c", "4"), ("--rps", "300")], ids=["closed", "open"])
+def test_the_threads_engine_counts_the_same_way(server, tmp_path, mode) -> None:
+    timings = tmp_path / "calls.csv"
+    code, text = _loadtest(
+        tmp_path, server.address, "--call", "kinship.v1.Embedder/Embed", *mode, "-n", "60", "--engine", "threads",
+        "--data", '{"model_id": "slow"}', "--record", str(timings), "--json",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(text)
+    assert report["count"] == 60 and report["options"]["engine"] == "threads"
+    codes = report["statusCodeDistribution"]
+    assert sum(codes.values()) == 60 and codes.get("OK", 0) > 0
+    assert len(timings.read_text().splitlines()) - 1 == 60
