@@ -25,13 +25,20 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
-def go_code_name(code: grpc.StatusCode) -> str:
-    """The status name as ghz (Go's codes.Code.String()) writes it: OK, ResourceExhausted, Canceled ..."""
+def _go_name(code: grpc.StatusCode) -> str:
     if code is grpc.StatusCode.CANCELLED:
         return "Canceled"
     if code is grpc.StatusCode.OK:
         return "OK"
     return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+_GO_NAMES = {code: _go_name(code) for code in grpc.StatusCode}
+
+
+def go_code_name(code: grpc.StatusCode) -> str:
+    """The status name as ghz (Go's codes.Code.String()) writes it: OK, ResourceExhausted, Canceled ..."""
+    return _GO_NAMES[code]
 
 
 @dataclass
@@ -91,8 +98,15 @@ class Recorder:
     ) -> None:
         status = go_code_name(code)
         self.all.record(latency_us)
-        self.by_call.setdefault(call, Stats()).record(latency_us)
-        self.by_status.setdefault(status, Stats()).record(latency_us)
+        # Not setdefault(key, Stats()): that would build a histogram (a large array) on every call.
+        by_call = self.by_call.get(call)
+        if by_call is None:
+            by_call = self.by_call[call] = Stats()
+        by_call.record(latency_us)
+        by_status = self.by_status.get(status)
+        if by_status is None:
+            by_status = self.by_status[status] = Stats()
+        by_status.record(latency_us)
         self.status_counts[status] += 1
         self.call_status_counts[(call, status)] += 1
         if error is not None:
