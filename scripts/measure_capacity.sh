@@ -27,53 +27,74 @@ wait_serving() {  # address
   $PY -c "import sys, time; from kinship.cli.serve import wait_serving; sys.exit(0 if wait_serving('$1', time.monotonic() + 120) else 1)"
 }
 lt() { $K loadtest "$@" --quiet --json; }
+# Closed loops on grpc's blocking client (--engine threads): the cheaper generator on shared cores.
+ltt() { lt "$@" --engine threads; }
 
 export KINSHIP_LOG_FORMAT=json KINSHIP_LOG_LEVEL=info
 KINSHIP_ACCESS_LOG_SAMPLE=1 $K serve embedder --port $E --health-port $HE --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder.log" 2>&1 &
-PIDS+=($!)
+EP=$!
+PIDS+=($EP)
 KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve indexer --port $I --health-port $HI --data-dir "$OUT/data" >"$OUT/indexer.log" 2>&1 &
-PIDS+=($!)
+IP=$!
+PIDS+=($IP)
 KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve ranker --port $R --health-port $HR --artifacts-dir "$OUT/data/artifacts" \
   --embedder-address 127.0.0.1:$E --indexer-address 127.0.0.1:$I >"$OUT/ranker.log" 2>&1 &
-PIDS+=($!)
+RP=$!
+PIDS+=($RP)
 for a in $E $I $R; do wait_serving 127.0.0.1:$a; done
+WATCH=(--watch embedder=$EP --watch indexer=$IP --watch ranker=$RP)
 echo "== services SERVING; building the 10k gallery" >&2
 $K enroll "$KIN"/images/father-son/*_2.jpg --embedder 127.0.0.1:$E --indexer 127.0.0.1:$I --source kinfacew-sons --json >"$OUT/enroll.json" \
   || grep -q '"enrolled"' "$OUT/enroll.json"  # exit 1 means some photos had no face (KinFaceW-I crops are 64x64)
+ENROLLED=$($PY -c "import json; print(len(json.load(open('$OUT/enroll.json'))['enrolled']))")
 lt 127.0.0.1:$I --call kinship.v1.Indexer/Upsert --batch 1000 -n 10 -c 1 -o "$OUT/upsert-10k.json"
+$PY -c "
+import grpc; from kinship.v1 import indexer_pb2 as p, indexer_pb2_grpc as g
+c = g.IndexerStub(grpc.insecure_channel('127.0.0.1:$I')).ListCollections(p.ListCollectionsRequest(), timeout=30).collections
+print('gallery:', [(x.model_id, x.record_count) for x in c])" >&2
+$PY scripts/find_requests.py 127.0.0.1:$E "$KIN" "$OUT/find-requests.json" >&2
 
-echo "== health" >&2
-lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 32 -z 10s --warmup 2s -o "$OUT/health-main.json"
-lt 127.0.0.1:$HE --call grpc.health.v1.Health/Check -c 32 -z 10s --warmup 2s -o "$OUT/health-port.json"
-lt 127.0.0.1:$E --call grpc.health.v1.Health/Check --rps 2000 -z 10s --warmup 2s -o "$OUT/health-main-rps2000.json"
+echo "== health calls through the runtime (threads and aio generators; main port and health-only port)" >&2
+ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main.json"
+lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main-aio.json"
+ltt 127.0.0.1:$HE --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-port.json"
+ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check --rps 2000 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main-rps2000.json"
 
-echo "== embed at its admission bound (closed loop, 4 callers = 2 x 2 workers)" >&2
-lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 -z 20s --warmup 3s -o "$OUT/embed-capacity.json"
-lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$PORTRAIT" -c 4 -z 20s --warmup 3s -o "$OUT/embed-portrait-capacity.json"
-$PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" "$OUT/embedder.log" --rpc /kinship.v1.Embedder/Embed >"$OUT/embed-agreement.json"
+echo "== embed at its admission bound (closed loop, 4 callers = 2 x 2 workers): the capacity" >&2
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 -z 20s --warmup 3s \
+  --record "$OUT/embed-capacity-calls.csv" "${WATCH[@]}" -o "$OUT/embed-capacity.json"
+$PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" --timings "$OUT/embed-capacity-calls.csv" >"$OUT/embed-agreement-timings.json"
+$PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" --server-log "$OUT/embedder.log" --rpc /kinship.v1.Embedder/Embed >"$OUT/embed-agreement-server.json"
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$PORTRAIT" -c 4 -z 20s --warmup 3s -o "$OUT/embed-portrait-capacity.json"
 
 echo "== embed at twice its capacity (open loop), health probed on the health-only and the main port" >&2
 RATE=$($PY -c "import json; print(round(2 * json.load(open('$OUT/embed-capacity.json'))['rps'], 1))")
-$PY scripts/health_watch.py 127.0.0.1:$HE --seconds 20 --service kinship.v1.Embedder >"$OUT/health-port-during-overload.json" &
+$PY scripts/health_watch.py 127.0.0.1:$HE --seconds 22 --service kinship.v1.Embedder >"$OUT/health-port-during-overload.json" &
 W1=$!
-$PY scripts/health_watch.py 127.0.0.1:$E --seconds 20 --service kinship.v1.Embedder >"$OUT/health-main-during-overload.json" &
+$PY scripts/health_watch.py 127.0.0.1:$E --seconds 22 --service kinship.v1.Embedder >"$OUT/health-main-during-overload.json" &
 W2=$!
-lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" --rps "$RATE" -z 20s --warmup 2s -o "$OUT/embed-overload.json"
+lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" --rps "$RATE" -z 20s --warmup 2s \
+  --record "$OUT/embed-overload-calls.csv" "${WATCH[@]}" -o "$OUT/embed-overload.json"
 wait $W1 $W2
 
 echo "== indexer and ranker at 10k" >&2
-lt 127.0.0.1:$I --call kinship.v1.Indexer/Search -c 8 -z 20s --warmup 3s -o "$OUT/search-10k.json"
-lt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --families "$KIN" -c 2 -z 20s --warmup 3s -o "$OUT/find-10k-c2.json"
-lt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --families "$KIN" -c 4 -z 20s --warmup 3s -o "$OUT/find-10k-c4.json"
+ltt 127.0.0.1:$I --call kinship.v1.Indexer/Search -c 8 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/search-10k.json"
+for c in 2 4; do
+  ltt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --data-file "$OUT/find-requests.json" -c $c -z 20s --warmup 3s \
+    "${WATCH[@]}" -o "$OUT/find-10k-c$c.json"
+done
 
-echo "== one process vs two on one port (health calls over 4 connections)" >&2
-lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 32 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
-KINSHIP_LOG_LEVEL=warning $K serve embedder --port $E2 --processes 2 --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder-2proc.log" 2>&1 &
+echo "== one process vs two on one port" >&2
+ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-1proc.json"
+kill $EP; wait $EP 2>/dev/null || true
+KINSHIP_LOG_LEVEL=warning $K serve embedder --port $E --processes 2 --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder-2proc.log" 2>&1 &
 PIDS+=($!)
-wait_serving 127.0.0.1:$E2
-sleep 3  # the second copy loads its models too
-lt 127.0.0.1:$E2 --call grpc.health.v1.Health/Check -c 32 --connections 4 -z 10s --warmup 2s -o "$OUT/health-2proc.json"
-lt 127.0.0.1:$E2 --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 8 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-2proc.json"
+wait_serving 127.0.0.1:$E
+sleep 5  # the second copy loads its models too
+ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-2proc.json"
+# Two copies with 2 workers each admit 8; the kernel spreads the 4 connections among them.
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 8 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-2proc.json"
 
 $PY - "$OUT" <<'EOF'
 import json, sys
@@ -82,7 +103,7 @@ out = Path(sys.argv[1])
 print(f"{'run':32} {'count':>7} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  codes")
 for path in sorted(out.glob("*.json")):
     report = json.loads(path.read_text())
-    if "latencyDistribution" not in report:
+    if not isinstance(report, dict) or "latencyDistribution" not in report:
         print(f"{path.stem:32} {json.dumps(report)[:200]}")
         continue
     pct = {d["percentage"]: d["latency"] / 1e6 for d in report["latencyDistribution"] or []}
@@ -92,4 +113,7 @@ for path in sorted(out.glob("*.json")):
     if len(by_status) > 1:
         for code, stats in by_status.items():
             print(f"{'  ' + code:32} {stats['count']:7d} {stats['rps']:8.1f} {stats['p50']:8.2f} {stats['p90']:8.2f} {stats['p99']:8.2f} {stats['p99.9']:9.2f}")
+    for name, usage in (report["kinship"].get("processes") or {}).items():
+        if usage["cpu_seconds"]:
+            print(f"{'  cpu ' + name:32} {usage['cores_used']:.2f} cores, {usage['calls_per_cpu_second']} calls per CPU s")
 EOF
