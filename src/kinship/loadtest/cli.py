@@ -19,6 +19,7 @@ import json
 import re
 import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import asdict
@@ -471,13 +472,21 @@ def run_soak(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kinship soak: {exc}", file=sys.stderr)
         return 2
-    memory: dict[str, dict[str, int | None]] = {
-        name: {"start": processes.total_rss(pids)} for name, pids in watched.items()
-    }
+    memory: dict[str, dict[str, int | None]] = {name: {"start": None} for name in watched}
+
+    def sample_start() -> None:
+        for name, pids in watched.items():
+            memory[name]["start"] = processes.total_rss(pids)
+
     try:
         plans, options = build(args)
         started = time.monotonic()
+        # Memory "at start" is read when the warm-up ends: growth while caches fill is not a leak.
+        timer = threading.Timer(args.warmup, sample_start)
+        timer.daemon = True
+        timer.start()
         result = _run(plans, options, args.engine)
+        timer.cancel()
     except KinshipError as exc:
         print(f"kinship soak: {exc.message if hasattr(exc, 'message') else exc}", file=sys.stderr)
         return 2
