@@ -3,56 +3,26 @@
 #
 #   flock /tmp/kinship-heavy.lock bash scripts/measure_capacity.sh [OUT_DIR]
 #
-# Starts the three services on spare ports (embedder 50251, indexer 50252, ranker 50253;
-# health-only ports 5026x) with a fresh data dir, enrols KinFaceW-I's sons (real faces) and
-# fills the gallery to 10,000 people with random unit vectors (Upsert through the load tool),
-# then measures: health calls (main port, health-only port, one vs two processes), Embed at
+# Starts the three services on spare ports with a fresh data dir (scripts/suite_up.sh: embedder
+# 50251, indexer 50252, ranker 50253, health-only ports 5026x), enrols KinFaceW-I's sons (real
+# faces), fills the gallery to 10,000 people with random unit vectors (Upsert through the load
+# tool) and restarts the indexer so Milvus Lite seals them, then measures: health calls (main port, health-only port, one vs two processes), Embed at
 # its admission bound, Embed at twice that capacity (with health probed meanwhile), the
 # client's percentiles against the server's own per-call log, Search, FindRelatives.
 # Every report is kept in OUT_DIR as ghz-style JSON; a table is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/kinship-capacity}
-K=.venv/bin/kinship
-PY=.venv/bin/python
-KIN=${KINFACEW:-../shared/data/kinfacew-i}
-PORTRAIT=$($PY -c 'from importlib import resources; print(resources.files("insightface") / "data/images/Tom_Hanks_54745.png")')
-E=50251 I=50252 R=50253 HE=50261 HI=50262 HR=50263 E2=50254
-rm -rf "$OUT" && mkdir -p "$OUT/data"
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_serving() {  # address
-  $PY -c "import sys, time; from kinship.cli.serve import wait_serving; sys.exit(0 if wait_serving('$1', time.monotonic() + 120) else 1)"
-}
+PORTRAIT=$(.venv/bin/python -c 'from importlib import resources; print(resources.files("insightface") / "data/images/Tom_Hanks_54745.png")')
+rm -rf "$OUT" && mkdir -p "$OUT"
+source scripts/suite_up.sh
 lt() { $K loadtest "$@" --quiet --json; }
 # Closed loops on grpc's blocking client (--engine threads): the cheaper generator on shared cores.
 ltt() { lt "$@" --engine threads; }
 
-export KINSHIP_LOG_FORMAT=json KINSHIP_LOG_LEVEL=info
-KINSHIP_ACCESS_LOG_SAMPLE=1 $K serve embedder --port $E --health-port $HE --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder.log" 2>&1 &
-EP=$!
-PIDS+=($EP)
-KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve indexer --port $I --health-port $HI --data-dir "$OUT/data" >"$OUT/indexer.log" 2>&1 &
-IP=$!
-PIDS+=($IP)
-KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve ranker --port $R --health-port $HR --artifacts-dir "$OUT/data/artifacts" \
-  --embedder-address 127.0.0.1:$E --indexer-address 127.0.0.1:$I >"$OUT/ranker.log" 2>&1 &
-RP=$!
-PIDS+=($RP)
-for a in $E $I $R; do wait_serving 127.0.0.1:$a; done
-WATCH=(--watch embedder=$EP --watch indexer=$IP --watch ranker=$RP)
+start_suite
 echo "== services SERVING; building the 10k gallery" >&2
-$K enroll "$KIN"/images/father-son/*_2.jpg --embedder 127.0.0.1:$E --indexer 127.0.0.1:$I --source kinfacew-sons --json >"$OUT/enroll.json" \
-  || grep -q '"enrolled"' "$OUT/enroll.json"  # exit 1 means some photos had no face (KinFaceW-I crops are 64x64)
-ENROLLED=$($PY -c "import json; print(len(json.load(open('$OUT/enroll.json'))['enrolled']))")
-lt 127.0.0.1:$I --call kinship.v1.Indexer/Upsert --batch 1000 -n 10 -c 1 -o "$OUT/upsert-10k.json"
-$PY -c "
-import grpc; from kinship.v1 import indexer_pb2 as p, indexer_pb2_grpc as g
-c = g.IndexerStub(grpc.insecure_channel('127.0.0.1:$I')).ListCollections(p.ListCollectionsRequest(), timeout=30).collections
-print('gallery:', [(x.model_id, x.record_count) for x in c])" >&2
-$PY scripts/find_requests.py 127.0.0.1:$E "$KIN" "$OUT/find-requests.json" >&2
+build_gallery
 
 echo "== health calls through the runtime (threads and aio generators; main port and health-only port)" >&2
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main.json"
