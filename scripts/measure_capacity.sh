@@ -54,6 +54,11 @@ for c in 2 4; do
     "${WATCH[@]}" -o "$OUT/find-10k-c$c.json"
 done
 
+echo "== the suite under a mix of calls (docs/scenarios/suite.toml), closed and open loop" >&2
+export EMBEDDER=127.0.0.1:$E INDEXER=127.0.0.1:$I RANKER=127.0.0.1:$R KINFACEW=$(realpath "$KIN") FIND_REQUESTS="$OUT/find-requests.json"
+ltt --scenario docs/scenarios/suite.toml -c 3 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/suite-mix-closed.json"
+lt --scenario docs/scenarios/suite.toml --rps 10 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/suite-mix-open.json"
+
 echo "== one process vs two on one port" >&2
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
 ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-1proc.json"
@@ -79,6 +84,10 @@ for path in sorted(out.glob("*.json")):
     pct = {d["percentage"]: d["latency"] / 1e6 for d in report["latencyDistribution"] or []}
     print(f"{path.stem:32} {report['count']:7d} {report['rps']:8.1f} {pct.get(50, 0):8.2f} {pct.get(90, 0):8.2f} "
           f"{pct.get(99, 0):8.2f} {pct.get(99.9, 0):9.2f}  {report['statusCodeDistribution']}")
+    by_call = report["kinship"]["by_call"]
+    if len(by_call) > 1:
+        for name, stats in by_call.items():
+            print(f"{'  ' + name.rsplit('.', 1)[-1]:32} {stats['count']:7d} {stats['rps']:8.1f} {stats['p50']:8.2f} {stats['p90']:8.2f} {stats['p99']:8.2f} {stats['p99.9']:9.2f}")
     by_status = report["kinship"]["by_status"]
     if len(by_status) > 1:
         for code, stats in by_status.items():

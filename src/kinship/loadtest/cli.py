@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -238,7 +239,11 @@ def _plan(call: str, target: str, source: dict[str, Any], tls: TLS, weight: floa
 
 
 def load_scenario(path: Path, default_target: str | None, tls: TLS) -> list[CallPlan]:
-    """A scenario file: `target` (optional) and `[[calls]]` each with `call`, `weight` and input keys."""
+    """A scenario file: `target` (optional) and `[[calls]]` each with `call`, `weight` and input keys.
+
+    Input keys are the flags' names (`images`, `families`, `data`, `data_file`, `model_id`,
+    `batch`, `top_k`, `relatives` ...); `target` and paths may use $ENVIRONMENT variables.
+    """
     text = path.read_text()
     try:
         spec = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
@@ -252,13 +257,14 @@ def load_scenario(path: Path, default_target: str | None, tls: TLS) -> list[Call
     base = path.parent
     plans = []
     for index, item in enumerate(calls):
-        target = item.get("target") or spec.get("target") or default_target
+        target = os.path.expandvars(item.get("target") or spec.get("target") or default_target or "") or None
         if not target or "call" not in item:
             raise KinshipError(f"--scenario {path}: calls[{index}] needs `call` and a `target` (or a default target)")
         source = dict(item)
         for key in ("images", "families", "data_file"):
             if source.get(key):
-                source[key] = str((base / Path(source[key]).expanduser()).resolve())
+                # $VARIABLES expand (a data set's place differs between machines); relative paths are the file's.
+                source[key] = str((base / Path(os.path.expandvars(source[key])).expanduser()).resolve())
         plans.append(_plan(item["call"], target, source, tls, float(item.get("weight", 1.0))))
     return plans
 
