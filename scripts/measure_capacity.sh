@@ -62,6 +62,14 @@ lt --scenario docs/scenarios/suite.toml --rps 10 -z 20s --warmup 3s "${WATCH[@]}
 echo "== one process vs two on one port" >&2
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
 ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-1proc.json"
+# The access log's cost: ListModels (no model work) with every call logged, then with 1 in 100.
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/ListModels -c 16 -z 10s --warmup 2s --watch embedder=$EP -o "$OUT/log-every-call.json"
+kill $EP; wait $EP 2>/dev/null || true
+KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve embedder --port $E --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder-sampled.log" 2>&1 &
+EP=$!
+PIDS+=($EP)
+wait_serving 127.0.0.1:$E
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/ListModels -c 16 -z 10s --warmup 2s --watch embedder=$EP -o "$OUT/log-sampled.json"
 kill $EP; wait $EP 2>/dev/null || true
 KINSHIP_LOG_LEVEL=warning $K serve embedder --port $E --processes 2 --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder-2proc.log" 2>&1 &
 PIDS+=($!)
