@@ -145,3 +145,38 @@ def test_the_embedder_states_its_bound_from_its_workers() -> None:
     assert max_concurrent_calls(Stated(), settings()) == 6
     assert max_concurrent_calls(Stated(), settings(max_concurrent_calls=3)) == 3
     assert max_concurrent_calls(object(), settings()) == 64
+
+
+class BusyService(HeldService):
+    """check_ready times out (as an indexer's Milvus ping behind request work) while `busy` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+
+    async def check_ready(self) -> None:
+        if self.busy:
+            raise TimeoutError("ping waited behind request work")
+
+
+def test_a_readiness_timeout_while_calls_keep_completing_is_busy_not_down() -> None:
+    import time
+
+    service = BusyService()
+    with ServerThread(lambda _s: service, settings()) as srv:
+        channel = grpc.insecure_channel(srv.address)
+        stub = embedder_pb2_grpc.EmbedderStub(channel)
+        probe = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status == serving
+        service.busy = True
+        seen = set()
+        until = time.monotonic() + 1.0  # ten readiness checks at 0.1 s
+        while time.monotonic() < until:
+            stub.Embed(embedder_pb2.EmbedRequest(image=b"x"), timeout=5)
+            seen.add(probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+            time.sleep(0.01)
+        assert seen == {serving}, "health flipped while the service kept answering"
+        # No call completes any more: a timed-out check now means not ready.
+        assert _wait(lambda: probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status != serving)
+        channel.close()
