@@ -485,19 +485,26 @@ def run_soak(args: argparse.Namespace) -> int:
         return 2
     memory: dict[str, dict[str, int | None]] = {name: {"start": None} for name in watched}
 
-    def sample_start() -> None:
+    trace: dict[str, list[int | None]] = {name: [] for name in watched}  # one sample per window
+    finished = threading.Event()
+
+    def sample_memory() -> None:
+        # Memory "at start" is read when the warm-up ends: growth while caches fill is not a leak.
+        if finished.wait(args.warmup):
+            return
         for name, pids in watched.items():
             memory[name]["start"] = processes.total_rss(pids)
+        while not finished.wait(args.window):
+            for name, pids in watched.items():
+                trace[name].append(processes.total_rss(pids))
 
     try:
         plans, options = build(args)
         started = time.monotonic()
-        # Memory "at start" is read when the warm-up ends: growth while caches fill is not a leak.
-        timer = threading.Timer(args.warmup, sample_start)
-        timer.daemon = True
-        timer.start()
+        sampler = threading.Thread(target=sample_memory, daemon=True)
+        sampler.start()
         result = _run(plans, options, args.engine)
-        timer.cancel()
+        finished.set()
     except KinshipError as exc:
         print(f"kinship soak: {exc.message if hasattr(exc, 'message') else exc}", file=sys.stderr)
         return 2
@@ -508,6 +515,7 @@ def run_soak(args: argparse.Namespace) -> int:
     for name, pids in watched.items():
         memory[name]["end"] = processes.total_rss(pids)
     verdict = soak_verdict(result, memory, args.max_p99_drift, args.max_rss_growth)
+    verdict["memory_bytes_per_window"] = trace
     fmt = "json" if args.json else args.format
     if fmt == "json":
         body = report.to_json_dict(result, _options_dict(args, plans, options))
