@@ -258,3 +258,20 @@ def test_the_threads_engine_counts_the_same_way(server, tmp_path, mode) -> None:
     codes = report["statusCodeDistribution"]
     assert sum(codes.values()) == 60 and codes.get("OK", 0) > 0
     assert len(timings.read_text().splitlines()) - 1 == 60
+
+
+@pytest.mark.parametrize("engine", ["aio", "threads"])
+def test_open_loop_latency_counts_from_the_due_time_not_the_send(server, tmp_path, engine) -> None:
+    # 40 calls due at 100/s, each 30 ms, at most one in flight: the later ones wait for the
+    # slot. Timed from their due time they show the wait (coordinated omission not hidden);
+    # timed from the send they would all read about 30 ms.
+    code, text = _loadtest(
+        tmp_path, server.address, "--call", "kinship.v1.Embedder/Embed", "--rps", "100", "-n", "40",
+        "--concurrency", "1", "--data", '{"model_id": "slow"}', "--engine", engine, "--json",
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(text)
+    assert report["statusCodeDistribution"] == {"OK": 40}
+    # The last call is due at 0.39 s and cannot finish before 40 x 30 ms = 1.2 s.
+    assert report["slowest"] > 0.6e9
+    assert report["fastest"] < 0.2e9
