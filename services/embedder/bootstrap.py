@@ -148,4 +148,8 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         artifact_id=artifact.artifact_id if artifact else None,
         workers=settings.workers,
     )
-    return EmbedderService(pack, service, executor, artifact)
+    embedder = EmbedderService(pack, service, executor, artifact)
+    # Admission bound (runtime.admission): each worker busy and one call waiting per worker, so the
+    # executor's queue never grows past `workers` and an admitted call waits at most one call's time.
+    embedder.max_concurrent_calls = 2 * settings.workers
+    return embedder

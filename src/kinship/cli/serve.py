@@ -101,6 +101,16 @@ def run_one(name: str, argv: list[str]) -> int:
         print(f"kinship serve {name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, service=name)
+    from . import serve_processes
+
+    index = serve_processes.worker_index()
+    if settings.processes > 1 and index is None:
+        if settings.port == 0:
+            print(f"kinship serve {name}: --processes needs a fixed --port (copies must share it)", file=sys.stderr)
+            return 2
+        return serve_processes.supervise(name, argv, settings.processes, settings.grace_seconds)
+    if index:  # copies after the first share the gRPC port only
+        settings.metrics_port, settings.health_port = -1, -1
     from kinship.runtime.server import run_service
 
     try:

@@ -144,6 +144,52 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
         ),
         Setting("log_format", "KINSHIP_LOG_FORMAT", "json", "log format", str.lower, choices=("json", "console")),
         *_security_settings(service),
+        *load_settings(service),
+    ]
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value}"
+
+
+def load_settings(service: str) -> list[Setting]:
+    """Admission control, the health-only port, access-log sampling and server processes (see runtime.admission)."""
+    upper = service.upper()
+    return [
+        Setting(
+            "max_concurrent_calls",
+            f"KINSHIP_{upper}_MAX_CONCURRENT_CALLS",
+            0,
+            "calls at work at once; the next is refused at once with RESOURCE_EXHAUSTED and a retry hint "
+            "(0: the service's own bound, the embedder's 2 x workers, else 64)",
+            int,
+            non_negative,
+        ),
+        Setting(
+            "health_port",
+            f"KINSHIP_{upper}_HEALTH_PORT",
+            -1,
+            "plaintext port serving only grpc.health.v1 from its own threads (for probes, also when TLS is on); "
+            "-1 disables it, 0 picks a free one",
+            int,
+            lambda v: None if v == -1 else port_check(v),
+        ),
+        Setting(
+            "access_log_sample",
+            "KINSHIP_ACCESS_LOG_SAMPLE",
+            1.0,
+            "fraction of successful calls written to the log (failed calls always are); 0.01 at high call rates",
+            float,
+            _fraction,
+        ),
+        Setting(
+            "processes",
+            f"KINSHIP_{upper}_PROCESSES",
+            1,
+            "server processes sharing the port (SO_REUSEPORT); the kernel spreads connections among them",
+            int,
+            positive,
+        ),
     ]
 
 

@@ -35,6 +35,31 @@ def status_code_of(error: errors.KinshipError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, error.status_name)
 
 
+#: Bytes of field violations sent at most. The details travel in one trailing-metadata
+#: value, and clients refuse metadata over 16 KiB (grpc's default) with RESOURCE_EXHAUSTED,
+#: which would hide the INVALID_ARGUMENT (e.g. a 1,000-record upsert with every record bad).
+MAX_VIOLATION_BYTES = 6 * 1024
+
+
+def _bounded_violations(violations) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    out: list[error_details_pb2.BadRequest.FieldViolation] = []
+    used = 0
+    for index, v in enumerate(violations):
+        item = error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+        size = item.ByteSize()
+        if used + size > MAX_VIOLATION_BYTES and out:
+            rest = len(violations) - index
+            out.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="...", description=f"and {rest} more problems of the same request, not listed"
+                )
+            )
+            break
+        out.append(item)
+        used += size
+    return out
+
+
 def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     """Builds the google.rpc.Status that carries `error` to the caller."""
     details: list[any_pb2.Any] = []
@@ -44,21 +69,31 @@ def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     details.append(packed)
     violations = getattr(error, "violations", None)
     if violations:
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in violations
-            ]
-        )
+        bad = error_details_pb2.BadRequest(field_violations=_bounded_violations(violations))
         packed = any_pb2.Any()
         packed.Pack(bad)
+        details.append(packed)
+    retry_after_ms = getattr(error, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        # RetryInfo: the standard detail that tells a client when to try again (admission control).
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(retry_after_ms))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
         details.append(packed)
     return status_pb2.Status(code=getattr(code_pb2, error.status_name), message=error.message, details=details)
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: errors.KinshipError) -> None:
     """Ends the call with `error` (raises grpc's abort exception)."""
-    await context.abort_with_status(rpc_status.to_status(to_rpc_status(error)))
+    status = rpc_status.to_status(to_rpc_status(error))
+    retry_after_ms = getattr(error, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        # gRPC's retry policy reads this trailer as the server's pushback.
+        status = status._replace(
+            trailing_metadata=(*status.trailing_metadata, ("grpc-retry-pushback-ms", str(int(retry_after_ms))))
+        )
+    await context.abort_with_status(status)
 
 
 def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import random
 import time
 import uuid
 
@@ -44,8 +45,11 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every unary-unary handler with request id, logging, metrics and error mapping."""
 
-    def __init__(self, service: str):
+    def __init__(self, service: str, *, access_log_sample: float = 1.0):
         self._service = service
+        # Fraction of successful calls logged (errors always are): one line per call costs
+        # about as much as a health check itself, so at thousands of calls/s it is sampled.
+        self._access_log_sample = access_log_sample
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -56,6 +60,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         request_id = _request_id(handler_call_details)
         service = self._service
+        sample = self._access_log_sample
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             tokens = structlog.contextvars.bind_contextvars(service=service, request_id=request_id, rpc=method)
@@ -89,7 +94,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 elapsed = time.perf_counter() - started
                 metrics.observe_rpc(service, method, code.name, elapsed)
-                if not quiet:
+                if not quiet and (code is not grpc.StatusCode.OK or sample >= 1.0 or random.random() < sample):
                     log.info("rpc finished", code=code.name, duration_ms=round(elapsed * 1000, 2))
                 structlog.contextvars.reset_contextvars(**tokens)
                 CALL_DEADLINE.reset(deadline_token)

@@ -28,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from .admission import DEFAULT_MAX_CONCURRENT_CALLS, HARD_LIMIT_HEADROOM, Admission, AdmissionInterceptor
+from .health_server import HealthOnlyServer
 from .interceptors import CallContextInterceptor
 from .logs import get_logger
 from .metrics import serve_metrics
@@ -72,6 +74,14 @@ def client_options(max_message_mb: float) -> list[tuple[str, Any]]:
     ]
 
 
+def max_concurrent_calls(service: Service, settings: SimpleNamespace) -> int:
+    """The admission bound: the setting when given (> 0), else the service's own, else the default."""
+    configured = getattr(settings, "max_concurrent_calls", 0) or 0
+    if configured > 0:
+        return configured
+    return int(getattr(service, "max_concurrent_calls", 0) or DEFAULT_MAX_CONCURRENT_CALLS)
+
+
 @dataclass
 class RunningServer:
     """A started server: its bound port and what is needed to stop it."""
@@ -85,10 +95,31 @@ class RunningServer:
     _ready: bool | None = None
     metrics_port: int | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    admission: Admission | None = None
+    health_server: HealthOnlyServer | None = None
+    _completed_at_last_check: int = 0
+
+    @property
+    def health_port(self) -> int | None:
+        return self.health_server.port if self.health_server else None
 
     async def _set_all(self, status: int) -> None:
         for name in ("", *self.service.service_names):
             await self.health.set(name, status)
+            if self.health_server is not None:
+                self.health_server.set(name, status)
+
+    def _busy_not_broken(self, exc: BaseException) -> bool:
+        """A readiness check that timed out while the service kept finishing calls: busy, not down.
+
+        Under load a dependency ping can wait behind request work; turning NOT_SERVING then
+        would take the replica (and every ranker that depends on it) out of rotation for
+        being busy, which is what admission control already answers.
+        """
+        if self.admission is None or not self._ready or not isinstance(exc, TimeoutError):
+            return False
+        completed = self.admission.admitted - self.admission.in_flight
+        return completed > self._completed_at_last_check
 
     async def refresh_health(self) -> bool:
         """Runs the readiness check once and publishes the result."""
@@ -97,6 +128,11 @@ class RunningServer:
             ready, reason = True, None
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its reason logged
             ready, reason = False, f"{type(exc).__name__}: {exc}"
+            if self._busy_not_broken(exc):
+                ready = True
+                log.info("readiness check timed out while calls kept completing; still SERVING", reason=reason)
+        if self.admission is not None:
+            self._completed_at_last_check = self.admission.admitted - self.admission.in_flight
         if ready != self._ready:
             if ready:
                 log.info("service ready", health="SERVING")
@@ -123,8 +159,12 @@ class RunningServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            self.health_server.enter_graceful_shutdown()
         await self.server.stop(grace)
         try:
+            if self.health_server is not None:
+                await asyncio.to_thread(self.health_server.stop, 1.0)
             await self.service.close()
         finally:
             self.stopped.set()
@@ -137,9 +177,23 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     from kinship.security.transport import server_credentials
 
     credentials = server_credentials(settings)  # None: plaintext, allowed on loopback or with --plaintext
+    admission = Admission(service.name, max_concurrent_calls(service, settings))
+    access_log_sample = getattr(settings, "access_log_sample", 1.0)
+    options = server_options(settings)
+    if getattr(settings, "processes", 1) > 1:
+        # Several processes share the port (kinship serve NAME --processes N): the kernel spreads connections.
+        options = [o for o in options if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 1)]
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor(service.name), *build_interceptors(service.name, settings)],
-        options=server_options(settings),
+        # Order: request id, logging and error mapping outermost; then who calls and may they
+        # (refusals audited); admission innermost, so only callers let in take a slot.
+        interceptors=[
+            CallContextInterceptor(service.name, access_log_sample=access_log_sample),
+            *build_interceptors(service.name, settings),
+            AdmissionInterceptor(admission),
+        ],
+        options=options,
+        # The hard backstop behind admission control: grpc itself refuses past it, no queue.
+        maximum_concurrent_rpcs=admission.limit + HARD_LIMIT_HEADROOM,
     )
     service.register(server)
     health = HealthServicer()
@@ -162,11 +216,23 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
             f"choose another with --port or --host"
         ) from cause
     running = RunningServer(server=server, service=service, health=health, port=port, settings=settings)
+    running.admission = admission
+    health_port = getattr(settings, "health_port", -1)
+    if health_port >= 0:
+        running.health_server = HealthOnlyServer(settings.host, health_port)
     await running._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+    if running.health_server is not None:
+        running.health_server.start()
     await server.start()
     if settings.metrics_port >= 0:
         running.metrics_port = serve_metrics(settings.host, settings.metrics_port)
-    log.info("listening", address=f"{settings.host}:{port}", metrics_port=running.metrics_port)
+    log.info(
+        "listening",
+        address=f"{settings.host}:{port}",
+        metrics_port=running.metrics_port,
+        health_port=running.health_port,
+        max_concurrent_calls=admission.limit,
+    )
     await running.refresh_health()
     running._health_task = asyncio.create_task(running._health_loop())
     return running
