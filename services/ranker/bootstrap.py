@@ -51,6 +51,7 @@ def _finite(value: float) -> str | None:
 def settings() -> list[Setting]:
     return [
         *config.server_settings("ranker", DEFAULT_PORT),
+        *config.client_settings(),
         config.artifacts_dir_setting(),
         Setting(
             "prior_probability",
@@ -179,8 +180,13 @@ def scoring_config(settings: SimpleNamespace) -> ScoringConfig:
 
 async def build(settings: SimpleNamespace) -> RankerService:
     scoring = scoring_config(settings)
-    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb)
-    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb)
+    # round_robin over every pod a dns:/// name resolves to, pinging as the servers allow.
+    balancing = {
+        "keepalive_seconds": settings.keepalive_seconds,
+        "dns_min_refresh_seconds": settings.dns_min_refresh_seconds,
+    }
+    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb, **balancing)
+    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb, **balancing)
     ranker = KinshipRanker(
         GrpcFaceEmbedder(embedder_channel, settings.call_timeout_seconds),
         GrpcGalleryIndex(indexer_channel, settings.call_timeout_seconds),

@@ -23,9 +23,12 @@ from .server import client_options
 T = TypeVar("T")
 
 
-def aio_channel(address: str, max_message_mb: float = 16.0) -> grpc.aio.Channel:
-    """An insecure asyncio channel with the suite's message size limits."""
-    return grpc.aio.insecure_channel(address, options=client_options(max_message_mb))
+def aio_channel(address: str, max_message_mb: float = 16.0, **balancing: float) -> grpc.aio.Channel:
+    """An insecure asyncio channel with the suite's message size limits, round_robin and keepalive.
+
+    `balancing`: `keepalive_seconds`, `dns_min_refresh_seconds` (see server.client_options).
+    """
+    return grpc.aio.insecure_channel(address, options=client_options(max_message_mb, **balancing))
 
 
 def sync_channel(address: str, max_message_mb: float = 16.0) -> grpc.Channel:
