@@ -27,7 +27,11 @@ from tests.manifests import SERVICES, container, container_env, render
 def _health(address: str, service: str) -> int | None:
     with grpc.insecure_channel(address) as channel:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                .status
+            )
         except grpc.RpcError:
             return None
 
@@ -66,7 +70,10 @@ def test_the_three_services_serve_with_the_dev_overlays_environment(tmp_path) ->
             if service == "ranker":
                 for dependency in ("embedder", "indexer"):
                     key = f"KINSHIP_{dependency.upper()}_ADDRESS"
-                    assert env[key] == f"dns:///kinship-{dependency}:{container(docs, dependency)['ports'][0]['containerPort']}"
+                    assert (
+                        env[key]
+                        == f"dns:///kinship-{dependency}:{container(docs, dependency)['ports'][0]['containerPort']}"
+                    )
                     env[key] = f"dns:///localhost:{ports[dependency]}"
             assert all(isinstance(v, str) for v in env.values())
             logs[service] = open(tmp_path / f"{service}.log", "wb")  # noqa: SIM115 - closed in finally

@@ -37,7 +37,9 @@ GRPC_SERVICE_NAMES = {
 
 # Settings that other pieces of work name and this test cannot yet find in the code's
 # settings: security (KINSHIP_TLS_DIR, KINSHIP_PLAINTEXT) and the health-only port.
-SETTINGS_OF_OTHER_ISSUES = {"KINSHIP_TLS_DIR", "KINSHIP_PLAINTEXT"} | {f"KINSHIP_{s.upper()}_HEALTH_PORT" for s in SERVICES}
+SETTINGS_OF_OTHER_ISSUES = {"KINSHIP_TLS_DIR", "KINSHIP_PLAINTEXT"} | {
+    f"KINSHIP_{s.upper()}_HEALTH_PORT" for s in SERVICES
+}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -57,7 +59,9 @@ def test_every_object_validates_against_the_kubernetes_schemas(overlay) -> None:
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
         except kubernetes_validate.SchemaNotFoundError:
-            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: no schema for {doc['apiVersion']} in {KUBERNETES_VERSION}")
+            problems.append(
+                f"{doc['kind']}/{doc['metadata']['name']}: no schema for {doc['apiVersion']} in {KUBERNETES_VERSION}"
+            )
     assert not problems, f"overlays/{name} does not validate:\n" + "\n".join(problems)
     assert "Milvus" in custom, "every overlay brings a Milvus server"
 
@@ -71,7 +75,11 @@ def test_one_of_each_kind_per_service(overlay) -> None:
         pod_labels = dep["spec"]["template"]["metadata"]["labels"]
         hpa = of_kind(docs, "HorizontalPodAutoscaler")[f"kinship-{service}"]
         assert hpa["apiVersion"] == "autoscaling/v2"
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"kinship-{service}"}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": f"kinship-{service}",
+        }
         assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
         assert hpa["spec"]["metrics"], "the HPA must scale on something"
         pdb = of_kind(docs, "PodDisruptionBudget")[f"kinship-{service}"]
@@ -130,7 +138,9 @@ def test_probes_and_rollouts(overlay) -> None:
         env = container_env(docs, service)
         probe_port = int(env[f"KINSHIP_{service.upper()}_HEALTH_PORT"]) if name == "prod" else PORTS[service]
         service_name = GRPC_SERVICE_NAMES[service]
-        assert c["readinessProbe"]["grpc"] == {"port": probe_port, "service": service_name}, "readiness per service name"
+        assert c["readinessProbe"]["grpc"] == {"port": probe_port, "service": service_name}, (
+            "readiness per service name"
+        )
         assert c["livenessProbe"]["grpc"] == {"port": probe_port}, "liveness checks the process only"
         assert c["startupProbe"]["grpc"] == {"port": probe_port}
         startup = c["startupProbe"]
@@ -175,7 +185,9 @@ def test_connection_age_and_keepalive_agree(overlay) -> None:
         assert float(env["KINSHIP_MAX_CONNECTION_AGE_SECONDS"]) > 0, f"{service}: new pods would get no calls"
     # The ranker pings the embedder and indexer no faster than they allow.
     for dependency in ("embedder", "indexer"):
-        assert float(envs["ranker"]["KINSHIP_KEEPALIVE_SECONDS"]) >= float(envs[dependency]["KINSHIP_MIN_PING_INTERVAL_SECONDS"])
+        assert float(envs["ranker"]["KINSHIP_KEEPALIVE_SECONDS"]) >= float(
+            envs[dependency]["KINSHIP_MIN_PING_INTERVAL_SECONDS"]
+        )
 
 
 def test_labels(overlay) -> None:
@@ -241,7 +253,9 @@ def _matches(selector: dict, labels: dict) -> bool:
 def _peer_matches(peer: dict, policy_ns: str, pod: dict) -> bool:
     if "ipBlock" in peer:
         return False
-    ns_ok = _matches(peer["namespaceSelector"], pod["ns_labels"]) if "namespaceSelector" in peer else pod["ns"] == policy_ns
+    ns_ok = (
+        _matches(peer["namespaceSelector"], pod["ns_labels"]) if "namespaceSelector" in peer else pod["ns"] == policy_ns
+    )
     return ns_ok and _matches(peer.get("podSelector", {}), pod["labels"])
 
 
@@ -307,7 +321,9 @@ def test_network_policies_allow_only_the_declared_paths(overlay) -> None:
                 if src == dst or (src not in SERVICES and dst not in SERVICES):
                     continue  # inside one service, and traffic between others, are not ours to rule
                 expected = (src, dst, port) in wanted
-                assert allowed(src, dst, port) == expected, f"{src} -> {dst}:{port} should be {'allowed' if expected else 'denied'}"
+                assert allowed(src, dst, port) == expected, (
+                    f"{src} -> {dst}:{port} should be {'allowed' if expected else 'denied'}"
+                )
     deny = of_kind(docs, "NetworkPolicy")["kinship-default-deny"]["spec"]
     assert deny["policyTypes"] == ["Ingress", "Egress"] and not deny.get("ingress") and not deny.get("egress")
 
