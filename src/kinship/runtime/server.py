@@ -90,7 +90,8 @@ def server_options(settings: SimpleNamespace) -> list[tuple[str, Any]]:
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.keepalive_permit_without_calls", 1),
             # Clients may ping this often without a GOAWAY too_many_pings (C-core's default: 5 minutes).
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(settings.min_ping_interval_seconds)),
+            # The name is C-core's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS.
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(settings.min_ping_interval_seconds)),
             ("grpc.http2.max_ping_strikes", 2),
         ]
     return options

@@ -48,7 +48,7 @@ def test_servers_cap_connection_age_and_tolerate_the_clients_pings() -> None:
     options = dict(server_options(settings))
     assert options["grpc.max_connection_age_ms"] == settings.max_connection_age_seconds * 1000
     assert options["grpc.max_connection_age_grace_ms"] == settings.max_connection_age_grace_seconds * 1000
-    allowed = options["grpc.http2.min_recv_ping_interval_without_data_ms"]
+    allowed = options["grpc.http2.min_ping_interval_without_data_ms"]
     client = dict(client_options(16, keepalive_seconds=settings.keepalive_seconds))
     assert client["grpc.keepalive_time_ms"] >= allowed, "clients would get GOAWAY too_many_pings"
     assert allowed <= 10_000, "pymilvus and other clients ping every 10 s"
@@ -66,7 +66,7 @@ def test_settings_come_from_the_environment() -> None:
     assert options["grpc.max_connection_age_ms"] == 2000
     assert options["grpc.max_connection_age_grace_ms"] == 500
     assert options["grpc.keepalive_time_ms"] == 15000
-    assert options["grpc.http2.min_recv_ping_interval_without_data_ms"] == 5000
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 5000
     with pytest.raises(config.ConfigError, match="KINSHIP_MAX_CONNECTION_AGE_SECONDS"):
         config.resolve(config.server_settings("ranker", 0), env={"KINSHIP_MAX_CONNECTION_AGE_SECONDS": "0"})
 
