@@ -87,3 +87,9 @@ lint: install-test  ## ruff over the code
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The container image (docs/deploy.md): buildah, no Docker engine. Where no registry is
+# reachable the base is made from Debian packages (mmdebstrap); BASE_IMAGE=... names another.
+.PHONY: image
+image:  ## build the container image kinship-search:<version> with buildah
+	scripts/build_image.sh

@@ -52,6 +52,7 @@ def _finite(value: float) -> str | None:
 def settings() -> list[Setting]:
     return [
         *config.server_settings("ranker", DEFAULT_PORT),
+        *config.client_settings(),
         config.artifacts_dir_setting(),
         Setting(
             "prior_probability",
@@ -182,8 +183,13 @@ async def build(settings: SimpleNamespace) -> RankerService:
     scoring = scoring_config(settings)
     # With a TLS folder the ranker calls the others with the suite's own client certificate (service.crt).
     tls = ClientTls(settings.tls_dir) if getattr(settings, "tls_dir", None) is not None else None
-    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb, tls)
-    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb, tls)
+    # round_robin over every pod a dns:/// name resolves to, pinging as the servers allow.
+    balancing = {
+        "keepalive_seconds": settings.keepalive_seconds,
+        "dns_min_refresh_seconds": settings.dns_min_refresh_seconds,
+    }
+    embedder_channel = clients.aio_channel(settings.embedder_address, settings.max_message_mb, tls, **balancing)
+    indexer_channel = clients.aio_channel(settings.indexer_address, settings.max_message_mb, tls, **balancing)
     ranker = KinshipRanker(
         GrpcFaceEmbedder(embedder_channel, settings.call_timeout_seconds),
         GrpcGalleryIndex(indexer_channel, settings.call_timeout_seconds),

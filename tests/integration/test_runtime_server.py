@@ -208,6 +208,8 @@ def test_calls_to_other_services_inherit_the_callers_deadline() -> None:
             assert reply.image_width == 1  # the downstream answer, passed through
             # The front was allowed 30 s for its own call, but the caller only waits 2 s.
             assert downstream.servicer.last_time_remaining is not None
-            assert downstream.servicer.last_time_remaining <= 2.0
+            # gRPC rounds the grpc-timeout header up to a coarser unit on each hop (for HPACK),
+            # so a few milliseconds more may arrive; never the front's own 30 s.
+            assert downstream.servicer.last_time_remaining <= 2.1
             stub.Embed(embedder_pb2.EmbedRequest(model_id=f"forward:{down.address}"))  # no deadline
             assert downstream.servicer.last_time_remaining > 20

@@ -29,9 +29,15 @@ from .server import client_options
 T = TypeVar("T")
 
 
-def aio_channel(address: str, max_message_mb: float = 16.0, tls: ClientTls | None = None) -> grpc.aio.Channel:
-    """An asyncio channel with the suite's message size limits: TLS with a client certificate when `tls` is given."""
-    return client_security.aio_channel(address, client_options(max_message_mb), tls)
+def aio_channel(
+    address: str, max_message_mb: float = 16.0, tls: ClientTls | None = None, **balancing: float
+) -> grpc.aio.Channel:
+    """An asyncio channel with the suite's message size limits, round_robin and keepalive.
+
+    TLS with a client certificate when `tls` is given; `balancing`: `keepalive_seconds`,
+    `dns_min_refresh_seconds` (see server.client_options).
+    """
+    return client_security.aio_channel(address, client_options(max_message_mb, **balancing), tls)
 
 
 def sync_channel(address: str, max_message_mb: float = 16.0, security: ClientSecurity | None = None) -> grpc.Channel:

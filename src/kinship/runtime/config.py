@@ -145,6 +145,67 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
         Setting("log_format", "KINSHIP_LOG_FORMAT", "json", "log format", str.lower, choices=("json", "console")),
         *_security_settings(service),
         *load_settings(service),
+        *connection_settings(),
+    ]
+
+
+def connection_settings() -> list[Setting]:
+    """How long a client connection lives and how it is kept alive (gRPC balancing on a cluster).
+
+    Capping connection age makes clients re-resolve DNS and reconnect, so pods added by a
+    scale-up get traffic; keepalive pings find dead peers. A server tolerates pings every
+    `min_ping_interval_seconds`; the suite's clients ping every `keepalive_seconds`, which
+    must not be shorter, or the server answers GOAWAY too_many_pings.
+    """
+    return [
+        Setting(
+            "max_connection_age_seconds",
+            "KINSHIP_MAX_CONNECTION_AGE_SECONDS",
+            60.0,
+            "a client connection is closed (GOAWAY) after this age so clients re-resolve and reach new replicas",
+            float,
+            positive,
+        ),
+        Setting(
+            "max_connection_age_grace_seconds",
+            "KINSHIP_MAX_CONNECTION_AGE_GRACE_SECONDS",
+            30.0,
+            "calls in flight on a connection past its age get this long to finish",
+            float,
+            non_negative,
+        ),
+        Setting(
+            "keepalive_seconds",
+            "KINSHIP_KEEPALIVE_SECONDS",
+            30.0,
+            "interval of keepalive pings on idle connections, the server's to its clients and the ranker's to "
+            "its dependencies (at least the peer's --min-ping-interval-seconds)",
+            float,
+            positive,
+        ),
+        Setting(
+            "min_ping_interval_seconds",
+            "KINSHIP_MIN_PING_INTERVAL_SECONDS",
+            10.0,
+            "shortest interval between a client's pings that the server tolerates (pymilvus and many clients "
+            "ping every 10 s); faster pings get GOAWAY too_many_pings",
+            float,
+            positive,
+        ),
+    ]
+
+
+def client_settings() -> list[Setting]:
+    """Settings of a service that calls the others over gRPC (the ranker)."""
+    return [
+        Setting(
+            "dns_min_refresh_seconds",
+            "KINSHIP_DNS_MIN_REFRESH_SECONDS",
+            10.0,
+            "least time between two DNS resolutions of a dns:/// address (re-resolved when a connection closes)",
+            float,
+            positive,
+        ),
     ]
 
 

@@ -22,7 +22,16 @@ def observe_rpc(service: str, method: str, code: str, seconds: float) -> None:
     RPC_SECONDS.labels(service, method).observe(seconds)
 
 
+def http_bind_host(host: str) -> str:
+    """The host as a socket bind address: gRPC's bracketed IPv6 form (`[::]`, `[::1]`) unbracketed.
+
+    The services take one --host for gRPC and metrics; gRPC wants `[::]:port`, while
+    getaddrinfo (under prometheus_client's HTTP server) rejects the brackets.
+    """
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def serve_metrics(host: str, port: int) -> int:
-    """Starts the /metrics HTTP endpoint; returns the port it listens on."""
-    server, _thread = start_http_server(port, addr=host)
+    """Starts the /metrics HTTP endpoint on the same host as gRPC; returns the port it listens on."""
+    server, _thread = start_http_server(port, addr=http_bind_host(host))
     return server.server_port

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,20 +58,65 @@ class Service(Protocol):
         """Releases what the service holds (sessions, clients), after the server stopped."""
 
 
+# Defaults of config.connection_settings(), for callers without settings (CLI, tests).
+DEFAULT_KEEPALIVE_SECONDS = 30.0
+DEFAULT_DNS_MIN_REFRESH_SECONDS = 10.0
+KEEPALIVE_TIMEOUT_MS = 20_000
+# Per call over every address a dns:/// name resolves to (a headless Service's pods);
+# gRPC's default, pick_first, would pin every call of a channel to one pod.
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 def server_options(settings: SimpleNamespace) -> list[tuple[str, Any]]:
     limit = int(settings.max_message_mb * MIB)
-    return [
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", 0),
     ]
+    age = getattr(settings, "max_connection_age_seconds", None)
+    if age is not None:
+        options += [
+            # Clients reconnect (and re-resolve DNS) after this age: a scale-up gets traffic.
+            ("grpc.max_connection_age_ms", _ms(age)),
+            ("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace_seconds)),
+        ]
+    keepalive = getattr(settings, "keepalive_seconds", None)
+    if keepalive is not None:
+        options += [
+            ("grpc.keepalive_time_ms", _ms(keepalive)),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # Clients may ping this often without a GOAWAY too_many_pings (C-core's default: 5 minutes).
+            # The name is C-core's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS.
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(settings.min_ping_interval_seconds)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+    return options
 
 
-def client_options(max_message_mb: float) -> list[tuple[str, Any]]:
+def client_options(
+    max_message_mb: float,
+    *,
+    keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
+    dns_min_refresh_seconds: float = DEFAULT_DNS_MIN_REFRESH_SECONDS,
+) -> list[tuple[str, Any]]:
     limit = int(max_message_mb * MIB)
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
+        ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
+        # Our own service config, never one from DNS TXT records.
+        ("grpc.service_config_disable_resolution", 1),
+        ("grpc.dns_min_time_between_resolutions_ms", _ms(dns_min_refresh_seconds)),
+        ("grpc.keepalive_time_ms", _ms(keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 

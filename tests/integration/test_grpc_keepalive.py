@@ -1,0 +1,71 @@
+"""Clients' keepalive pings and the servers' tolerance agree: no GOAWAY too_many_pings.
+
+A server that allows fewer pings than a client sends answers GOAWAY `too_many_pings`
+after a few of them and the client's connection drops (pymilvus pings every 10 s; gRPC
+C-core servers tolerate one ping per 5 minutes unless told otherwise). Here a real
+server of the runtime and a client with the suite's own options keep one connection
+READY while pings flow, and the same client against a server that tolerates fewer
+pings loses it, so the check can fail. Intervals are scaled down (a ping a second).
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kinship.runtime import config
+from kinship.runtime.server import ServerThread, client_options
+
+CLIENT_PING_SECONDS = 1.0
+WATCH_SECONDS = 6.0  # C-core's GOAWAY comes after 3 pings too soon (max_ping_strikes 2)
+
+
+class HealthOnly:
+    name = "embedder"
+    service_names = ("kinship.v1.Embedder",)
+
+    def register(self, server) -> None:
+        pass
+
+    async def check_ready(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def connection_states(min_ping_interval: float) -> list[str]:
+    settings = config.resolve(
+        config.server_settings("embedder", 0),
+        env={"KINSHIP_MIN_PING_INTERVAL_SECONDS": str(min_ping_interval), "KINSHIP_EMBEDDER_PORT": "0"},
+    )
+    with ServerThread(lambda _settings: HealthOnly(), settings) as server:
+        channel = grpc.insecure_channel(
+            server.address, options=client_options(16, keepalive_seconds=CLIENT_PING_SECONDS)
+        )
+        states: list[str] = []
+        channel.subscribe(lambda state: states.append(state.name), try_to_connect=True)
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            time.sleep(WATCH_SECONDS)  # idle: only keepalive pings on the connection
+        finally:
+            channel.close()
+    return states
+
+
+def dropped(states: list[str]) -> bool:
+    """Whether the connection left READY after first reaching it."""
+    assert "READY" in states, f"never connected: {states}"
+    return any(state != "READY" for state in states[states.index("READY") + 1 :])
+
+
+def test_a_server_that_tolerates_the_clients_pings_keeps_the_connection() -> None:
+    states = connection_states(min_ping_interval=CLIENT_PING_SECONDS / 3)  # as the defaults: 30 s vs 10 s
+    assert not dropped(states), f"the connection dropped (GOAWAY too_many_pings): {states}"
+
+
+def test_a_server_that_tolerates_fewer_pings_drops_the_connection() -> None:
+    states = connection_states(min_ping_interval=CLIENT_PING_SECONDS * 5)
+    assert dropped(states), f"expected GOAWAY too_many_pings to drop the connection: {states}"
