@@ -77,8 +77,17 @@ def settings() -> list[Setting]:
         Setting(
             "batch_runners",
             "KINSHIP_EMBEDDER_BATCH_RUNNERS",
+            1,
+            "recognizer runs at the same time, each on one micro-batch; with 1, each batch runs on all "
+            "recognizer_threads (several runners on a CPU leave cores idle: one takes the whole queue)",
+            int,
+            config.positive,
+        ),
+        Setting(
+            "recognizer_threads",
+            "KINSHIP_EMBEDDER_RECOGNIZER_THREADS",
             0,
-            "recognizer runs at the same time, each on a micro-batch; 0: the cores divided by intra_op_threads",
+            "cores onnxruntime uses inside one recognizer run; 0: the cores divided by batch_runners",
             int,
             config.non_negative,
         ),
@@ -217,11 +226,17 @@ class EmbedderService:
             await asyncio.to_thread(batcher.close)
 
 
+def recognizer_threads(settings: SimpleNamespace) -> int:
+    return settings.recognizer_threads or max(1, available_cores() // settings.batch_runners)
+
+
 def runtime_options(settings: SimpleNamespace) -> RuntimeOptions:
     """onnxruntime threads and provider, and the multi-scale search, from the settings (provider checked here)."""
     return RuntimeOptions(
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        recognizer_threads=recognizer_threads(settings),
+        spinning=False,
         providers=tuple(resolve_providers(settings.execution_provider)),
         multiscale=MultiScale(default_min_face_size=settings.min_face_size),
     )
@@ -229,12 +244,11 @@ def runtime_options(settings: SimpleNamespace) -> RuntimeOptions:
 
 def batched(model: ServedModel, settings: SimpleNamespace, batchers: list[MicroBatcher]) -> ServedModel:
     """The model with its recognizer behind a MicroBatcher (same detector and aligner, so kinship still pairs)."""
-    runners = settings.batch_runners or max(1, available_cores() // settings.intra_op_threads)
     batcher = MicroBatcher(
         model.pipeline.recognizer,
         max_batch=settings.batch_max_size,
         max_wait=settings.batch_max_wait_ms / 1000.0,
-        runners=runners,
+        runners=settings.batch_runners,
     )
     batchers.append(batcher)
     return ServedModel(info=model.info, pipeline=model.pipeline.with_recognizer(batcher))
@@ -275,7 +289,7 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         )
     else:
         kinship = await asyncio.to_thread(
-            load_kinship_model, artifact, pack, intra_op_threads=settings.intra_op_threads
+            load_kinship_model, artifact, pack, intra_op_threads=recognizer_threads(settings)
         )
         # The kinship network shares the identity model's (batched) front end, so one detection feeds both.
         kinship_model = ServedModel(

@@ -252,7 +252,8 @@ def load_insightface_pack(folder: Path, runtime: RuntimeOptions | None = None) -
         prepared, _ = prepare_model(contents[manifest.recognizer.file], dynamic_batch=True)
         session = create_session(
             prepared,
-            intra_op_threads=runtime.intra_op_threads,
+            spinning=runtime.spinning,
+            intra_op_threads=runtime.recognizer_threads or runtime.intra_op_threads,
             inter_op_threads=runtime.inter_op_threads,
             providers=list(runtime.providers),
         )

@@ -90,6 +90,9 @@ class RuntimeOptions:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     providers: tuple[str, ...] = (CPU,)
+    #: Cores one recognizer run uses (a micro-batch runs on all of them); 0: intra_op_threads.
+    recognizer_threads: int = 0
+    spinning: bool = True
     multiscale: MultiScale = MultiScale()
 
 
@@ -179,12 +182,14 @@ def load_pack(
             intra_op_threads=runtime.intra_op_threads,
             inter_op_threads=runtime.inter_op_threads,
             providers=list(runtime.providers),
+            spinning=runtime.spinning,
         )
         recognizer_session = create_session(
             recognizer_bytes,
-            intra_op_threads=runtime.intra_op_threads,
+            intra_op_threads=runtime.recognizer_threads or runtime.intra_op_threads,
             inter_op_threads=runtime.inter_op_threads,
             providers=list(runtime.providers),
+            spinning=runtime.spinning,
         )
     except ConfigError:
         raise

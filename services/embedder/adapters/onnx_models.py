@@ -224,6 +224,7 @@ def create_session(
     inter_op_threads: int = 1,
     providers: list[str] | None = None,
     optimization: onnxruntime.GraphOptimizationLevel = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    spinning: bool = True,
 ) -> onnxruntime.InferenceSession:
     """A session over prepared model bytes; one run at a time uses `intra_op_threads` cores.
 
@@ -242,6 +243,9 @@ def create_session(
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = optimization
     options.log_severity_level = 3  # errors only: warnings about the graph are ours to fix, not the operator's
+    if not spinning:
+        # Idle pool threads sleep instead of spinning: in a service they would steal the cores other work needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(model, sess_options=options, providers=wanted)
     check_session_providers(session, wanted)
     return session
