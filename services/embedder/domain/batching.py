@@ -7,13 +7,18 @@ recognizer once on all of them and hands each job its rows. A lone request there
 waits at most `max_wait` longer than without batching, and nothing waits at all when
 `max_wait` is 0 (the runners then batch only what is already queued).
 
-On a CPU a batch costs about as much per face as single faces (onnxruntime already
-uses the cores inside one run), so the defaults keep the wait short; on a GPU a batch
-is far cheaper per face, and a longer wait and larger batches pay.
+With several runners, a runner that starts while others are idle takes only its share
+of the queue (and does not wait for more), so the queue spreads over the runners instead
+of one runner taking it all while the others, and their cores, stand idle.
+
+On a CPU a batch costs about as much per face as single faces, so there the default
+is one single-thread runner per core with a short wait; on a GPU a batch is far
+cheaper per face, and one runner with a longer wait and larger batches pays.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -47,6 +52,8 @@ class MicroBatcher:
         self.max_wait = max_wait
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
+        self._idle = 0  # runners waiting for a job
+        self._idle_lock = threading.Lock()
         self.batches = 0  # runs made, for tests and metrics
         self.largest_batch = 0
         self._threads = [
@@ -81,8 +88,16 @@ class MicroBatcher:
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         jobs, count = [first], len(first.faces)
-        deadline = time.monotonic() + self.max_wait
-        while count < self.max_batch:
+        max_jobs = math.inf
+        wait = self.max_wait
+        with self._idle_lock:
+            idle = self._idle
+        if idle:
+            # Others are free: take a fair share of what is queued now, and start at once.
+            max_jobs = math.ceil((self._queue.qsize() + 1) / (idle + 1))
+            wait = 0.0
+        deadline = time.monotonic() + wait
+        while count < self.max_batch and len(jobs) < max_jobs:
             remaining = deadline - time.monotonic()
             try:
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -96,7 +111,11 @@ class MicroBatcher:
 
     def _run(self) -> None:
         while True:
+            with self._idle_lock:
+                self._idle += 1
             first = self._queue.get()
+            with self._idle_lock:
+                self._idle -= 1
             if first is _STOP:
                 return
             jobs, stop = self._gather(first)

@@ -175,3 +175,15 @@ def test_onnxruntime_silent_cpu_fallback_is_refused():
 
     with pytest.raises(ExecutionProviderError, match="session runs on CPUExecutionProvider"):
         check_session_providers(FellBack(), ["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_idle_runners_share_the_queue_instead_of_one_runner_taking_it_all():
+    recognizer = SlowRecognizer(delay=0.05)
+    batcher = MicroBatcher(recognizer, max_batch=16, max_wait=0.01, runners=2)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda v: batcher.embed_batch([face(v)]), range(8)))
+    finally:
+        batcher.close()
+    assert [rows[0, 0] for rows in results] == list(range(8))
+    assert len(recognizer.sizes) >= 2 and max(recognizer.sizes) < 8, recognizer.sizes
