@@ -51,9 +51,11 @@ def settings() -> list[Setting]:
         Setting(
             "workers",
             "KINSHIP_EMBEDDER_WORKERS",
-            cores,
-            "images decoded, detected and aligned at the same time (threads); default: the cores present. "
-            "In a container with a CPU limit, set it to the limit",
+            4 * cores,
+            "requests in the pipeline at once (threads that decode, detect and align; each then waits for the "
+            "recognizer's micro-batch, so there are more of them than cores: with only as many as the cores, "
+            "batches could never hold more faces than that); default 4 per core present. In a container with a "
+            "CPU limit, base it on the limit",
             int,
             config.positive,
         ),
