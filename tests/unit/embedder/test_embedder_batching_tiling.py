@@ -187,3 +187,45 @@ def test_idle_runners_share_the_queue_instead_of_one_runner_taking_it_all():
         batcher.close()
     assert [rows[0, 0] for rows in results] == list(range(8))
     assert len(recognizer.sizes) >= 2 and max(recognizer.sizes) < 8, recognizer.sizes
+
+
+def test_the_embedder_refuses_to_start_on_a_provider_this_onnxruntime_lacks():
+    from kinship.embedder import bootstrap
+    from kinship.runtime.config import resolve
+
+    values = resolve(bootstrap.settings(), {"execution_provider": "cuda"}, env={})
+    available = __import__("onnxruntime").get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(ExecutionProviderError, match="does not fall back"):
+        bootstrap.runtime_options(values)
+
+
+class FakeGenderAge:
+    """insightface's Attribute interface: get(img, face) -> (gender, age), gender 1 = male."""
+
+    def __init__(self):
+        self.boxes = []
+
+    def get(self, image, face):
+        self.boxes.append(tuple(face.bbox))
+        return (1, 37) if face.bbox[0] < 50 else (0, 8)
+
+
+def test_attribute_model_gives_age_and_sex_per_face_and_reaches_the_proto():
+    from kinship.embedder.adapters.insightface_pack import InsightfaceAttributes
+    from kinship.embedder.domain.pipeline import EmbeddedFace
+    from kinship.embedder.transport import face_to_proto
+    from kinship.v1 import common_pb2
+
+    model = FakeGenderAge()
+    detector = FakeDetector([detection(0.9, x=10), detection(0.8, x=100)])
+    pipeline = FacePipeline(detector, CropAligner(), RecordingRecognizer(), attributes=InsightfaceAttributes(model))
+    faces = pipeline.run(np.zeros((200, 200, 3), np.uint8))
+    assert [(f.attributes.sex, f.attributes.age) for f in faces] == [("male", 37.0), ("female", 8.0)]
+    assert model.boxes[0] == (10.0, 10.0, 50.0, 50.0)
+    proto = face_to_proto(faces[0], "m", 8)
+    assert proto.attributes.sex == common_pb2.SEX_MALE and proto.attributes.age == 37
+    plain = FacePipeline(detector, CropAligner(), RecordingRecognizer()).run(np.zeros((200, 200, 3), np.uint8))
+    assert plain[0].attributes is None and not face_to_proto(plain[0], "m", 8).HasField("attributes")
+    assert isinstance(plain[0], EmbeddedFace)
