@@ -160,7 +160,7 @@ def test_bad_requests_are_refused_clearly_and_the_service_keeps_serving(stub, ch
     assert bad_request_fields(empty) == ["image"]
 
     garbage = call_error(stub, embedder_pb2.EmbedRequest(image=b"\x00\x01definitely not a photo"))
-    assert garbage.code() == grpc.StatusCode.INVALID_ARGUMENT and "JPEG or PNG" in garbage.details()
+    assert garbage.code() == grpc.StatusCode.INVALID_ARGUMENT and "JPEG, PNG, WebP or BMP" in garbage.details()
 
     truncated = call_error(stub, embedder_pb2.EmbedRequest(image=group_photo[: len(group_photo) // 2]))
     assert truncated.code() == grpc.StatusCode.INVALID_ARGUMENT and "truncated" in truncated.details()

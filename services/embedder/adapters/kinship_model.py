@@ -60,7 +60,7 @@ def load_kinship_model(artifact: KinshipArtifact, pack: LoadedPack, *, intra_op_
     Raises ArtifactError (a ConfigError: the embedder refuses to start) when any step fails.
     """
     started = time.perf_counter()
-    check_binding(artifact, pack.spec.model_id)
+    check_binding(artifact, pack.model_id)
     network = artifact.network_bytes()  # ArtifactError when the file is missing or altered
     try:
         session = create_session(network, intra_op_threads=intra_op_threads)

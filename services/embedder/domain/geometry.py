@@ -64,3 +64,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         rest = order[1:]
         order = rest[iou(boxes[best], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def box_area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def face_size(box: tuple[float, float, float, float]) -> float:
+    """A face's size in pixels: the shorter side of its box."""
+    return max(0.0, min(box[2] - box[0], box[3] - box[1]))
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """A crop resized to size x size (area averaging down, bilinear up); already that size: unchanged."""
+    if crop.shape[0] == size and crop.shape[1] == size:
+        return crop
+    interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interpolation)

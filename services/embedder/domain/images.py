@@ -1,24 +1,36 @@
 """Decoding and validation of the encoded images that callers send.
 
-Only JPEG and PNG are accepted, recognised by their magic bytes. Before the pixels
-are decoded, the file's structure is walked (cheap, no pixel work): this reads the
-declared width and height, so that an oversized image is refused before it costs
-memory, and it proves the file is complete, because some OpenCV builds decode a
-truncated JPEG into a half-grey picture instead of failing.
+JPEG, PNG, WebP and BMP are accepted, recognised by their magic bytes. Before any
+pixel is decoded, the encoded size is checked against its limit and the declared width
+and height are read from the header (Pillow opens lazily; JPEG and PNG files are
+also walked marker by marker, which proves them complete, because libjpeg otherwise
+turns a truncated JPEG into a half-grey picture), so a decompression bomb is refused
+before it costs memory. Pillow then decodes; every colour form becomes BGR uint8:
+greyscale, palette and CMYK are converted, 16-bit samples are scaled to 8 bits, an
+alpha channel is composited onto white, and EXIF orientation is applied so the pixels
+are the photo as a person sees it.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
+from struct import error as struct_error
 
-import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from kinship.runtime.errors import InvalidArgument
 
-ACCEPTED_FORMATS = "JPEG or PNG"
+ACCEPTED_FORMATS = "JPEG, PNG, WebP or BMP"
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BMP_MAGIC = b"BM"
+#: Pillow's own names of the accepted formats, by our names.
+_PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP"}
+#: Default limit on the encoded size (the server's message limit also bounds it).
+DEFAULT_MAX_BYTES = 15 * 1024 * 1024
 
 # Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -48,14 +60,20 @@ def sniff_format(data: bytes) -> str | None:
         return "jpeg"
     if data.startswith(PNG_MAGIC):
         return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.startswith(BMP_MAGIC) and len(data) >= 26:
+        return "bmp"
     return None
 
 
 def _describe_start(data: bytes) -> str:
     if data.startswith(b"GIF8"):
         return "it looks like a GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "it looks like a WebP"
+    if data.startswith(b"II*\x00") or data.startswith(b"MM\x00*"):
+        return "it looks like a TIFF"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "it looks like a HEIC/AVIF"
     return f"its first bytes are {data[:8].hex(' ')}"
 
 
@@ -158,13 +176,17 @@ def require_image(data: bytes, field: str = "image") -> None:
         raise InvalidArgument(f"image is empty: send the bytes of a {ACCEPTED_FORMATS} file", field=field)
 
 
-def decode_image(data: bytes, *, max_pixels: int, field: str = "image") -> DecodedImage:
-    """Validates and decodes JPEG/PNG bytes into BGR pixels; raises InvalidArgument naming `field`.
-
-    EXIF orientation is applied (OpenCV does it for JPEG), so the pixels are the
-    photo as a person sees it.
-    """
+def decode_image(
+    data: bytes, *, max_pixels: int, field: str = "image", max_bytes: int = DEFAULT_MAX_BYTES
+) -> DecodedImage:
+    """Validates and decodes JPEG/PNG/WebP/BMP bytes into BGR pixels; raises InvalidArgument naming `field`."""
     require_image(data, field)
+    if len(data) > max_bytes:
+        raise InvalidArgument(
+            f"image is {len(data) / 2**20:.1f} MiB, more than the limit of {max_bytes / 2**20:.1f} MiB; "
+            "send a smaller file (re-encode or downscale it)",
+            field=field,
+        )
     fmt = sniff_format(data)
     if fmt is None:
         raise InvalidArgument(
@@ -172,13 +194,51 @@ def decode_image(data: bytes, *, max_pixels: int, field: str = "image") -> Decod
             f"send the file's bytes as they are, in one of those formats",
             field=field,
         )
+    name = fmt.upper() if fmt != "webp" else "WebP"
+    if fmt in ("jpeg", "png"):
+        try:
+            width, height = _jpeg_size(data) if fmt == "jpeg" else _png_size(data)
+        except _Malformed as exc:
+            raise InvalidArgument(f"image is a damaged {name} file: {exc}", field=field) from exc
+        _check_pixels(width, height, max_pixels, field)
     try:
-        width, height = _jpeg_size(data) if fmt == "jpeg" else _png_size(data)
-    except _Malformed as exc:
-        raise InvalidArgument(f"image is a damaged {fmt.upper()} file: {exc}", field=field) from exc
-    _check_pixels(width, height, max_pixels, field)
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None or pixels.size == 0:
-        raise InvalidArgument(f"image could not be decoded as {fmt.upper()}: the file is damaged", field=field)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]])
+            _check_pixels(image.width, image.height, max_pixels, field)  # header only: nothing decoded yet
+            image.load()
+            pixels = _to_bgr(ImageOps.exif_transpose(image))
+    except InvalidArgument:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidArgument(
+            f"image is refused as a decompression bomb ({exc}); downscale it and send it again", field=field
+        ) from exc
+    except (OSError, ValueError, SyntaxError, EOFError, struct_error, MemoryError) as exc:
+        raise InvalidArgument(
+            f"image could not be decoded as {name}: the file is damaged or truncated ({exc}); send the complete file",
+            field=field,
+        ) from exc
+    if pixels.size == 0:
+        raise InvalidArgument(f"image could not be decoded as {name}: the file is damaged", field=field)
     _check_pixels(int(pixels.shape[1]), int(pixels.shape[0]), max_pixels, field)
     return DecodedImage(pixels=pixels, format=fmt)
+
+
+def _to_bgr(image: Image.Image) -> np.ndarray:
+    """BGR uint8 (H, W, 3) pixels of a loaded Pillow image of any mode."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        # 16-bit (and 32-bit) greyscale: scale the 16-bit range to 8 bits; F is taken as 0..255.
+        values = np.asarray(image, dtype=np.float64)
+        if mode != "F":
+            values = values / 257.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, np.newaxis], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    rgb = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -8,6 +8,8 @@ Pure numpy: no OpenCV, no model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Laplacian variance at which a face counts as fully sharp (factor 1). Measured with the
@@ -49,3 +51,55 @@ def face_quality(detection_score: float, aligned_bgr: np.ndarray) -> float:
     """Detector confidence times the crop's sharpness factor, in [0, 1]."""
     score = min(1.0, max(0.0, float(detection_score)))
     return score * sharpness_factor(aligned_bgr)
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """The parts of a face's quality, each reported to the caller.
+
+    `size`: shorter side of the box in pixels; `detection_score` in [0, 1]; `sharpness`:
+    the factor above, in [0, 1]; `symmetry`: how frontal the landmarks are, in [0, 1]
+    (1: the nose sits midway between the eyes, as in a frontal face; 0: a profile;
+    1 for a pre-aligned crop, which has no landmarks); `overall` = detection score x
+    sharpness (what `Face.quality` always was).
+    """
+
+    size: float
+    detection_score: float
+    sharpness: float
+    symmetry: float
+    overall: float
+
+
+def landmark_symmetry(landmarks: np.ndarray | None) -> float:
+    """1 - |d_right - d_left| / (d_right + d_left), where d is the nose tip's distance to each eye.
+
+    Turning the head moves the nose towards one eye in the image, so a profile scores
+    near 0 and a frontal face 1. Landmarks: right eye, left eye, nose, mouth corners.
+    """
+    if landmarks is None or len(landmarks) < 3:
+        return 1.0
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    d_right = float(np.linalg.norm(points[2] - points[0]))
+    d_left = float(np.linalg.norm(points[2] - points[1]))
+    total = d_right + d_left
+    if total <= 0 or not np.isfinite(total):
+        return 0.0
+    return max(0.0, 1.0 - abs(d_right - d_left) / total)
+
+
+def assess(
+    detection_score: float,
+    box: tuple[float, float, float, float],
+    landmarks: np.ndarray | None,
+    aligned_bgr: np.ndarray,
+) -> FaceQuality:
+    score = min(1.0, max(0.0, float(detection_score)))
+    sharpness = sharpness_factor(aligned_bgr)
+    return FaceQuality(
+        size=max(0.0, min(box[2] - box[0], box[3] - box[1])),
+        detection_score=score,
+        sharpness=sharpness,
+        symmetry=landmark_symmetry(landmarks),
+        overall=score * sharpness,
+    )

@@ -6,12 +6,14 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kinship.embedder.domain.images import decode_image, require_image
-from kinship.embedder.domain.pipeline import EmbeddedFace, FacePipeline
-from kinship.runtime.errors import FieldViolation, InvalidArgument, NotFound
+from kinship.embedder.domain.images import DEFAULT_MAX_BYTES, decode_image, require_image
+from kinship.embedder.domain.pipeline import EmbeddedFace, FaceOptions, FacePipeline
+from kinship.runtime.errors import FieldViolation, InvalidArgument, KinshipError, NotFound
 
 # At most this many problems are spelled out in an error message (all are in its details).
 _MESSAGE_PROBLEMS = 3
+#: Smallest side of a pre-aligned crop (KinFaceW-style research crops are 64x64).
+MIN_ALIGNED_CROP = 32
 
 
 class ModelKind(enum.Enum):
@@ -39,6 +41,10 @@ class ModelInfo:
     kind: ModelKind = ModelKind.IDENTITY
     artifact_id: str = ""  # kinship models only
     bound_model_id: str = ""  # kinship models only
+    pack_id: str = ""  # the model pack it comes from ("" for a kinship model)
+    execution_provider: str = ""  # onnxruntime provider that runs it
+    has_attributes: bool = False  # whether faces get age and sex estimates
+    licence: str = ""  # the pack's licence, as its manifest states it
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,32 @@ class EmbedResult:
     additional_model_ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class EmbedItem:
+    """One image of a request: Embed takes one, EmbedBatch many."""
+
+    image: bytes
+    model_id: str = ""
+    max_faces: int = 0
+    additional_model_ids: tuple[str, ...] = ()
+    pre_aligned: bool = False
+    min_face_size: float = 0.0
+    min_quality: float = 0.0
+    largest_face_only: bool = False
+
+
 class FaceEmbeddingService:
     """Serves one or more models; the first one given is the default."""
 
-    def __init__(self, models: Sequence[ServedModel], *, max_pixels: int):
+    def __init__(self, models: Sequence[ServedModel], *, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES):
         if not models:
             raise ValueError("an embedder needs at least one model")
         self._models = {m.info.model_id: m for m in models}
+        if len(self._models) != len(models):
+            raise ValueError("two served models have the same model id")
         self._default = models[0].info.model_id
         self._max_pixels = max_pixels
+        self._max_bytes = max_bytes
 
     @property
     def default_model_id(self) -> str:
@@ -141,20 +164,51 @@ class FaceEmbeddingService:
         return models
 
     def embed(
-        self, image: bytes, *, model_id: str = "", max_faces: int = 0, additional_model_ids: Sequence[str] = ()
+        self,
+        image: bytes,
+        *,
+        model_id: str = "",
+        max_faces: int = 0,
+        additional_model_ids: Sequence[str] = (),
+        pre_aligned: bool = False,
+        min_face_size: float = 0.0,
+        min_quality: float = 0.0,
+        largest_face_only: bool = False,
     ) -> EmbedResult:
         """Decodes `image` and embeds its faces, most confident first. No face is not an error.
 
         Every face is also embedded by each model of `additional_model_ids`, from the
-        same detection and aligned crop as the primary model's.
+        same detection and aligned crop as the primary model's. With `pre_aligned` the
+        image is one face crop already aligned to the ArcFace template (square, e.g.
+        112x112 or 64x64): no detection, it is resized and embedded.
         """
         require_image(image)  # before the model lookup: an empty request is wrong whatever it names
+        problems = []
         if max_faces < 0:
-            raise InvalidArgument(f"max_faces must be 0 (all faces) or more, got {max_faces}", field="max_faces")
+            problems.append(FieldViolation("max_faces", f"must be 0 (all faces) or more, got {max_faces}"))
+        if not min_face_size >= 0:  # also catches NaN
+            problems.append(
+                FieldViolation("min_face_size", f"must be 0 (the service default) or more pixels, got {min_face_size}")
+            )
+        if not 0 <= min_quality <= 1:
+            problems.append(FieldViolation("min_quality", f"must be between 0 and 1, got {min_quality}"))
+        if problems:
+            shown = "; ".join(f"{p.field} {p.description}" for p in problems)
+            raise InvalidArgument(shown, violations=problems)
         model = self.model(model_id)
         additional = self.additional_models(model, additional_model_ids)
-        decoded = decode_image(image, max_pixels=self._max_pixels)
-        faces = model.pipeline.run(decoded.pixels, max_faces=max_faces, also=[m.pipeline for m in additional])
+        decoded = decode_image(image, max_pixels=self._max_pixels, max_bytes=self._max_bytes)
+        also = [m.pipeline for m in additional]
+        if pre_aligned:
+            faces = model.pipeline.run_aligned(self._aligned_crop(decoded.pixels), also, min_quality=min_quality)
+        else:
+            options = FaceOptions(
+                max_faces=max_faces,
+                min_face_size=min_face_size,
+                min_quality=min_quality,
+                largest_face_only=largest_face_only,
+            )
+            faces = model.pipeline.run(decoded.pixels, also=also, options=options)
         return EmbedResult(
             faces=faces,
             model_id=model.info.model_id,
@@ -163,6 +217,37 @@ class FaceEmbeddingService:
             image_height=decoded.height,
             additional_model_ids=tuple(m.info.model_id for m in additional),
         )
+
+    def embed_item(self, item: EmbedItem) -> EmbedResult:
+        return self.embed(
+            item.image,
+            model_id=item.model_id,
+            max_faces=item.max_faces,
+            additional_model_ids=item.additional_model_ids,
+            pre_aligned=item.pre_aligned,
+            min_face_size=item.min_face_size,
+            min_quality=item.min_quality,
+            largest_face_only=item.largest_face_only,
+        )
+
+    def embed_or_error(self, item: EmbedItem) -> EmbedResult | KinshipError:
+        """`embed_item`, with a caller's error returned instead of raised (EmbedBatch answers per item)."""
+        try:
+            return self.embed_item(item)
+        except KinshipError as exc:
+            return exc
+
+    @staticmethod
+    def _aligned_crop(pixels):
+        height, width = pixels.shape[:2]
+        if height != width or height < MIN_ALIGNED_CROP:
+            raise InvalidArgument(
+                f"a pre-aligned face crop must be square and at least {MIN_ALIGNED_CROP} px (112x112 as the ArcFace "
+                f"template, or 64x64 research crops), got {width}x{height}; send the aligned crop, or send the "
+                "photo with pre_aligned false to detect and align its faces",
+                field="pre_aligned",
+            )
+        return pixels
 
     def _not_found(self, field: str, model_id: str) -> NotFound:
         served = ", ".join(sorted(self._models))

@@ -224,6 +224,7 @@ class SizeLimits:
     def __init__(self, *, max_top_k: int, max_top_n: int, max_batch: int):
         self._checks: dict[str, list[tuple[str, int, bool]]] = {
             "/kinship.v1.Indexer/Search": [("top_k", max_top_k, False), ("queries", max_batch, True)],
+            "/kinship.v1.Embedder/EmbedBatch": [("items", max_batch, True)],
             "/kinship.v1.Indexer/Upsert": [("records", max_batch, True)],
             "/kinship.v1.Indexer/GetRecords": [("person_ids", max_batch, True)],
             "/kinship.v1.Indexer/Delete": [("person_ids", max_batch, True), ("record_ids", max_batch, True)],

@@ -24,6 +24,7 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 PERMISSIONS: dict[str, frozenset[str]] = {
     # Embedder: faces for enrolment and search; the ranker's own use.
     "/kinship.v1.Embedder/Embed": frozenset({ENROLLER, SEARCHER, ADMIN, SERVICE}),
+    "/kinship.v1.Embedder/EmbedBatch": frozenset({ENROLLER, SEARCHER, ADMIN, SERVICE}),
     "/kinship.v1.Embedder/ListModels": frozenset({ENROLLER, SEARCHER, ADMIN, SERVICE}),
     # Indexer.
     "/kinship.v1.Indexer/Upsert": frozenset({ENROLLER, ADMIN}),

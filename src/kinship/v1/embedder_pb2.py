@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kinship.v1 import common_pb2 as kinship_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kinship/v1/embedder.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"`\n\x0c\x45mbedRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmax_faces\x18\x03 \x01(\x05\x12\x1c\n\x14\x61\x64\x64itional_model_ids\x18\x04 \x03(\t\"\xea\x01\n\x04\x46\x61\x63\x65\x12$\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x17.kinship.v1.BoundingBox\x12$\n\tlandmarks\x18\x02 \x03(\x0b\x32\x11.kinship.v1.Point\x12\x17\n\x0f\x64\x65tection_score\x18\x03 \x01(\x02\x12\x11\n\tembedding\x18\x04 \x03(\x02\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x11\n\tdimension\x18\x06 \x01(\x05\x12\x34\n\x15\x61\x64\x64itional_embeddings\x18\x07 \x03(\x0b\x32\x15.kinship.v1.Embedding\x12\x0f\n\x07quality\x18\x08 \x01(\x02\"\x80\x01\n\rEmbedResponse\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x10.kinship.v1.Face\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x13\n\x0bimage_width\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\"\x13\n\x11ListModelsRequest\"\xbc\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x12\n\nrecognizer\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12#\n\x04kind\x18\x06 \x01(\x0e\x32\x15.kinship.v1.ModelKind\x12\x13\n\x0b\x61rtifact_id\x18\x07 \x01(\t\x12\x16\n\x0e\x62ound_model_id\x18\x08 \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.kinship.v1.ModelInfo*X\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_KIND_IDENTITY\x10\x01\x12\x16\n\x12MODEL_KIND_KINSHIP\x10\x02\x32\x95\x01\n\x08\x45mbedder\x12<\n\x05\x45mbed\x12\x18.kinship.v1.EmbedRequest\x1a\x19.kinship.v1.EmbedResponse\x12K\n\nListModels\x12\x1d.kinship.v1.ListModelsRequest\x1a\x1e.kinship.v1.ListModelsResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kinship/v1/embedder.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"\xbc\x01\n\x0c\x45mbedRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tmax_faces\x18\x03 \x01(\x05\x12\x1c\n\x14\x61\x64\x64itional_model_ids\x18\x04 \x03(\t\x12\x13\n\x0bpre_aligned\x18\x05 \x01(\x08\x12\x15\n\rmin_face_size\x18\x06 \x01(\x02\x12\x13\n\x0bmin_quality\x18\x07 \x01(\x02\x12\x19\n\x11largest_face_only\x18\x08 \x01(\x08\"\xe1\x02\n\x04\x46\x61\x63\x65\x12$\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x17.kinship.v1.BoundingBox\x12$\n\tlandmarks\x18\x02 \x03(\x0b\x32\x11.kinship.v1.Point\x12\x17\n\x0f\x64\x65tection_score\x18\x03 \x01(\x02\x12\x11\n\tembedding\x18\x04 \x03(\x02\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x11\n\tdimension\x18\x06 \x01(\x05\x12\x34\n\x15\x61\x64\x64itional_embeddings\x18\x07 \x03(\x0b\x32\x15.kinship.v1.Embedding\x12\x0f\n\x07quality\x18\x08 \x01(\x02\x12\x30\n\x0fquality_details\x18\t \x01(\x0b\x32\x17.kinship.v1.FaceQuality\x12.\n\nattributes\x18\n \x01(\x0b\x32\x1a.kinship.v1.FaceAttributes\x12\x13\n\x0bpre_aligned\x18\x0b \x01(\x08\"b\n\x0b\x46\x61\x63\x65Quality\x12\x0c\n\x04size\x18\x01 \x01(\x02\x12\x17\n\x0f\x64\x65tection_score\x18\x02 \x01(\x02\x12\x11\n\tsharpness\x18\x03 \x01(\x02\x12\x19\n\x11landmark_symmetry\x18\x04 \x01(\x02\";\n\x0e\x46\x61\x63\x65\x41ttributes\x12\x0b\n\x03\x61ge\x18\x01 \x01(\x02\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\"\x80\x01\n\rEmbedResponse\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x10.kinship.v1.Face\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x13\n\x0bimage_width\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\"\x13\n\x11ListModelsRequest\"\x92\x02\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12\x12\n\nrecognizer\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12#\n\x04kind\x18\x06 \x01(\x0e\x32\x15.kinship.v1.ModelKind\x12\x13\n\x0b\x61rtifact_id\x18\x07 \x01(\t\x12\x16\n\x0e\x62ound_model_id\x18\x08 \x01(\t\x12\x0f\n\x07pack_id\x18\t \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\n \x01(\t\x12\x16\n\x0ehas_attributes\x18\x0b \x01(\x08\x12\x0f\n\x07licence\x18\x0c \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.kinship.v1.ModelInfo\"<\n\x11\x45mbedBatchRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.kinship.v1.EmbedRequest\"C\n\x12\x45mbedBatchResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.kinship.v1.EmbedBatchResult\"t\n\x10\x45mbedBatchResult\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x19.kinship.v1.EmbedResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.kinship.v1.ItemErrorH\x00\x42\t\n\x07outcome\"Z\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t*X\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_KIND_IDENTITY\x10\x01\x12\x16\n\x12MODEL_KIND_KINSHIP\x10\x02\x32\xe2\x01\n\x08\x45mbedder\x12<\n\x05\x45mbed\x12\x18.kinship.v1.EmbedRequest\x1a\x19.kinship.v1.EmbedResponse\x12K\n\nListModels\x12\x1d.kinship.v1.ListModelsRequest\x1a\x1e.kinship.v1.ListModelsResponse\x12K\n\nEmbedBatch\x12\x1d.kinship.v1.EmbedBatchRequest\x1a\x1e.kinship.v1.EmbedBatchResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kinship.v1.embedder_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024org.kinshipsearch.v1P\001Z&kinshipsearch/gen/kinship/v1;kinshipv1'
-  _globals['_MODELKIND']._serialized_start=805
-  _globals['_MODELKIND']._serialized_end=893
-  _globals['_EMBEDREQUEST']._serialized_start=66
-  _globals['_EMBEDREQUEST']._serialized_end=162
-  _globals['_FACE']._serialized_start=165
-  _globals['_FACE']._serialized_end=399
-  _globals['_EMBEDRESPONSE']._serialized_start=402
-  _globals['_EMBEDRESPONSE']._serialized_end=530
-  _globals['_LISTMODELSREQUEST']._serialized_start=532
-  _globals['_LISTMODELSREQUEST']._serialized_end=551
-  _globals['_MODELINFO']._serialized_start=554
-  _globals['_MODELINFO']._serialized_end=742
-  _globals['_LISTMODELSRESPONSE']._serialized_start=744
-  _globals['_LISTMODELSRESPONSE']._serialized_end=803
-  _globals['_EMBEDDER']._serialized_start=896
-  _globals['_EMBEDDER']._serialized_end=1045
+  _globals['_MODELKIND']._serialized_start=1605
+  _globals['_MODELKIND']._serialized_end=1693
+  _globals['_EMBEDREQUEST']._serialized_start=67
+  _globals['_EMBEDREQUEST']._serialized_end=255
+  _globals['_FACE']._serialized_start=258
+  _globals['_FACE']._serialized_end=611
+  _globals['_FACEQUALITY']._serialized_start=613
+  _globals['_FACEQUALITY']._serialized_end=711
+  _globals['_FACEATTRIBUTES']._serialized_start=713
+  _globals['_FACEATTRIBUTES']._serialized_end=772
+  _globals['_EMBEDRESPONSE']._serialized_start=775
+  _globals['_EMBEDRESPONSE']._serialized_end=903
+  _globals['_LISTMODELSREQUEST']._serialized_start=905
+  _globals['_LISTMODELSREQUEST']._serialized_end=924
+  _globals['_MODELINFO']._serialized_start=927
+  _globals['_MODELINFO']._serialized_end=1201
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1203
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1262
+  _globals['_EMBEDBATCHREQUEST']._serialized_start=1264
+  _globals['_EMBEDBATCHREQUEST']._serialized_end=1324
+  _globals['_EMBEDBATCHRESPONSE']._serialized_start=1326
+  _globals['_EMBEDBATCHRESPONSE']._serialized_end=1393
+  _globals['_EMBEDBATCHRESULT']._serialized_start=1395
+  _globals['_EMBEDBATCHRESULT']._serialized_end=1511
+  _globals['_ITEMERROR']._serialized_start=1513
+  _globals['_ITEMERROR']._serialized_end=1603
+  _globals['_EMBEDDER']._serialized_start=1696
+  _globals['_EMBEDDER']._serialized_end=1922
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,11 @@ class EmbedderStub:
                 request_serializer=kinship_dot_v1_dot_embedder__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=kinship_dot_v1_dot_embedder__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.EmbedBatch = channel.unary_unary(
+                '/kinship.v1.Embedder/EmbedBatch',
+                request_serializer=kinship_dot_v1_dot_embedder__pb2.EmbedBatchRequest.SerializeToString,
+                response_deserializer=kinship_dot_v1_dot_embedder__pb2.EmbedBatchResponse.FromString,
+                _registered_method=True)
 
 
 class EmbedderServicer:
@@ -55,7 +60,8 @@ class EmbedderServicer:
 
     def Embed(self, request, context):
         """Detects every face in one encoded image and embeds each.
-        Errors: INVALID_ARGUMENT for an empty, oversized or undecodable image;
+        Errors: INVALID_ARGUMENT for an empty, oversized or undecodable image
+        (JPEG, PNG, WebP and BMP are accepted), or a bad option;
         NOT_FOUND for a model id this embedder does not serve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -64,6 +70,17 @@ class EmbedderServicer:
 
     def ListModels(self, request, context):
         """Lists the embedding models this embedder serves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedBatch(self, request, context):
+        """Embeds many images or pre-aligned crops in one call, answering per item
+        in the request's order: a bad item gets its own error and fails only
+        itself. Items run concurrently and share micro-batches of the recognizer.
+        Errors of the whole call: INVALID_ARGUMENT for no items or more than the
+        embedder's per-call limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +98,11 @@ def add_EmbedderServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=kinship_dot_v1_dot_embedder__pb2.ListModelsRequest.FromString,
                     response_serializer=kinship_dot_v1_dot_embedder__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'EmbedBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmbedBatch,
+                    request_deserializer=kinship_dot_v1_dot_embedder__pb2.EmbedBatchRequest.FromString,
+                    response_serializer=kinship_dot_v1_dot_embedder__pb2.EmbedBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +161,33 @@ class Embedder:
             '/kinship.v1.Embedder/ListModels',
             kinship_dot_v1_dot_embedder__pb2.ListModelsRequest.SerializeToString,
             kinship_dot_v1_dot_embedder__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kinship.v1.Embedder/EmbedBatch',
+            kinship_dot_v1_dot_embedder__pb2.EmbedBatchRequest.SerializeToString,
+            kinship_dot_v1_dot_embedder__pb2.EmbedBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

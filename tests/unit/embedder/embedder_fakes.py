@@ -76,6 +76,11 @@ class RecordingRecognizer:
         out[:2] = (3.0, 4.0)
         return out * (float(aligned_bgr.reshape(-1)[0]) + 1.0)
 
+    def embed_batch(self, faces_bgr) -> np.ndarray:
+        """One row per face (each recorded as a call); `batches` records the size of each batch."""
+        self.batches = [*getattr(self, "batches", []), len(faces_bgr)]
+        return np.stack([np.asarray(self.embed(face), np.float32).reshape(-1) for face in faces_bgr])
+
 
 class FakeOnnxSession:
     """Answers `run` with fixed outputs by name; records the feeds it got."""

@@ -52,7 +52,11 @@ def test_a_model_pack_error_is_a_startup_configuration_error():
 
 def test_settings_defaults_and_overrides():
     values = resolve(bootstrap.settings(), {}, env={})
-    assert (values.port, values.workers, values.intra_op_threads) == (50051, 2, 1)
+    cores = bootstrap.available_cores()
+    assert (values.port, values.workers, values.intra_op_threads) == (50051, 4 * cores, 1)
+    assert (values.batch_runners, values.recognizer_threads, values.inter_op_threads) == (1, 0, 1)
+    assert (values.batch_max_size, values.batch_max_wait_ms, values.execution_provider) == (16, 2.0, "cpu")
+    assert bootstrap.recognizer_threads(values) == cores
     assert (values.max_megapixels, values.detection_threshold, values.nms_iou) == (40.0, 0.6, 0.3)
     env = {"KINSHIP_EMBEDDER_WORKERS": "4", "KINSHIP_EMBEDDER_DETECTION_THRESHOLD": "0.75"}
     values = resolve(bootstrap.settings(), {"intra_op_threads": "2"}, env=env)

@@ -112,7 +112,7 @@ def test_empty_image_and_negative_max_faces_are_invalid_arguments():
 
 def test_undecodable_image_is_refused_before_detection():
     service, (detector,) = make_service([detection(0.9)])
-    with pytest.raises(InvalidArgument, match="JPEG or PNG"):
+    with pytest.raises(InvalidArgument, match="JPEG, PNG, WebP or BMP"):
         service.embed(b"GIF89a" + bytes(32))
     assert detector.images == []
 

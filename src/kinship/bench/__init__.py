@@ -1,0 +1,1 @@
+"""Benchmarks run by `kinship bench ...` (measurements by command, never by timed tests)."""

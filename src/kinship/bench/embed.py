@@ -1,0 +1,317 @@
+"""`kinship bench embed`: the recognizer alone, the embedder service over gRPC, and the prepared model, in one run.
+
+Three measurements on the same machine, side by side, so that their ratios hold on a
+noisy one:
+
+(a) raw: the default pack's prepared recognizer in one onnxruntime session using every
+    core, on real aligned faces (the 6 of insightface's t1.jpg), at several batch sizes;
+    the best is the model's own speed. It is measured again in rounds that alternate
+    with the service's (b), so that both see the same background load of a shared
+    machine, and their ratio is taken over those rounds;
+(b) service: `kinship serve embedder` as a separate process with its default settings,
+    fed the same faces as pre-aligned 112x112 PNG crops by `concurrency` callers over
+    gRPC (both sides do the same model work), and beside it whole photos (decode,
+    detection, alignment, embedding); and a lone caller, with and without the batching
+    wait, for the latency the batching costs;
+(c) the shipped SFace file in a plain session (only its unused inputs dropped, so that
+    onnxruntime runs it at all) against the prepared one, one face at a time, and the
+    cosine between their embeddings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    faces_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def sample_faces() -> tuple[list[np.ndarray], bytes]:
+    """The aligned faces of insightface's t1.jpg (via the default pack) and the photo's bytes."""
+    from importlib import resources
+
+    from kinship.embedder.adapters.alignment import ArcFaceAligner
+    from kinship.embedder.adapters.model_pack import load_pack
+    from kinship.embedder.domain.images import decode_image
+
+    photo = (resources.files("insightface") / "data" / "images" / "t1.jpg").read_bytes()
+    pixels = decode_image(photo, max_pixels=10**8).pixels
+    pack = load_pack()
+    aligner = ArcFaceAligner()
+    crops = [aligner.align(pixels, d.landmarks) for d in pack.detector.detect(pixels)]
+    return crops, photo
+
+
+def time_loop(run: Callable[[], int], seconds: float) -> tuple[float, list[float]]:
+    """Calls `run` (returns faces done) until `seconds` pass; (faces per second, per-call ms)."""
+    run()  # warm-up
+    latencies, faces = [], 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        faces += run()
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return faces / (time.perf_counter() - started), latencies
+
+
+class RawRecognizer:
+    """The default pack's prepared recognizer in one session: what the model alone achieves."""
+
+    def __init__(self, threads: int):
+        from kinship.embedder.adapters.model_pack import DEFAULT_PACK, _load_bytes, _pack_folder
+        from kinship.embedder.adapters.onnx_models import create_session
+        from kinship.embedder.adapters.sface import SFaceRecognizer
+
+        session = create_session(
+            _load_bytes(_pack_folder(DEFAULT_PACK), DEFAULT_PACK.recognizer, dynamic_batch=True),
+            intra_op_threads=threads,
+        )
+        self.threads = threads
+        self.recognizer = SFaceRecognizer(session, dimension=DEFAULT_PACK.dimension)
+
+    def rate(self, crops: list[np.ndarray], batch: int, seconds: float) -> tuple[float, float]:
+        """(faces per second, seconds measured) at one batch size."""
+        blob = self.recognizer.blob([crops[i % len(crops)] for i in range(batch)])
+        started = time.perf_counter()
+        rate, _ = time_loop(lambda: (self.recognizer.run_blob(blob), batch)[1], seconds)
+        return rate, time.perf_counter() - started
+
+
+def measure_raw(crops: list[np.ndarray], seconds: float, threads: int, batches=(1, 4, 8, 16, 32)) -> dict:
+    raw = RawRecognizer(threads)
+    per_batch = {size: raw.rate(crops, size, seconds / len(batches))[0] for size in batches}
+    best = max(per_batch, key=per_batch.get)
+    return {"threads": threads, "faces_per_s_by_batch": per_batch, "best_batch": best, "faces_per_s": per_batch[best]}
+
+
+def alternate(
+    raw: RawRecognizer, crops, batch: int, address: str, requests, concurrency: int, seconds: float, rounds: int = 5
+):
+    """Raw and service measured in alternating rounds; (raw faces/s, service Timing, errors) over all rounds."""
+    raw_faces = raw_time = service_faces = service_time = 0.0
+    latencies_p50, latencies_p99, errors, count = [], [], 0, 0
+    for _ in range(rounds):
+        rate, elapsed = raw.rate(crops, batch, seconds / rounds)
+        raw_faces += rate * elapsed
+        raw_time += elapsed
+        timing, failed = drive(address, requests, concurrency, seconds / rounds)
+        service_faces += timing.faces_per_s * (seconds / rounds)
+        service_time += seconds / rounds
+        latencies_p50.append(timing.p50_ms)
+        latencies_p99.append(timing.p99_ms)
+        errors += failed
+        count += timing.requests
+    service = Timing(service_faces / service_time, median(latencies_p50), max(latencies_p99), count)
+    return raw_faces / raw_time, service, errors
+
+
+def measure_prep(seconds: float, threads: int, crops: list[np.ndarray]) -> dict:
+    import onnx
+
+    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, _load_bytes, _pack_folder, read_verified
+    from kinship.embedder.adapters.onnx_models import create_session, drop_unused
+    from kinship.embedder.adapters.sface import SFaceRecognizer
+
+    folder = _pack_folder(DEFAULT_PACK)
+    shipped = onnx.load_model_from_string(
+        read_verified(folder / DEFAULT_PACK.recognizer.name, DEFAULT_PACK.recognizer.sha256)
+    )
+    drop_unused(shipped)  # the least onnxruntime needs to run it at all (it demands unused declared inputs)
+    plain = SFaceRecognizer(
+        create_session(shipped.SerializeToString(), intra_op_threads=threads), dimension=DEFAULT_PACK.dimension
+    )
+    prepared = SFaceRecognizer(
+        create_session(_load_bytes(folder, DEFAULT_PACK.recognizer, dynamic_batch=True), intra_op_threads=threads),
+        dimension=DEFAULT_PACK.dimension,
+    )
+    cosines = []
+    for crop in crops:
+        a, b = plain.embed(crop), prepared.embed(crop)
+        cosines.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    batched = prepared.embed_batch(crops)
+    for crop, row in zip(crops, batched, strict=True):
+        a = plain.embed(crop)
+        cosines.append(float(a @ row / np.linalg.norm(a) / np.linalg.norm(row)))
+    blob = plain.blob(crops[:1])
+    plain_rate, _ = time_loop(lambda: (plain.run_blob(blob), 1)[1], seconds / 2)
+    prepared_rate, _ = time_loop(lambda: (prepared.run_blob(blob), 1)[1], seconds / 2)
+    return {
+        "threads": threads,
+        "plain_faces_per_s": plain_rate,
+        "prepared_faces_per_s": prepared_rate,
+        "speedup": prepared_rate / plain_rate,
+        "min_cosine": min(cosines),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbedderProcess:
+    """`kinship serve embedder` on a free port as a child process, stopped on exit."""
+
+    def __init__(self, extra: list[str]):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._extra = extra
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> EmbedderProcess:
+        from kinship.cli.serve import wait_serving
+
+        cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "embedder", "--port", str(self.port)]
+        cmd += ["--log-level", "warning", "--artifacts-dir", os.devnull + "-none", *self._extra]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        if not wait_serving(self.address, time.monotonic() + 180, self.process):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the embedder did not start ({' '.join(cmd)})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+async def _drive(address: str, requests: list, concurrency: int, seconds: float) -> tuple[Timing, int]:
+    import grpc
+
+    from kinship.v1 import embedder_pb2_grpc
+
+    latencies: list[float] = []
+    faces = 0
+    errors = 0
+    options = [("grpc.max_receive_message_length", 64 * 2**20), ("grpc.max_send_message_length", 64 * 2**20)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = embedder_pb2_grpc.EmbedderStub(channel)
+        await stub.Embed(requests[0], timeout=60)  # warm-up
+        stop_at = time.perf_counter() + seconds
+
+        async def caller(offset: int) -> None:
+            nonlocal faces, errors
+            i = offset
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    reply = await stub.Embed(requests[i % len(requests)], timeout=60)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1000)
+                faces += len(reply.faces)
+                i += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    timing = Timing(faces / elapsed, percentile(latencies, 50), percentile(latencies, 99), len(latencies))
+    return timing, errors
+
+
+def drive(address: str, requests: list, concurrency: int, seconds: float) -> tuple[Timing, int]:
+    return asyncio.run(_drive(address, requests, concurrency, seconds))
+
+
+def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], None]) -> dict:
+    from kinship.embedder.bootstrap import available_cores
+    from kinship.v1 import embedder_pb2
+
+    cores = available_cores()
+    progress("preparing faces (default pack on t1.jpg)")
+    crops, photo = sample_faces()
+    crop_requests = []
+    for crop in crops:
+        ok, png = cv2.imencode(".png", crop)
+        crop_requests.append(embedder_pb2.EmbedRequest(image=png.tobytes(), pre_aligned=True))
+    photo_requests = [embedder_pb2.EmbedRequest(image=photo)]
+    progress(f"(a) raw recognizer, {cores} threads, batches 1-32")
+    raw = measure_raw(crops, seconds, cores)
+    raw_recognizer = RawRecognizer(cores)
+    progress("(c) shipped SFace in a plain session vs prepared")
+    prep = measure_prep(seconds, cores, crops)
+    progress(f"(b) service over gRPC: {concurrency} callers with pre-aligned crops, then whole photos")
+    with EmbedderProcess([]) as server:
+        progress(f"(a)+(b) raw at batch {raw['best_batch']} and the service with crops, in alternating rounds")
+        raw_alternating, service, service_errors = alternate(
+            raw_recognizer, crops, raw["best_batch"], server.address, crop_requests, concurrency, 2 * seconds
+        )
+        photos, photo_errors = drive(server.address, photo_requests, concurrency, seconds)
+        lone, _ = drive(server.address, crop_requests, 1, seconds / 2)
+    progress("(b) lone caller without the batching wait")
+    with EmbedderProcess(["--batch-max-wait-ms", "0"]) as server:
+        lone_no_wait, _ = drive(server.address, crop_requests, 1, seconds / 2)
+    return {
+        "cores": cores,
+        "concurrency": concurrency,
+        "seconds_per_measurement": seconds,
+        "raw_faces_per_s": raw_alternating,
+        "raw_best_batch": raw["best_batch"],
+        "raw_faces_per_s_by_batch": raw["faces_per_s_by_batch"],
+        "service_faces_per_s": service.faces_per_s,
+        "service_to_raw_ratio": service.faces_per_s / raw_alternating,
+        "p50_ms": service.p50_ms,
+        "p99_ms": service.p99_ms,
+        "service_errors": service_errors + photo_errors,
+        "photo_faces_per_s": photos.faces_per_s,
+        "photo_p50_ms": photos.p50_ms,
+        "photo_p99_ms": photos.p99_ms,
+        "lone_p50_ms": lone.p50_ms,
+        "lone_p50_ms_without_batch_wait": lone_no_wait.p50_ms,
+        "prep_plain_faces_per_s": prep["plain_faces_per_s"],
+        "prep_prepared_faces_per_s": prep["prepared_faces_per_s"],
+        "prep_speedup": prep["speedup"],
+        "prep_min_cosine": prep["min_cosine"],
+    }
+
+
+def describe(result: dict) -> str:
+    by_batch = ", ".join(f"{k}: {v:.1f}" for k, v in result["raw_faces_per_s_by_batch"].items())
+    return "\n".join(
+        [
+            f"kinship bench embed: {result['cores']} cores, {result['concurrency']} callers, "
+            f"{result['seconds_per_measurement']:.0f} s per measurement",
+            f"(a) raw recognizer: {result['raw_faces_per_s']:.1f} faces/s at batch {result['raw_best_batch']}, "
+            f"in rounds alternating with (b) (scan by batch: {by_batch})",
+            f"(b) service, pre-aligned crops: {result['service_faces_per_s']:.1f} faces/s = "
+            f"{result['service_to_raw_ratio']:.0%} of raw; p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms",
+            f"    service, whole photos (6 faces): {result['photo_faces_per_s']:.1f} faces/s; "
+            f"p50 {result['photo_p50_ms']:.1f} ms, p99 {result['photo_p99_ms']:.1f} ms",
+            f"    lone caller p50: {result['lone_p50_ms']:.1f} ms with the batching wait, "
+            f"{result['lone_p50_ms_without_batch_wait']:.1f} ms without",
+            f"(c) prepared vs plain SFace session: {result['prep_speedup']:.2f}x "
+            f"({result['prep_prepared_faces_per_s']:.1f} vs {result['prep_plain_faces_per_s']:.1f} faces/s, {result['cores']} threads), "
+            f"min cosine {result['prep_min_cosine']:.7f}",
+            f"errors: {result['service_errors']}",
+        ]
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,49 @@
+"""`kinship bench embed [--json]` (see kinship.bench.embed). Other services add their own `bench` kinds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def bench_kinds(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The sub-parsers of `kinship bench`, made once and shared by every module that adds a benchmark."""
+    parser = subparsers.choices.get("bench")
+    if parser is None:
+        parser = subparsers.add_parser("bench", help="measure a service's speed on this machine")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    embed = bench_kinds(subparsers).add_parser(
+        "embed",
+        help="the recognizer alone vs the embedder service over gRPC vs the plain shipped model",
+        description=(
+            "Measures in one run: (a) the raw recognizer (one onnxruntime session on every core, best batch), "
+            "(b) `kinship serve embedder` under concurrency fed pre-aligned crops, and whole photos beside it, "
+            "(c) the shipped SFace file in a plain session against the prepared one. Run it on an idle machine."
+        ),
+    )
+    embed.add_argument("--seconds", type=float, default=10.0, help="length of each measurement [default 10]")
+    embed.add_argument("--concurrency", type=int, default=8, help="callers at once [default 8]")
+    embed.add_argument("--json", action="store_true", help="print the result as JSON")
+    embed.set_defaults(func=run_bench_embed)
+
+
+def run_bench_embed(args: argparse.Namespace) -> int:
+    from kinship.bench.embed import describe, run_bench
+
+    if args.seconds <= 0 or args.concurrency < 1:
+        print("kinship bench embed: --seconds must be > 0 and --concurrency >= 1", file=sys.stderr)
+        return 2
+
+    def progress(step: str) -> None:
+        print(f"kinship bench embed: {step}", file=sys.stderr, flush=True)
+
+    result = run_bench(seconds=args.seconds, concurrency=args.concurrency, progress=progress)
+    print(json.dumps(result, indent=2) if args.json else describe(result))
+    return 0
