@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kinship.indexer.domain.model import SearchFilter, Sex
-from kinship.indexer.transport import IndexerServicer
+from kinship.indexer.transport import GalleryExecutor, IndexerServicer
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
 
@@ -24,7 +24,9 @@ def call(method, request):
 
 @pytest.fixture
 def servicer(gallery):
-    return IndexerServicer(gallery)
+    executor = GalleryExecutor(2)
+    yield IndexerServicer(gallery, executor)
+    executor.shutdown()
 
 
 def enrol(servicer):
@@ -45,7 +47,7 @@ def enrol(servicer):
 def test_upsert_translates_records_and_attributes(servicer, store):
     reply = enrol(servicer)
     assert reply.upserted_count == 2 and reply.collection == "faces_m1"
-    stored = store.collections["m1"][1]
+    stored = {key[1]: r for key, r in store.collections["m1"][1].items() if key[0] == "default"}
     assert stored["r1"].attributes.birth_year == 1990 and stored["r1"].attributes.sex is Sex.FEMALE
     assert stored["r2"].attributes.birth_year is None  # unset optional stays unknown, not 0
     np.testing.assert_allclose(stored["r1"].embedding, unit(1), atol=1e-7)
