@@ -15,7 +15,7 @@ from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import get_logger
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
-from .adapters.milvus_gallery import VectorIndex, MilvusGallery
+from .adapters.milvus_gallery import MilvusGallery, VectorIndex
 from .domain.gallery import Gallery, GalleryStore
 from .transport import GalleryExecutor, IndexerServicer
 

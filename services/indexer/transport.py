@@ -105,11 +105,15 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                 try:
                     indexed.append((index, record_from_proto(message, f"records[{index}]")))
                 except InvalidArgument as exc:  # a bad enum value: reported like any other bad record
-                    failures.append(indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message))
+                    failures.append(
+                        indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message)
+                    )
             stored, problems = await self._executor.run(
                 context, self._gallery.enrol_batch, model_id, indexed, tenant, seen
             )
-            failures += [indexer_pb2.EnrolFailure(record_id=f.record_id, index=f.index, reason=f.reason) for f in problems]
+            failures += [
+                indexer_pb2.EnrolFailure(record_id=f.record_id, index=f.index, reason=f.reason) for f in problems
+            ]
             received += len(batch.records)
             enrolled += stored
             failed += len(failures)

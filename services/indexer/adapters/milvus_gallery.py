@@ -109,7 +109,17 @@ _BACKOFF_FIRST_S = 0.1
 _BACKOFF_CAP_S = 2.0
 # How often a compaction's state is polled while Delete awaits it.
 _COMPACTION_POLL_S = 0.5
-_HIT_FIELDS = ["record_id", "person_id", "birth_year", "sex", "region", "source", "captured_at", "enrolled_at", "expires_at"]
+_HIT_FIELDS = [
+    "record_id",
+    "person_id",
+    "birth_year",
+    "sex",
+    "region",
+    "source",
+    "captured_at",
+    "enrolled_at",
+    "expires_at",
+]
 _RECORD_FIELDS = ["embedding", *_HIT_FIELDS]
 _CONSISTENCY_LEVEL = {Consistency.BOUNDED: "Bounded", Consistency.STRONG: "Strong"}
 # Default build and search parameters per vector index type; settings may override them.
@@ -120,8 +130,14 @@ _INDEX_DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "FLAT": ({}, {}),
 }
 # Scalar index per filtered field; the type depends on the backend (see the module docstring).
-_SCALAR_INDEXED = {"person_id": "text", "tenant": "text", "birth_year": "number", "sex": "number",
-                   "region": "text", "expires_at": "number"}
+_SCALAR_INDEXED = {
+    "person_id": "text",
+    "tenant": "text",
+    "birth_year": "number",
+    "sex": "number",
+    "region": "text",
+    "expires_at": "number",
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +159,9 @@ class VectorIndex:
 
     def search_params_for(self, index_type: str, top_k: int) -> dict[str, Any]:
         """Search parameters for a collection whose index is `index_type` (it may predate the settings)."""
-        params = dict(self.search_params if index_type == self.index_type else _INDEX_DEFAULTS.get(index_type, ({}, {}))[1])
+        params = dict(
+            self.search_params if index_type == self.index_type else _INDEX_DEFAULTS.get(index_type, ({}, {}))[1]
+        )
         if "ef" in params:  # HNSW requires ef >= top_k
             params["ef"] = max(int(params["ef"]), top_k)
         return params
@@ -235,7 +253,6 @@ def redact_uri(uri: str) -> str:
     if parts.scheme and "@" in parts.netloc:
         return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     return uri
-
 
 
 class MilvusGallery:
@@ -781,8 +798,22 @@ def _is_not_loaded(exc: MilvusException) -> bool:
 
 
 # Words of pymilvus/Milvus messages for failures that a later try may not meet.
-_TRANSIENT_WORDS = ("unavailable", "connect", "deadline", "timeout", "timed out", "not ready", "not healthy",
-                    "service not", "rate limit", "retry", "node not", "no available", "channel", "shard")
+_TRANSIENT_WORDS = (
+    "unavailable",
+    "connect",
+    "deadline",
+    "timeout",
+    "timed out",
+    "not ready",
+    "not healthy",
+    "service not",
+    "rate limit",
+    "retry",
+    "node not",
+    "no available",
+    "channel",
+    "shard",
+)
 
 
 def _is_transient(exc: MilvusException) -> bool:

@@ -127,7 +127,7 @@ class EnrolFailure:
 class CollectionStats:
     """Rows and index state of one collection, with the record count of one tenant."""
 
-    collection: "CollectionInfo"
+    collection: CollectionInfo
     tenant_record_count: int
     index_type: str
     index_params: str

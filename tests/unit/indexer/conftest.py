@@ -62,16 +62,16 @@ class FakeStore:
     def get_records(self, model_id, tenant, person_ids, flt, consistency) -> list[GalleryRecord]:
         self.last_filter, self.last_consistency = flt, consistency
         return [
-            r
-            for r in self._of(model_id, tenant)
-            if r.person_id in person_ids and flt.admits(r.person_id, r.attributes)
+            r for r in self._of(model_id, tenant) if r.person_id in person_ids and flt.admits(r.person_id, r.attributes)
         ]
 
     def delete(self, model_id: str, tenant: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         self.deleted_in.append(model_id)
         stored = self.collections[model_id][1]
         doomed = [
-            k for k, r in stored.items() if r.tenant == tenant and (r.person_id in person_ids or r.record_id in record_ids)
+            k
+            for k, r in stored.items()
+            if r.tenant == tenant and (r.person_id in person_ids or r.record_id in record_ids)
         ]
         for key in doomed:
             del stored[key]
