@@ -6,11 +6,11 @@ fixes a bad request in one round trip instead of one error at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
 from collections.abc import Callable, Sequence
-import dataclasses
 from dataclasses import dataclass
 
 from kinship.runtime.errors import FieldViolation, InvalidArgument

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from kinship.indexer.domain.gallery import Gallery
