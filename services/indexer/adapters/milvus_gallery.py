@@ -273,6 +273,8 @@ class MilvusGallery:
         self._create_lock = threading.Lock()
         self._client: MilvusClient | None = None
         self._upsert_works: bool | None = None
+        # Collections this process is creating: not to be loaded (or read) until every index exists.
+        self._creating: set[str] = set()
         # Collections are never dropped by the indexer, so what is learnt about one stays true;
         # an entry is forgotten when Milvus says the collection is gone.
         self._dimensions: dict[str, int] = {}
@@ -309,7 +311,7 @@ class MilvusGallery:
         check_schema_version(name, model_id, properties)
         index = self._call(f"describe the index of {name}", lambda c, t: c.describe_index(name, "embedding", timeout=t))
         # A collection opened again after a restart may be released; loading a loaded one is a no-op.
-        self._call(f"load collection {name}", lambda c, t: c.load_collection(name, timeout=t))
+        self._call(f"load collection {name}", lambda c, t: self._load_when_complete(c, name, t))
         dimension = _vector_dimension(description)
         self._index_types[model_id] = str((index or {}).get("index_type", self._vector_index.index_type))
         self._dimensions[model_id] = dimension
@@ -552,8 +554,8 @@ class MilvusGallery:
                     name = collection_name(model_id)
                     log.warning("collection not loaded; loading it", collection=name)
                     failure, transient = exc, True
-                    with contextlib.suppress(MilvusException):
-                        self._connect().load_collection(name, timeout=max(0.1, deadlines.remaining(self._timeout)))
+                    with contextlib.suppress(MilvusException, Unavailable):
+                        self._load_when_complete(self._connect(), name, max(0.1, deadlines.remaining(self._timeout)))
                 else:
                     failure, transient = exc, _is_transient(exc)
             if not (retry and transient):
@@ -565,6 +567,22 @@ class MilvusGallery:
             log.info("retrying milvus call", operation=operation, attempt=attempt + 1, error=_describe(failure))
             time.sleep(delay)  # backoff before a retry, bounded by the caller's deadline
             attempt += 1
+
+    def _load_when_complete(self, client: MilvusClient, name: str, timeout: float) -> None:
+        """Loads a collection once every index of the schema exists.
+
+        The server refuses new indexes on a loaded collection, so loading one that another
+        thread or process is still creating would break its creation: that is reported as
+        a transient failure instead (the caller retries).
+        """
+        missing = set(_SCALAR_INDEXED) | {"embedding"}
+        missing -= set(client.list_indexes(name, timeout=timeout))
+        if name in self._creating or missing:
+            raise Unavailable(
+                f"collection {name} is still being created in Milvus at {self._shown_uri} "
+                f"(indexes missing: {', '.join(sorted(missing)) or 'none yet'}); retry shortly"
+            )
+        client.load_collection(name, timeout=timeout)
 
     def _replace_function(self) -> Callable[[MilvusClient, str, list[dict], float], object]:
         """How rows are inserted-or-replaced on this backend.
@@ -621,18 +639,11 @@ class MilvusGallery:
                     )
                 return
             schema, index_params = self._schema(model_id, dimension)
-            self._call(
-                f"create collection {name}",
-                lambda c, t: c.create_collection(
-                    name,
-                    schema=schema,
-                    index_params=index_params,
-                    consistency_level="Bounded",
-                    properties={MODEL_ID_PROPERTY: model_id, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
-                    timeout=t,
-                ),
-                retry=False,
-            )
+            self._creating.add(name)
+            try:
+                self._create(name, model_id, schema, index_params)
+            finally:
+                self._creating.discard(name)
             self._call(f"load collection {name}", lambda c, t: c.load_collection(name, timeout=t))
             log.info(
                 "created collection",
@@ -645,6 +656,20 @@ class MilvusGallery:
         self._dimensions[model_id] = dimension
         self._index_types[model_id] = self._vector_index.index_type
         self._model_of_collection[name] = model_id
+
+    def _create(self, name: str, model_id: str, schema: Any, index_params: Any) -> None:
+        self._call(
+            f"create collection {name}",
+            lambda c, t: c.create_collection(
+                name,
+                schema=schema,
+                index_params=index_params,
+                consistency_level="Bounded",
+                properties={MODEL_ID_PROPERTY: model_id, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
+                timeout=t,
+            ),
+            retry=False,
+        )
 
     def _schema(self, model_id: str, dimension: int) -> tuple[Any, Any]:
         """The collection schema of `SCHEMA_VERSION` and every index, vector and scalar."""
