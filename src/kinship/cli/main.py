@@ -17,11 +17,11 @@ import sys
 
 from kinship import software_version
 
-from . import client_commands, report_commands, serve, training_commands
+from . import bench_index, client_commands, report_commands, serve, training_commands
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
 #: report_commands last: it reuses a `report` parser another module made (see report_kinds).
-COMMANDS = (serve, client_commands, training_commands, report_commands)
+COMMANDS = (serve, client_commands, training_commands, bench_index, report_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
