@@ -285,7 +285,9 @@ def run(args: argparse.Namespace) -> int:
 
     from kinship.indexer.adapters.milvus_gallery import VectorIndex, collection_name, tenant_expression
 
-    say = (lambda text: print(text, file=sys.stderr)) if not args.json else (lambda text: print(text, file=sys.stderr))
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
     clusters = args.clusters or max(1, args.rows // 100)
     say(f"generating {args.rows:,} clustered {args.dim}-d vectors ({clusters:,} clusters)")
     data = clustered_vectors(args.rows, args.dim, clusters, args.seed)
@@ -295,10 +297,19 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="kinship-bench-") as folder:
         data_dir = Path(folder)
         milvus_uri = args.milvus_uri or str(data_dir / "bench.db")
-        with running_indexer(args, milvus_uri, data_dir) as indexer, grpc.insecure_channel(
-            indexer.address, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-        ) as channel:
+        with (
+            running_indexer(args, milvus_uri, data_dir) as indexer,
+            grpc.insecure_channel(
+                indexer.address,
+                options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+            ) as channel,
+        ):
             stub = indexer_pb2_grpc.IndexerStub(channel)
+            # Create the collection before the clock starts (its creation is not ingest), then erase the probe.
+            probe = _record(0, data[0])
+            probe.record_id = "probe"
+            stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[probe], tenant=TENANT), timeout=300)
+            stub.Delete(indexer_pb2.DeleteRequest(model_id=model_id, record_ids=["probe"], tenant=TENANT), timeout=300)
             with tqdm(total=args.rows, unit="rows", desc="loading", file=sys.stderr, disable=None) as bar:
                 ingest_rate = ingest(stub, model_id, data, args.concurrency, bar)
             say(f"ingest {ingest_rate:,.0f} rows/s; waiting for the index")
@@ -334,7 +345,9 @@ def run(args: argparse.Namespace) -> int:
                     timeout=30,
                 )
 
-            qps_service = throughput(lambda q: service_search(stub, model_id, q), queries, args.concurrency, args.qps_seconds)
+            qps_service = throughput(
+                lambda q: service_search(stub, model_id, q), queries, args.concurrency, args.qps_seconds
+            )
             # Milvus Lite admits one process per file (the indexer holds it): direct calls need a server.
             qps_direct = (
                 throughput(direct_search, queries, args.concurrency, args.qps_seconds) if direct is not None else None
