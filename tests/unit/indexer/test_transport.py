@@ -136,3 +136,44 @@ def test_get_records_delete_and_list_collections(servicer):
     (info,) = call(servicer.ListCollections, indexer_pb2.ListCollectionsRequest()).collections
     assert (info.model_id, info.name, info.dimension, info.record_count) == ("m1", "faces_m1", 4, 2)
     assert call(servicer.Delete, indexer_pb2.DeleteRequest(person_ids=["p1"], record_ids=["r2"])).deleted_count == 2
+
+
+class _Deadline:
+    """The part of grpc.aio.ServicerContext the executor reads."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def time_remaining(self):
+        return self.seconds
+
+
+def test_the_callers_deadline_reaches_the_gallery_thread():
+    from kinship.runtime import deadlines
+
+    executor = GalleryExecutor(1)
+    try:
+        assert 0 < asyncio.run(executor.run(_Deadline(2.0), deadlines.remaining, 100.0)) <= 2.0
+        assert asyncio.run(executor.run(_Deadline(None), deadlines.remaining, 100.0)) == 100.0
+        assert asyncio.run(executor.run(None, deadlines.remaining, 7.0)) == 7.0
+    finally:
+        executor.shutdown()
+
+
+def test_requests_without_a_tenant_act_for_the_default_tenant(servicer, store):
+    reply = enrol(servicer)
+    assert reply.tenant == "default"
+    assert {key[0] for key in store.collections["m1"][1]} == {"default"}
+    other = indexer_pb2.UpsertRequest(
+        model_id="m1",
+        tenant="agency-x",
+        records=[indexer_pb2.GalleryRecord(record_id="r1", person_id="p9", embedding=unit(3).tolist())],
+    )
+    assert call(servicer.Upsert, other).tenant == "agency-x"
+    found = call(
+        servicer.Search,
+        indexer_pb2.SearchRequest(
+            model_id="m1", queries=[indexer_pb2.QueryEmbedding(embedding=unit(3).tolist())], top_k=5, tenant="agency-x"
+        ),
+    )
+    assert [h.person_id for h in found.results[0].hits] == ["p9"]
