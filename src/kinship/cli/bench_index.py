@@ -353,6 +353,13 @@ def run(args: argparse.Namespace) -> int:
                 throughput(direct_search, queries, args.concurrency, args.qps_seconds) if direct is not None else None
             )
             rss = milvus_rss_bytes()
+            # Erasure: 100 people (400 records) erased, awaiting the compaction that reclaims them.
+            erased = stub.Delete(
+                indexer_pb2.DeleteRequest(
+                    model_id=model_id, person_ids=[f"p{i}" for i in range(100)], tenant=TENANT, await_compaction=True
+                ),
+                timeout=3600,
+            )
             server_version = direct.get_server_version() if direct is not None else "milvus-lite"
             if direct is not None and not args.keep:
                 direct.drop_collection(name)
@@ -374,6 +381,8 @@ def run(args: argparse.Namespace) -> int:
         "qps_service": round(qps_service, 1),
         "qps_direct": None if qps_direct is None else round(qps_direct, 1),
         "qps_ratio": None if not qps_direct else round(qps_service / qps_direct, 3),
+        "erased_rows": erased.deleted_count,
+        "erase_with_compaction_s": round(erased.compaction_seconds, 2),
         "milvus_rss_bytes": rss,
         "milvus_rss_per_million_rows_bytes": None if rss is None else int(rss / args.rows * 1_000_000),
         "cpus": os.cpu_count(),
