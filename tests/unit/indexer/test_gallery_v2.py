@@ -196,3 +196,10 @@ def test_records_carry_their_times_through_the_transport():
         1500,
         "t",
     )
+
+
+def test_vectors_reach_milvus_bit_exact_through_the_packed_float_array():
+    vectors = np.random.default_rng(3).normal(size=(300, 512)).astype(np.float32)  # 614,400 bytes: a 3-byte length
+    parsed = milvus_gallery._float_array(vectors)
+    np.testing.assert_array_equal(np.asarray(parsed.data, dtype=np.float32), vectors.ravel())
+    assert milvus_gallery._varint(300) == b"\xac\x02" and milvus_gallery._varint(5) == b"\x05"
