@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,8 +87,8 @@ def settings() -> list[config.Setting]:
             "flush_interval_seconds",
             "KINSHIP_FLUSH_INTERVAL_SECONDS",
             10.0,
-            "flush policy: collections written since the last flush are flushed this often (0 = never; "
-            "bulk enrolments flush at their end), so fresh rows get indexed instead of searched by brute force",
+            "flush policy: a collection is flushed once no write has reached it for this long (0 = never; bulk "
+            "enrolments flush at their end), so fresh rows get indexed instead of searched by brute force",
             float,
             config.non_negative,
         ),
@@ -126,9 +127,10 @@ def lite_uri(data_dir: Path) -> str:
 class IndexerService:
     """The indexer as the runtime sees it: its servicer, readiness, background upkeep and shutdown.
 
-    Upkeep runs as asyncio tasks: the flush policy (collections written since the last
-    flush are flushed every `flush_interval` seconds) and the retention purge (records
-    past their expiry erased every `purge_interval` seconds).
+    Upkeep runs as asyncio tasks: the flush policy (a collection is flushed once no write
+    has reached it for `flush_interval` seconds, so a continuous bulk load is not cut into
+    many small segments, each indexed on its own) and the retention purge (records past
+    their expiry erased every `purge_interval` seconds).
     """
 
     name = "indexer"
@@ -151,11 +153,11 @@ class IndexerService:
         self._ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-health")
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
-        self._written: set[str] = set()
+        self._written: dict[str, float] = {}  # model id -> monotonic time of its last unflushed write
         self._tasks: list[asyncio.Task] = []
 
     def register(self, server: grpc.aio.Server) -> None:
-        servicer = IndexerServicer(self.gallery, self.executor, on_write=self._written.add)
+        servicer = IndexerServicer(self.gallery, self.executor, on_write=self.note_write)
         indexer_pb2_grpc.add_IndexerServicer_to_server(servicer, server)
         if self._flush_interval > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._flush_loop()))
@@ -167,11 +169,19 @@ class IndexerService:
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(loop.run_in_executor(self._ping_pool, self.store.ping), self._readiness_timeout)
 
-    async def flush_written(self) -> None:
-        """Flushes the collections written since the last flush (the flush policy's one step)."""
-        written, self._written = self._written, set()
-        if written:
-            await self.executor.run(None, self.gallery.flush, sorted(written))
+    def note_write(self, model_id: str) -> None:
+        self._written[model_id] = time.monotonic()
+
+    async def flush_written(self, quiet_seconds: float | None = None) -> list[str]:
+        """The flush policy's one step: flushes the collections written to but quiet for `quiet_seconds`."""
+        quiet = self._flush_interval if quiet_seconds is None else quiet_seconds
+        now = time.monotonic()
+        settled = sorted(m for m, last in self._written.items() if now - last >= quiet)
+        for model_id in settled:
+            self._written.pop(model_id, None)
+        if settled:
+            await self.executor.run(None, self.gallery.flush, settled)
+        return settled
 
     async def purge_expired(self) -> int:
         """Erases the records whose expiry has passed (the retention purge's one step)."""
@@ -179,7 +189,7 @@ class IndexerService:
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._flush_interval)
+            await asyncio.sleep(self._flush_interval / 2)
             try:
                 await self.flush_written()
             except Exception as exc:  # noqa: BLE001 - a failed flush is retried next round; Milvus flushes too
