@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,11 +13,14 @@ import grpc
 
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
+from kinship.runtime.logs import get_logger
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
-from .adapters.milvus_gallery import MilvusGallery
+from .adapters.milvus_gallery import MilvusGallery, VectorIndex
 from .domain.gallery import Gallery, GalleryStore
-from .transport import IndexerServicer
+from .transport import GalleryExecutor, IndexerServicer
+
+log = get_logger("kinship.indexer")
 
 DEFAULT_PORT = 50052
 SERVICE_NAME = indexer_pb2.DESCRIPTOR.services_by_name["Indexer"].full_name
@@ -45,11 +51,64 @@ def settings() -> list[config.Setting]:
             "milvus_timeout_seconds",
             "KINSHIP_MILVUS_TIMEOUT_SECONDS",
             10.0,
-            "timeout of each call to Milvus, in seconds",
+            "longest timeout of one call to Milvus, in seconds (a caller's shorter deadline wins)",
             float,
             config.positive,
         ),
+        config.Setting(
+            "milvus_workers",
+            "KINSHIP_MILVUS_WORKERS",
+            8,
+            "threads of the indexer's own pool for blocking Milvus calls (the health ping has its own)",
+            int,
+            config.positive,
+        ),
+        config.Setting(
+            "index_type",
+            "KINSHIP_INDEX_TYPE",
+            "HNSW",
+            "vector index of new collections: HNSW, IVF_FLAT, IVF_SQ8 or FLAT (existing collections keep theirs)",
+            str,
+            _index_type_check,
+        ),
+        config.Setting(
+            "index_build_params",
+            "KINSHIP_INDEX_BUILD_PARAMS",
+            "",
+            'JSON object overriding the index build parameters, e.g. {"M": 16, "efConstruction": 128} or {"nlist": 1024}',
+        ),
+        config.Setting(
+            "index_search_params",
+            "KINSHIP_INDEX_SEARCH_PARAMS",
+            "",
+            'JSON object overriding the search parameters, e.g. {"ef": 64} or {"nprobe": 32}',
+        ),
+        config.Setting(
+            "flush_interval_seconds",
+            "KINSHIP_FLUSH_INTERVAL_SECONDS",
+            10.0,
+            "flush policy: a collection is flushed once no write has reached it for this long (0 = never; bulk "
+            "enrolments flush at their end), so fresh rows get indexed instead of searched by brute force",
+            float,
+            config.non_negative,
+        ),
+        config.Setting(
+            "retention_purge_interval_seconds",
+            "KINSHIP_RETENTION_PURGE_INTERVAL_SECONDS",
+            3600.0,
+            "how often records past their expires_at are erased (0 = never)",
+            float,
+            config.non_negative,
+        ),
     ]
+
+
+def _index_type_check(value: str) -> str | None:
+    try:
+        VectorIndex.parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def lite_uri(data_dir: Path) -> str:
@@ -66,28 +125,111 @@ def lite_uri(data_dir: Path) -> str:
 
 
 class IndexerService:
-    """The indexer as the runtime sees it: its servicer, readiness and shutdown."""
+    """The indexer as the runtime sees it: its servicer, readiness, background upkeep and shutdown.
+
+    Upkeep runs as asyncio tasks: the flush policy (a collection is flushed once no write
+    has reached it for `flush_interval` seconds, so a continuous bulk load is not cut into
+    many small segments, each indexed on its own) and the retention purge (records past
+    their expiry erased every `purge_interval` seconds).
+    """
 
     name = "indexer"
     service_names = (SERVICE_NAME,)
 
-    def __init__(self, store: GalleryStore, readiness_timeout: float):
+    def __init__(
+        self,
+        store: GalleryStore,
+        readiness_timeout: float,
+        *,
+        workers: int = 8,
+        flush_interval: float = 10.0,
+        purge_interval: float = 3600.0,
+    ):
         self.store = store
         self.gallery = Gallery(store)
         self._readiness_timeout = readiness_timeout
+        self.executor = GalleryExecutor(workers)
+        # The health ping has a thread of its own: busy request threads never delay readiness.
+        self._ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-health")
+        self._flush_interval = flush_interval
+        self._purge_interval = purge_interval
+        self._written: dict[str, float] = {}  # model id -> monotonic time of its last unflushed write
+        self._tasks: list[asyncio.Task] = []
 
     def register(self, server: grpc.aio.Server) -> None:
-        indexer_pb2_grpc.add_IndexerServicer_to_server(IndexerServicer(self.gallery), server)
+        servicer = IndexerServicer(self.gallery, self.executor, on_write=self.note_write)
+        indexer_pb2_grpc.add_IndexerServicer_to_server(servicer, server)
+        if self._flush_interval > 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._flush_loop()))
+        if self._purge_interval > 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._purge_loop()))
 
     async def check_ready(self) -> None:
-        # A real, cheap call: SERVING only while Milvus answers.
-        await asyncio.wait_for(asyncio.to_thread(self.store.ping), self._readiness_timeout)
+        # A real, cheap call: SERVING only while Milvus answers (and the schema versions match).
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(self._ping_pool, self.store.ping), self._readiness_timeout)
+
+    def note_write(self, model_id: str) -> None:
+        self._written[model_id] = time.monotonic()
+
+    async def flush_written(self, quiet_seconds: float | None = None) -> list[str]:
+        """The flush policy's one step: flushes the collections written to but quiet for `quiet_seconds`."""
+        quiet = self._flush_interval if quiet_seconds is None else quiet_seconds
+        now = time.monotonic()
+        settled = sorted(m for m, last in self._written.items() if now - last >= quiet)
+        for model_id in settled:
+            self._written.pop(model_id, None)
+        if settled:
+            await self.executor.run(None, self.gallery.flush, settled)
+        return settled
+
+    async def purge_expired(self) -> int:
+        """Erases the records whose expiry has passed (the retention purge's one step)."""
+        return await self.executor.run(None, self.gallery.purge_expired)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval / 2)
+            try:
+                await self.flush_written()
+            except Exception as exc:  # noqa: BLE001 - a failed flush is retried next round; Milvus flushes too
+                log.warning("flush failed", error=str(exc))
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                await self.purge_expired()
+            except Exception as exc:  # noqa: BLE001 - retried next round; the failure is logged
+                log.warning("retention purge failed; retrying next round", error=str(exc))
+            await asyncio.sleep(self._purge_interval)
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.executor.shutdown()
+        self._ping_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.store.close)
+
+
+def vector_index(settings: SimpleNamespace) -> VectorIndex:
+    try:
+        return VectorIndex.parse(settings.index_type, settings.index_build_params, settings.index_search_params)
+    except ValueError as exc:
+        raise ConfigError(f"--index-type / --index-build-params / --index-search-params: {exc}") from exc
 
 
 async def build(settings: SimpleNamespace) -> IndexerService:
     uri = settings.milvus_uri or lite_uri(settings.data_dir)
-    store = MilvusGallery(uri, token=settings.milvus_token, timeout=settings.milvus_timeout_seconds)
-    return IndexerService(store, readiness_timeout=settings.milvus_timeout_seconds)
+    store = MilvusGallery(
+        uri, token=settings.milvus_token, timeout=settings.milvus_timeout_seconds, vector_index=vector_index(settings)
+    )
+    return IndexerService(
+        store,
+        readiness_timeout=settings.milvus_timeout_seconds,
+        workers=settings.milvus_workers,
+        flush_interval=settings.flush_interval_seconds,
+        purge_interval=settings.retention_purge_interval_seconds,
+    )

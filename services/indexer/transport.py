@@ -1,23 +1,40 @@
 """kinship.v1.Indexer over gRPC: protobuf <-> domain, nothing more.
 
-Gallery calls block on Milvus, so each runs in a worker thread; the event loop
-stays free for health checks and other calls.
+Gallery calls block on Milvus, so each runs on the indexer's own bounded thread pool
+(`GalleryExecutor`), never on the event loop and never on the pool the health ping
+uses. Each call carries the caller's remaining deadline into that thread
+(`kinship.runtime.deadlines`), where the Milvus adapter uses it as its timeout.
+The tenant of every call is decided by `kinship.runtime.tenancy.resolve_tenant`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextvars
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 import grpc
 import numpy as np
 
+from kinship.runtime import deadlines
 from kinship.runtime.errors import InvalidArgument
+from kinship.runtime.tenancy import resolve_tenant
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
 
 from .domain.gallery import Gallery
-from .domain.model import Attributes, CollectionInfo, GalleryRecord, Hit, SearchFilter, Sex
+from .domain.model import (
+    Attributes,
+    CollectionInfo,
+    CollectionStats,
+    Consistency,
+    GalleryRecord,
+    Hit,
+    SearchFilter,
+    Sex,
+)
 
 T = TypeVar("T")
 
@@ -27,43 +44,136 @@ _SEX_FROM_PROTO = {
     common_pb2.SEX_MALE: Sex.MALE,
 }
 _SEX_TO_PROTO = {sex: value for value, sex in _SEX_FROM_PROTO.items()}
+_CONSISTENCY_FROM_PROTO = {
+    indexer_pb2.READ_CONSISTENCY_UNSPECIFIED: Consistency.UNSPECIFIED,
+    indexer_pb2.READ_CONSISTENCY_BOUNDED: Consistency.BOUNDED,
+    indexer_pb2.READ_CONSISTENCY_STRONG: Consistency.STRONG,
+}
+
+
+class GalleryExecutor:
+    """The indexer's own bounded pool for blocking gallery work, carrying each call's context."""
+
+    def __init__(self, workers: int):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="indexer-gallery")
+
+    async def run(self, context: grpc.aio.ServicerContext | None, function: Callable[..., T], *args: object) -> T:
+        remaining = context.time_remaining() if context is not None else None
+        with deadlines.deadline_scope(remaining):
+            call_context = contextvars.copy_context()  # the deadline and log context follow the call
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(call_context.run, function, *args))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
-    def __init__(self, gallery: Gallery):
+    def __init__(self, gallery: Gallery, executor: GalleryExecutor, on_write: Callable[[str], None] = lambda _: None):
         self._gallery = gallery
+        self._executor = executor
+        self._on_write = on_write
 
     async def Upsert(self, request: indexer_pb2.UpsertRequest, context: grpc.aio.ServicerContext):
+        tenant = resolve_tenant(request.tenant)
         records = [record_from_proto(r, f"records[{i}]") for i, r in enumerate(request.records)]
-        result = await _off_loop(self._gallery.upsert, request.model_id, records)
-        return indexer_pb2.UpsertResponse(upserted_count=result.upserted_count, collection=result.collection)
+        result = await self._executor.run(context, self._gallery.upsert, request.model_id, records, tenant)
+        self._on_write(request.model_id)
+        return indexer_pb2.UpsertResponse(
+            upserted_count=result.upserted_count, collection=result.collection, tenant=result.tenant
+        )
+
+    async def BulkEnrol(
+        self, request_iterator: AsyncIterator[indexer_pb2.BulkEnrolRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[indexer_pb2.BulkEnrolResponse]:
+        model_id: str | None = None
+        tenant = ""
+        received = enrolled = failed = 0
+        seen: set[str] = set()
+        async for batch in request_iterator:
+            if model_id is None:
+                model_id, tenant = batch.model_id, resolve_tenant(batch.tenant)
+            elif batch.model_id != model_id or (batch.tenant and resolve_tenant(batch.tenant) != tenant):
+                raise InvalidArgument(
+                    f"every batch of a bulk enrolment must name model {model_id!r} and tenant {tenant!r}; the batch "
+                    f"after record {received} names {batch.model_id!r} and {batch.tenant!r}: start another stream "
+                    "for another model or tenant",
+                    field="model_id",
+                )
+            indexed, failures = [], []
+            for index, message in enumerate(batch.records, start=received):
+                try:
+                    indexed.append((index, record_from_proto(message, f"records[{index}]")))
+                except InvalidArgument as exc:  # a bad enum value: reported like any other bad record
+                    failures.append(
+                        indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message)
+                    )
+            stored, problems = await self._executor.run(
+                context, self._gallery.enrol_batch, model_id, indexed, tenant, seen
+            )
+            failures += [
+                indexer_pb2.EnrolFailure(record_id=f.record_id, index=f.index, reason=f.reason) for f in problems
+            ]
+            received += len(batch.records)
+            enrolled += stored
+            failed += len(failures)
+            if stored:
+                self._on_write(model_id)
+            yield indexer_pb2.BulkEnrolResponse(
+                received_total=received, enrolled_total=enrolled, failed_total=failed, failures=failures
+            )
+        if model_id is not None and enrolled:
+            # The end of a bulk load: seal the fresh rows so they are indexed, not searched by brute force.
+            await self._executor.run(context, self._gallery.flush, [model_id])
+        yield indexer_pb2.BulkEnrolResponse(
+            received_total=received, enrolled_total=enrolled, failed_total=failed, done=True
+        )
 
     async def Search(self, request: indexer_pb2.SearchRequest, context: grpc.aio.ServicerContext):
+        tenant = resolve_tenant(request.tenant)
         queries = [_vector(q.embedding) for q in request.queries]
         flt = filter_from_proto(request.filter)
-        results = await _off_loop(self._gallery.search, request.model_id, queries, request.top_k, flt)
+        consistency = consistency_from_proto(request.consistency)
+        results = await self._executor.run(
+            context, self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
+        )
         return indexer_pb2.SearchResponse(
             results=[indexer_pb2.QueryResult(hits=[hit_to_proto(h) for h in hits]) for hits in results]
         )
 
     async def GetRecords(self, request: indexer_pb2.GetRecordsRequest, context: grpc.aio.ServicerContext):
+        tenant = resolve_tenant(request.tenant)
         flt = filter_from_proto(request.filter)
-        records = await _off_loop(self._gallery.get_records, request.model_id, list(request.person_ids), flt)
+        consistency = consistency_from_proto(request.consistency)
+        records = await self._executor.run(
+            context, self._gallery.get_records, request.model_id, list(request.person_ids), flt, tenant, consistency
+        )
         return indexer_pb2.GetRecordsResponse(records=[record_to_proto(r) for r in records])
 
     async def Delete(self, request: indexer_pb2.DeleteRequest, context: grpc.aio.ServicerContext):
-        deleted = await _off_loop(
-            self._gallery.delete, request.model_id, list(request.person_ids), list(request.record_ids)
+        tenant = resolve_tenant(request.tenant)
+        result = await self._executor.run(
+            context,
+            partial(self._gallery.delete, await_compaction=request.await_compaction),
+            request.model_id,
+            list(request.person_ids),
+            list(request.record_ids),
+            tenant,
         )
-        return indexer_pb2.DeleteResponse(deleted_count=deleted)
+        return indexer_pb2.DeleteResponse(
+            deleted_count=result.deleted_count,
+            compacted=result.compacted,
+            compaction_seconds=result.compaction_seconds,
+        )
 
     async def ListCollections(self, request: indexer_pb2.ListCollectionsRequest, context: grpc.aio.ServicerContext):
-        collections = await _off_loop(self._gallery.list_collections)
+        collections = await self._executor.run(context, self._gallery.list_collections)
         return indexer_pb2.ListCollectionsResponse(collections=[collection_to_proto(c) for c in collections])
 
-
-async def _off_loop(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.to_thread(function, *args)
+    async def Stats(self, request: indexer_pb2.StatsRequest, context: grpc.aio.ServicerContext):
+        tenant = resolve_tenant(request.tenant)
+        stats = await self._executor.run(context, self._gallery.stats, tenant)
+        return indexer_pb2.StatsResponse(collections=[stats_to_proto(s) for s in stats], tenant=tenant)
 
 
 def _vector(values) -> np.ndarray:
@@ -76,6 +186,16 @@ def sex_from_proto(value: int, field: str) -> Sex:
     except KeyError:
         raise InvalidArgument(
             f"unknown sex value {value}; use SEX_UNSPECIFIED, SEX_FEMALE or SEX_MALE", field=field
+        ) from None
+
+
+def consistency_from_proto(value: int) -> Consistency:
+    try:
+        return _CONSISTENCY_FROM_PROTO[value]
+    except KeyError:
+        raise InvalidArgument(
+            f"unknown consistency value {value}; use READ_CONSISTENCY_BOUNDED or READ_CONSISTENCY_STRONG",
+            field="consistency",
         ) from None
 
 
@@ -103,16 +223,24 @@ def record_from_proto(message: indexer_pb2.GalleryRecord, field: str) -> Gallery
         person_id=message.person_id,
         embedding=_vector(message.embedding),
         attributes=attributes_from_proto(message.attributes, f"{field}.attributes"),
+        captured_at=message.captured_at.seconds if message.HasField("captured_at") else None,
+        expires_at=message.expires_at.seconds if message.HasField("expires_at") else None,
     )
 
 
 def record_to_proto(record: GalleryRecord) -> indexer_pb2.GalleryRecord:
-    return indexer_pb2.GalleryRecord(
+    message = indexer_pb2.GalleryRecord(
         record_id=record.record_id,
         person_id=record.person_id,
         embedding=record.embedding.tolist(),
         attributes=attributes_to_proto(record.attributes),
+        tenant=record.tenant,
     )
+    for name in ("captured_at", "expires_at", "enrolled_at"):
+        value = getattr(record, name)
+        if value is not None:
+            getattr(message, name).seconds = value
+    return message
 
 
 def filter_from_proto(message: indexer_pb2.SearchFilter) -> SearchFilter:
@@ -137,5 +265,21 @@ def hit_to_proto(hit: Hit) -> indexer_pb2.SearchHit:
 
 def collection_to_proto(info: CollectionInfo) -> indexer_pb2.CollectionInfo:
     return indexer_pb2.CollectionInfo(
-        model_id=info.model_id, name=info.name, dimension=info.dimension, record_count=info.record_count
+        model_id=info.model_id,
+        name=info.name,
+        dimension=info.dimension,
+        record_count=info.record_count,
+        schema_version=info.schema_version,
+    )
+
+
+def stats_to_proto(stats: CollectionStats) -> indexer_pb2.CollectionStats:
+    return indexer_pb2.CollectionStats(
+        collection=collection_to_proto(stats.collection),
+        tenant_record_count=stats.tenant_record_count,
+        index_type=stats.index_type,
+        index_params=stats.index_params,
+        indexed_rows=stats.indexed_rows,
+        pending_index_rows=stats.pending_index_rows,
+        index_state=stats.index_state,
     )

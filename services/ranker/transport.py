@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 
+from kinship.runtime.tenancy import resolve_tenant
 from kinship.v1 import ranker_pb2, ranker_pb2_grpc
 
 from .adapters.convert import RELATION_TO_PB, attributes_to_pb, relation_from_pb, sex_from_pb
@@ -63,6 +64,7 @@ def request_from_pb(request: ranker_pb2.FindRelativesRequest) -> FindRelativesIn
         top_n=request.top_n,
         model_id=request.model_id,
         prior_probability=request.prior_probability,
+        tenant=resolve_tenant(request.tenant),
     )
 
 
@@ -77,6 +79,7 @@ def comparison_from_pb(request: ranker_pb2.CompareKinshipRequest) -> CompareKins
         missing_person=missing_person_from_pb(request.missing_person),
         model_id=request.model_id,
         prior_probability=request.prior_probability,
+        tenant=resolve_tenant(request.tenant),
     )
 
 

@@ -110,41 +110,102 @@ def _stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    script = _milvus_server_script()
-    if script is None:
+# milvus-server probes each port it is given by binding it without SO_REUSEADDR, so right
+# after a kill it refuses ports that still hold TIME_WAIT connections of its clients (the
+# server, written in Go, binds them fine). This launcher gives the probe SO_REUSEADDR, so a
+# killed server restarts at once on the same ports (see docs/milvus-notes.md).
+_LAUNCHER = """
+import socket, sys, milvus
+def try_bind_port(self, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+milvus.MilvusServerConfig.try_bind_port = try_bind_port
+sys.argv[0] = "milvus-server"
+sys.exit(milvus.main())
+"""
+
+
+class MilvusProcess:
+    """One milvus-server on fixed free ports and a data folder; it can be killed and started again."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        proxy_port, etcd_client, etcd_peer, *component_ports = free_ports(3 + len(COMPONENT_PORT_FLAGS))
+        etcd_config = folder / "embed-etcd.yaml"
+        etcd_config.write_text(
+            f"listen-client-urls: http://127.0.0.1:{etcd_client}\n"
+            f"advertise-client-urls: http://127.0.0.1:{etcd_client}\n"
+            f"listen-peer-urls: http://127.0.0.1:{etcd_peer}\n"
+            f"initial-advertise-peer-urls: http://127.0.0.1:{etcd_peer}\n"
+            f"initial-cluster: default=http://127.0.0.1:{etcd_peer}\n"
+        )
+        self._arguments = [
+            "--data",
+            str(folder / "data"),
+            "--proxy-port",
+            str(proxy_port),
+            "--etcd-port",
+            str(etcd_client),
+        ]
+        for flag, port in zip(COMPONENT_PORT_FLAGS, component_ports, strict=True):
+            self._arguments += [flag, str(port)]
+        self._env = {**os.environ, "ETCD_USE_EMBED": "true", "ETCD_CONFIG_PATH": str(etcd_config)}
+        self.uri = f"http://127.0.0.1:{proxy_port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        """Starts the server and waits until it answers; returns the seconds that took."""
+        started = time.monotonic()
+        with open(self.folder / "milvus-server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER, *self._arguments],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                start_new_session=True,
+                cwd=self.folder,
+            )
+        _wait_until_serving(self.process, self.uri, self.folder)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL to the server's whole process group (the group this object created): a crash."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+def require_milvus_server() -> None:
+    """Skips (fails in CI) when the milvus package's server is not installed."""
+    if _milvus_server_script() is None:
         message = "milvus-server not found: install the test extra (pip install -e '.[test]', package milvus==2.3.5)"
         if IN_CI:
             pytest.fail(message + "; CI must have it", pytrace=False)
         pytest.skip(message)
-    folder = tmp_path_factory.mktemp("milvus-server")
-    proxy_port, etcd_client, etcd_peer, *component_ports = free_ports(3 + len(COMPONENT_PORT_FLAGS))
-    etcd_config = folder / "embed-etcd.yaml"
-    etcd_config.write_text(
-        f"listen-client-urls: http://127.0.0.1:{etcd_client}\n"
-        f"advertise-client-urls: http://127.0.0.1:{etcd_client}\n"
-        f"listen-peer-urls: http://127.0.0.1:{etcd_peer}\n"
-        f"initial-advertise-peer-urls: http://127.0.0.1:{etcd_peer}\n"
-        f"initial-cluster: default=http://127.0.0.1:{etcd_peer}\n"
-    )
-    command = [script, "--data", str(folder / "data"), "--proxy-port", str(proxy_port), "--etcd-port", str(etcd_client)]
-    for flag, port in zip(COMPONENT_PORT_FLAGS, component_ports, strict=True):
-        command += [flag, str(port)]
-    env = {**os.environ, "ETCD_USE_EMBED": "true", "ETCD_CONFIG_PATH": str(etcd_config)}
-    uri = f"http://127.0.0.1:{proxy_port}"
-    started = time.monotonic()
-    with open(folder / "milvus-server.log", "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=folder
-        )
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    require_milvus_server()
+    server = MilvusProcess(tmp_path_factory.mktemp("milvus-server"))
     try:
-        _wait_until_serving(process, uri, folder)
-        server = MilvusServer(uri=uri, data_dir=folder, startup_seconds=time.monotonic() - started)
-        print(f"\nMilvus 2.3.5 server at {uri} answered after {server.startup_seconds:.1f} s", file=sys.stderr)
-        yield server
+        seconds = server.start()
+        print(f"\nMilvus 2.3.5 server at {server.uri} answered after {seconds:.1f} s", file=sys.stderr)
+        yield MilvusServer(uri=server.uri, data_dir=server.folder, startup_seconds=seconds)
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ each works in collections of its own.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -21,6 +22,11 @@ from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
 DIM = 16
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+STRONG = indexer_pb2.READ_CONSISTENCY_STRONG
+
+
+# The retention purge runs every few seconds here so that a test can watch it erase.
+UPKEEP = {"retention_purge_interval_seconds": 2.0}
 
 
 def indexer_settings(**values):
@@ -30,9 +36,9 @@ def indexer_settings(**values):
 @pytest.fixture(scope="module", params=["lite", "server"])
 def indexer(request, tmp_path_factory):
     if request.param == "lite":
-        settings = indexer_settings(data_dir=tmp_path_factory.mktemp("indexer-data"))
+        settings = indexer_settings(data_dir=tmp_path_factory.mktemp("indexer-data"), **UPKEEP)
     else:
-        settings = indexer_settings(milvus_uri=request.getfixturevalue("milvus_server").uri)
+        settings = indexer_settings(milvus_uri=request.getfixturevalue("milvus_server").uri, **UPKEEP)
     with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
         yield indexer_pb2_grpc.IndexerStub(channel), health_pb2_grpc.HealthStub(channel)
 
@@ -62,13 +68,15 @@ def record(record_id, person_id, vector, birth_year=None, sex=common_pb2.SEX_UNS
     )
 
 
-def search(stub, model_id, vector, top_k=10, **filter_fields):
+def search(stub, model_id, vector, top_k=10, tenant="", **filter_fields):
     reply = stub.Search(
         indexer_pb2.SearchRequest(
             model_id=model_id,
             queries=[indexer_pb2.QueryEmbedding(embedding=vector.tolist())],
             top_k=top_k,
             filter=indexer_pb2.SearchFilter(**filter_fields),
+            tenant=tenant,
+            consistency=indexer_pb2.READ_CONSISTENCY_STRONG,  # read-your-writes: tests search what they wrote
         )
     )
     return reply.results[0].hits
@@ -160,7 +168,11 @@ def test_upsert_with_same_record_id_replaces(stub, model_id, people):
 def test_get_records_returns_embeddings(stub, model_id, people):
     extra = unit_vectors(1, seed=7)[0]
     stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p1-b", "p1", extra)]))
-    reply = stub.GetRecords(indexer_pb2.GetRecordsRequest(model_id=model_id, person_ids=["p1", "p4", "nobody"]))
+    reply = stub.GetRecords(
+        indexer_pb2.GetRecordsRequest(
+            model_id=model_id, person_ids=["p1", "p4", "nobody"], consistency=indexer_pb2.READ_CONSISTENCY_STRONG
+        )
+    )
     by_id = {r.record_id: r for r in reply.records}
     assert set(by_id) == {"r-p1", "r-p1-b", "r-p4"}
     np.testing.assert_allclose(by_id["r-p1"].embedding, people[1], atol=1e-6)
@@ -168,9 +180,13 @@ def test_get_records_returns_embeddings(stub, model_id, people):
     assert by_id["r-p4"].attributes.birth_year == 1995 and not by_id["r-p1-b"].attributes.HasField("birth_year")
 
 
-def get_records(stub, model_id, person_ids, **filter_fields):
+def get_records(stub, model_id, person_ids, tenant="", **filter_fields):
     request = indexer_pb2.GetRecordsRequest(
-        model_id=model_id, person_ids=person_ids, filter=indexer_pb2.SearchFilter(**filter_fields)
+        model_id=model_id,
+        person_ids=person_ids,
+        filter=indexer_pb2.SearchFilter(**filter_fields),
+        tenant=tenant,
+        consistency=indexer_pb2.READ_CONSISTENCY_STRONG,
     )
     return {r.record_id for r in stub.GetRecords(request).records}
 
@@ -289,7 +305,9 @@ def test_delete_without_model_erases_a_person_everywhere(stub, model_id):
     deleted = stub.Delete(indexer_pb2.DeleteRequest(person_ids=[person]))
     assert deleted.deleted_count == 2
     for model in (model_id, other_model):
-        assert not stub.GetRecords(indexer_pb2.GetRecordsRequest(model_id=model, person_ids=[person])).records
+        assert not stub.GetRecords(
+            indexer_pb2.GetRecordsRequest(model_id=model, person_ids=[person], consistency=STRONG)
+        ).records
     assert [h.record_id for h in search(stub, model_id, vectors[1])] == ["keep"]
 
 
@@ -368,3 +386,184 @@ def test_unreachable_milvus_starts_not_serving(dead_milvus_uri, tmp_path):
         with pytest.raises(grpc.RpcError) as caught:
             indexer_pb2_grpc.IndexerStub(channel).ListCollections(indexer_pb2.ListCollectionsRequest())
         assert_status(caught.value, grpc.StatusCode.UNAVAILABLE, dead_milvus_uri)
+
+
+# Tenants, bulk enrolment, stats, retention and erasure ------------------------------------------
+
+
+def test_a_search_never_returns_another_tenants_records(stub, model_id):
+    vectors = unit_vectors(8, seed=31)
+    # Both tenants enrol the same vectors, partly under the same record ids.
+    for tenant in ("agency-a", "agency-b"):
+        records = [record(f"r{i}", f"{tenant}-p{i}", vectors[i], 1990) for i in range(8)]
+        reply = stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=records, tenant=tenant))
+        assert reply.tenant == tenant and reply.upserted_count == 8
+    # Tenant b replaces its own r0; tenant a's r0 must stay as it was.
+    moved = unit_vectors(1, seed=32)[0]
+    stub.Upsert(
+        indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r0", "agency-b-p0", moved)], tenant="agency-b")
+    )
+    for tenant in ("agency-a", "agency-b"):
+        for vector in (*vectors, moved):
+            hits = search(stub, model_id, vector, top_k=20, tenant=tenant)
+            assert hits and all(h.person_id.startswith(f"{tenant}-") for h in hits), [h.person_id for h in hits]
+            assert len(hits) == 8
+    a_r0 = search(stub, model_id, vectors[0], top_k=1, tenant="agency-a")[0]
+    assert (a_r0.record_id, a_r0.person_id) == ("r0", "agency-a-p0") and a_r0.similarity == pytest.approx(1, abs=1e-4)
+    # A request naming no tenant acts for the default tenant, which holds none of these.
+    assert search(stub, model_id, vectors[0], top_k=5) == []
+    assert get_records(stub, model_id, ["agency-b-p1"], tenant="agency-a") == set()
+    assert get_records(stub, model_id, ["agency-b-p1"], tenant="agency-b") == {"r1"}
+    # Erasing as tenant a never touches tenant b's records of the same ids.
+    erased = stub.Delete(
+        indexer_pb2.DeleteRequest(
+            model_id=model_id, record_ids=["r1", "r2"], person_ids=["agency-b-p3"], tenant="agency-a"
+        )
+    )
+    assert erased.deleted_count == 2
+    assert get_records(stub, model_id, ["agency-b-p1", "agency-b-p2", "agency-b-p3"], tenant="agency-b") == {
+        "r1",
+        "r2",
+        "r3",
+    }
+    stats = stub.Stats(indexer_pb2.StatsRequest(tenant="agency-b"))
+    (mine,) = [c for c in stats.collections if c.collection.model_id == model_id]
+    assert (mine.tenant_record_count, mine.collection.record_count, stats.tenant) == (8, 14, "agency-b")
+    assert mine.collection.schema_version == 2 and mine.index_type == "HNSW"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Search(
+            indexer_pb2.SearchRequest(
+                model_id=model_id,
+                queries=[indexer_pb2.QueryEmbedding(embedding=vectors[0].tolist())],
+                top_k=1,
+                tenant="bad tenant",
+            )
+        )
+    assert_status(caught.value, grpc.StatusCode.INVALID_ARGUMENT, "tenant")
+
+
+def test_a_filter_on_birth_year_sex_region_and_tenant_returns_only_matching_rows(stub, model_id):
+    rng = np.random.default_rng(41)
+    vectors = unit_vectors(120, seed=41)
+    truth = {}
+    for tenant in ("t-north", "t-south"):
+        records = []
+        for i in range(60):
+            year = int(rng.integers(1940, 2010)) if i % 7 else None
+            sex = int(rng.choice([common_pb2.SEX_FEMALE, common_pb2.SEX_MALE, common_pb2.SEX_UNSPECIFIED]))
+            region = str(rng.choice(["IT-MI", "IT-RM", "FR-75", ""]))
+            rid = f"{tenant}-r{i}"
+            truth[rid] = (tenant, year, sex, region)
+            records.append(
+                record(rid, f"{tenant}-p{i}", vectors[i + (60 if tenant == "t-south" else 0)], year, sex, region)
+            )
+        stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=records, tenant=tenant))
+    cases = [
+        ("t-north", 1960, 1990, common_pb2.SEX_FEMALE, ["IT-MI", "FR-75"]),
+        ("t-south", 1950, 2000, common_pb2.SEX_MALE, ["IT-RM"]),
+        ("t-north", None, 1970, common_pb2.SEX_UNSPECIFIED, ["IT-MI", "IT-RM", "FR-75"]),
+        ("t-south", 1980, None, common_pb2.SEX_FEMALE, []),
+    ]
+    for tenant, low, high, sex, regions in cases:
+        years = common_pb2.BirthYearRange()
+        if low is not None:
+            years.min = low
+        if high is not None:
+            years.max = high
+        expected = {
+            rid
+            for rid, (t, year, s, region) in truth.items()
+            if t == tenant
+            and year is not None
+            and (low is None or year >= low)
+            and (high is None or year <= high)
+            and (sex == common_pb2.SEX_UNSPECIFIED or s == sex)
+            and (not regions or region in regions)
+        }
+        assert expected, "each case must match some rows"
+        hits = search(stub, model_id, vectors[0], top_k=200, tenant=tenant, birth_year=years, sex=sex, regions=regions)
+        for hit in hits:  # every hit checked against what was enrolled
+            t, year, s, region = truth[hit.record_id]
+            assert t == tenant and year is not None
+            assert (low is None or year >= low) and (high is None or year <= high), hit
+            assert sex == common_pb2.SEX_UNSPECIFIED or s == sex
+            assert not regions or region in regions
+            assert hit.attributes.birth_year == year and hit.attributes.region == region and hit.attributes.sex == s
+        assert {h.record_id for h in hits} == expected
+
+
+def bulk_batches(model_id, tenant, batches):
+    for records in batches:
+        yield indexer_pb2.BulkEnrolRequest(model_id=model_id, tenant=tenant, records=records)
+
+
+def test_bulk_enrol_reports_progress_and_per_record_failures_without_stopping(stub, model_id):
+    vectors = unit_vectors(30, seed=51)
+    good = [record(f"b{i}", f"bp{i}", vectors[i], 1980 + i) for i in range(30)]
+    bad_vector = record("bad-norm", "bp-x", vectors[0] * 3)
+    bad_id = record("bad id", "bp-y", vectors[1])
+    batches = [good[:10] + [bad_vector], good[10:20] + [bad_id, good[3]], good[20:]]
+    replies = list(stub.BulkEnrol(bulk_batches(model_id, "bulk-tenant", batches)))
+    assert [r.received_total for r in replies] == [11, 23, 33, 33]
+    assert [r.enrolled_total for r in replies] == [10, 20, 30, 30]
+    assert replies[-1].done and not any(r.done for r in replies[:-1])
+    failures = [f for r in replies for f in r.failures]
+    assert [(f.record_id, f.index) for f in failures] == [("bad-norm", 10), ("bad id", 21), ("b3", 22)]
+    assert (
+        "L2-normalised" in failures[0].reason and "record_id" in failures[1].reason and "repeats" in failures[2].reason
+    )
+    assert replies[-1].failed_total == 3
+    # Every acknowledged record is there (bulk enrolment flushed at its end).
+    found = get_records(stub, model_id, [f"bp{i}" for i in range(30)], tenant="bulk-tenant")
+    assert found == {f"b{i}" for i in range(30)}
+    assert search(stub, model_id, vectors[17], top_k=1, tenant="bulk-tenant")[0].record_id == "b17"
+
+
+def test_the_retention_purge_erases_expired_records(stub, model_id):
+    vectors = unit_vectors(3, seed=61)
+    now = int(time.time())
+    expired = record("old", "p-old", vectors[0])
+    expired.expires_at.seconds = now - 10
+    soon = record("soon", "p-soon", vectors[1])
+    soon.expires_at.seconds = now + 3
+    kept = record("kept", "p-kept", vectors[2])
+    kept.captured_at.seconds = now - 86400
+    stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[expired, soon, kept], tenant="ret"))
+    people = ["p-old", "p-soon", "p-kept"]
+    deadline = time.monotonic() + 60
+    while get_records(stub, model_id, people, tenant="ret") != {"kept"}:  # the purge runs every 2 s
+        assert time.monotonic() < deadline, "the retention purge did not erase expired records within 60 s"
+        time.sleep(0.5)
+    (left,) = stub.GetRecords(
+        indexer_pb2.GetRecordsRequest(model_id=model_id, person_ids=people, tenant="ret", consistency=STRONG)
+    ).records
+    assert left.captured_at.seconds == now - 86400 and not left.HasField("expires_at") and left.tenant == "ret"
+    assert left.enrolled_at.seconds >= now - 5
+    assert time.time() >= now + 3  # "soon" went only once it had expired
+
+
+def test_erasure_awaits_compaction_and_holds_after_a_restart(tmp_path):
+    """Lite: erase with compaction, stop the indexer, open the same file again: the rows stay gone."""
+    settings = indexer_settings(data_dir=tmp_path)
+    model = "erase-model"
+    vectors = unit_vectors(5, seed=71)
+    with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
+        stub = indexer_pb2_grpc.IndexerStub(channel)
+        stub.Upsert(
+            indexer_pb2.UpsertRequest(
+                model_id=model, records=[record(f"e{i}", f"ep{i % 2}", vectors[i]) for i in range(5)]
+            )
+        )
+        erased = stub.Delete(indexer_pb2.DeleteRequest(model_id=model, person_ids=["ep0"], await_compaction=True))
+        assert (erased.deleted_count, erased.compacted) == (3, True) and erased.compaction_seconds >= 0
+    with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
+        stub = indexer_pb2_grpc.IndexerStub(channel)
+        assert_erased(stub, model, vectors, gone={0, 2, 4}, kept={1, 3})
+
+
+def assert_erased(stub, model, vectors, gone, kept, tenant=""):
+    assert get_records(stub, model, ["ep0", "ep1"], tenant=tenant) == {f"e{i}" for i in kept}
+    for i in gone:  # the erased vector itself no longer finds its record
+        assert all(h.record_id not in {f"e{j}" for j in gone} for h in search(stub, model, vectors[i], tenant=tenant))
+    (info,) = [c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model]
+    assert info.record_count == len(kept)

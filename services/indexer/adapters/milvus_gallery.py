@@ -8,12 +8,37 @@ Works against both backends the project supports (see docs/milvus-notes.md):
 
 Differences handled here: the primary key of a search hit is `hit["id"]` on the
 server and `hit["record_id"]` on Lite; Lite drops a collection's description, so
-the exact model id is kept in a collection property; row counts come from a
-`count(*)` query (the server's collection stats stay 0 until a flush). Only the
-vector field is indexed (HNSW, COSINE, declared at creation because the server
-refuses new indexes on a loaded collection); scalar filters run without indexes,
-since scalar index types differ between the backends (Lite: INVERTED only; server
-2.3: STL_SORT/Trie).
+the exact model id and the schema version are kept in collection properties; row
+counts come from a `count(*)` query (the server's collection stats stay 0 until a
+flush); scalar index types differ (Lite: INVERTED only; server 2.3: STL_SORT for
+numbers, Trie for strings). Every index is declared at creation, because the server
+refuses new indexes on a loaded collection.
+
+The schema (version `SCHEMA_VERSION`, stored in the collection property
+`kinship.schema_version` and checked whenever a collection is opened; see
+docs/indexer.md):
+
+| field        | type             | notes                                                       |
+|--------------|------------------|-------------------------------------------------------------|
+| key          | VARCHAR(193)     | primary key "<tenant>:<record_id>": a retried upsert        |
+|              |                  | replaces, and tenants never overwrite each other's records  |
+| record_id    | VARCHAR(128)     | the client-supplied record id                               |
+| person_id    | VARCHAR(128)     | scalar index                                                |
+| tenant       | VARCHAR(64)      | partition key: every read and write names one               |
+| embedding    | FLOAT_VECTOR(d)  | vector index (HNSW by default, configurable), COSINE        |
+| birth_year   | INT64            | -1 = unknown; scalar index                                  |
+| sex          | INT64            | kinship.v1.Sex values; scalar index                         |
+| region       | VARCHAR(64)      | scalar index                                                |
+| source       | VARCHAR(128)     |                                                             |
+| captured_at  | INT64            | Unix seconds, 0 = unknown                                   |
+| enrolled_at  | INT64            | Unix seconds, set by the indexer                            |
+| expires_at   | INT64            | Unix seconds, 0 = never; the retention purge erases expired |
+
+Calls to Milvus run with the caller's remaining deadline as their timeout (capped by
+the configured timeout) and are retried with exponential backoff and jitter on
+transient failures while the deadline allows; every write is keyed by record id, so
+a retried write is idempotent. A collection found released (after a Milvus restart)
+is loaded again and the call retried.
 
 Filter expressions are built here from typed fields only. Every string put into
 one has already been validated against a strict character set, and `quote`
@@ -24,38 +49,133 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.client.utils import check_status
+from pymilvus.exceptions import MilvusUnavailableException
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from kinship.runtime.errors import FailedPrecondition, NotFound, Unavailable
+from kinship.runtime import deadlines
+from kinship.runtime.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from kinship.runtime.logs import get_logger
+from kinship.runtime.tenancy import TENANT_PATTERN
 
-from ..domain.model import Attributes, CollectionInfo, GalleryRecord, Hit, SearchFilter, Sex
+from ..domain.model import (
+    Attributes,
+    CollectionInfo,
+    CollectionStats,
+    Consistency,
+    GalleryRecord,
+    Hit,
+    SearchFilter,
+    Sex,
+)
 from ..domain.rules import RECORD_ID_MAX, REGION_MAX, SOURCE_MAX, clamp_similarity
 
 log = get_logger("kinship.indexer.milvus")
 
+T = TypeVar("T")
+
 COLLECTION_PREFIX = "faces_"
 MODEL_ID_PROPERTY = "kinship.model_id"
+SCHEMA_VERSION_PROPERTY = "kinship.schema_version"
+#: Version of the collection schema this code reads and writes (see the table above).
+#: 1: no tenant, captured_at or expires_at (before 2026-11). 2: the table above.
+SCHEMA_VERSION = 2
+TENANT_MAX = 64
+KEY_MAX = TENANT_MAX + 1 + RECORD_ID_MAX
+#: Stored captured_at of a photo whose capture time is not known; stored expires_at of a record kept forever.
+NO_TIME = 0
 #: Stored birth year of a person whose birth year is not known; birth-year filters exclude it.
 UNKNOWN_BIRTH_YEAR = -1
 _SANITIZED_MAX = 64
 _HASH_CHARS = 12
 _SAFE_LITERAL = re.compile(r"[A-Za-z0-9._:-]+")
-# Rows per upsert call: keeps each pymilvus message well under gRPC size limits.
-_UPSERT_CHUNK = 2000
-# HNSW build parameters; `ef` at search time is at least top_k (Milvus requires it).
-_HNSW = {"M": 16, "efConstruction": 128}
-_MIN_EF = 64
-_CONSISTENCY = "Strong"  # an acknowledged upsert is visible to the next search
-_HIT_FIELDS = ["person_id", "birth_year", "sex", "region", "source"]
-_RECORD_FIELDS = ["record_id", "person_id", "embedding", *(f for f in _HIT_FIELDS if f != "person_id")]
+# Bytes of vector data per upsert message to Milvus: well under its 64 MiB gRPC limit and
+# small enough that one failed message costs little to resend.
+_UPSERT_BYTES = 8 * 1024 * 1024
+# Rows per query page (the server's default query window is 16,384).
+_QUERY_PAGE = 10_000
+# Retries: backoff doubles from the first delay up to the cap, each delay jittered to 50-100 %.
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_CAP_S = 2.0
+# How often a compaction's state is polled while Delete awaits it.
+_COMPACTION_POLL_S = 0.5
+_HIT_FIELDS = [
+    "record_id",
+    "person_id",
+    "birth_year",
+    "sex",
+    "region",
+    "source",
+    "captured_at",
+    "enrolled_at",
+    "expires_at",
+]
+_RECORD_FIELDS = ["embedding", *_HIT_FIELDS]
+_CONSISTENCY_LEVEL = {Consistency.BOUNDED: "Bounded", Consistency.STRONG: "Strong"}
+# Default build and search parameters per vector index type; settings may override them.
+_INDEX_DEFAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "HNSW": ({"M": 16, "efConstruction": 128}, {"ef": 64}),
+    "IVF_FLAT": ({"nlist": 1024}, {"nprobe": 32}),
+    "IVF_SQ8": ({"nlist": 1024}, {"nprobe": 32}),
+    "FLAT": ({}, {}),
+}
+# Scalar index per filtered field; the type depends on the backend (see the module docstring).
+_SCALAR_INDEXED = {
+    "person_id": "text",
+    "tenant": "text",
+    "birth_year": "number",
+    "sex": "number",
+    "region": "text",
+    "expires_at": "number",
+}
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """Which vector index new collections get, and the search parameters for it."""
+
+    index_type: str = "HNSW"
+    build_params: dict[str, Any] = field(default_factory=lambda: dict(_INDEX_DEFAULTS["HNSW"][0]))
+    search_params: dict[str, Any] = field(default_factory=lambda: dict(_INDEX_DEFAULTS["HNSW"][1]))
+
+    @classmethod
+    def parse(cls, index_type: str, build_json: str = "", search_json: str = "") -> VectorIndex:
+        """From settings: a type of `_INDEX_DEFAULTS` and optional JSON objects overriding its parameters."""
+        kind = index_type.strip().upper()
+        if kind not in _INDEX_DEFAULTS:
+            raise ValueError(f"unknown vector index type {index_type!r}; use one of {', '.join(_INDEX_DEFAULTS)}")
+        build, search = _INDEX_DEFAULTS[kind]
+        return cls(kind, {**build, **_json_object(build_json)}, {**search, **_json_object(search_json)})
+
+    def search_params_for(self, index_type: str, top_k: int) -> dict[str, Any]:
+        """Search parameters for a collection whose index is `index_type` (it may predate the settings)."""
+        params = dict(
+            self.search_params if index_type == self.index_type else _INDEX_DEFAULTS.get(index_type, ({}, {}))[1]
+        )
+        if "ef" in params:  # HNSW requires ef >= top_k
+            params["ef"] = max(int(params["ef"]), top_k)
+        return params
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object of index parameters, got {text!r}")
+    return value
 
 
 def collection_name(model_id: str) -> str:
@@ -81,9 +201,16 @@ def in_list(field: str, values: Sequence[str], *, negate: bool = False) -> str:
     return f"{field} {operator} [{', '.join(quote(v) for v in values)}]"
 
 
-def filter_expression(flt: SearchFilter) -> str:
-    """The Milvus boolean expression for a typed filter; "" when it restricts nothing."""
-    parts: list[str] = []
+def tenant_expression(tenant: str) -> str:
+    """The clause that confines a read or write to one tenant (Milvus prunes to its partition)."""
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise ValueError(f"refusing tenant {tenant!r} in a filter expression")
+    return f'tenant == "{tenant}"'
+
+
+def filter_expression(flt: SearchFilter, tenant: str | None = None) -> str:
+    """The Milvus boolean expression for a typed filter, confined to `tenant` when given."""
+    parts: list[str] = [tenant_expression(tenant)] if tenant is not None else []
     if flt.restricts_birth_year:
         # Unknown birth years are stored as a sentinel that a range must never admit.
         parts.append(f"birth_year != {UNKNOWN_BIRTH_YEAR}")
@@ -100,11 +227,26 @@ def filter_expression(flt: SearchFilter) -> str:
     return " and ".join(parts)
 
 
-def records_expression(person_ids: Sequence[str], flt: SearchFilter) -> str:
-    """The expression of GetRecords: these people's records that pass the typed filter."""
+def records_expression(person_ids: Sequence[str], flt: SearchFilter, tenant: str | None = None) -> str:
+    """The expression of GetRecords: these people's records (of `tenant`) that pass the typed filter."""
     people = in_list("person_id", person_ids)
-    restriction = filter_expression(flt)
+    restriction = filter_expression(flt, tenant)
     return f"{people} and ({restriction})" if restriction else people
+
+
+def expired_expression(now: int) -> str:
+    """Records whose expiry time has come (0 means never)."""
+    return f"expires_at > {NO_TIME} and expires_at <= {int(now)}"
+
+
+def record_key(tenant: str, record_id: str) -> str:
+    """The primary key of a record: unique per tenant (tenant ids have no ':', so the split is unambiguous)."""
+    return f"{tenant}:{record_id}"
+
+
+def is_lite(uri: str) -> bool:
+    """A Milvus Lite file rather than a server URI."""
+    return "://" not in uri or uri.endswith(".db")
 
 
 def redact_uri(uri: str) -> str:
@@ -122,17 +264,23 @@ class MilvusGallery:
     indexer up and NOT_SERVING instead of failing at start.
     """
 
-    def __init__(self, uri: str, *, token: str = "", timeout: float = 10.0):
+    def __init__(self, uri: str, *, token: str = "", timeout: float = 10.0, vector_index: VectorIndex | None = None):
         self._uri = uri
         self._shown_uri = redact_uri(uri)
         self._token = token
         self._timeout = timeout
+        self._lite = is_lite(uri)
+        self._vector_index = vector_index or VectorIndex()
         self._client_lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._client: MilvusClient | None = None
+        self._upsert_works: bool | None = None
+        # Collections this process is creating: not to be loaded (or read) until every index exists.
+        self._creating: set[str] = set()
         # Collections are never dropped by the indexer, so what is learnt about one stays true;
         # an entry is forgotten when Milvus says the collection is gone.
         self._dimensions: dict[str, int] = {}
+        self._index_types: dict[str, str] = {}
         self._model_of_collection: dict[str, str | None] = {}
 
     @property
@@ -142,8 +290,8 @@ class MilvusGallery:
     # GalleryStore ------------------------------------------------------------------
 
     def ping(self) -> None:
-        with self._errors("list collections"):
-            self._connect().list_collections(timeout=self._timeout)
+        """Milvus answers, and every gallery collection has this code's schema version."""
+        self._models_by_collection(retry=False)
 
     def model_ids(self) -> list[str]:
         return sorted(self._models_by_collection().values())
@@ -152,98 +300,162 @@ class MilvusGallery:
         if model_id in self._dimensions:
             return self._dimensions[model_id]
         name = collection_name(model_id)
-        client = self._connect()
-        with self._errors(f"describe collection {name}"):
-            if not client.has_collection(name, timeout=self._timeout):
-                return None
-            description = client.describe_collection(name, timeout=self._timeout)
-            stored_model = description.get("properties", {}).get(MODEL_ID_PROPERTY)
-            if stored_model != model_id:
-                raise FailedPrecondition(
-                    f"Milvus collection {name} exists but holds model {stored_model!r}, not {model_id!r}; "
-                    "it was not made by the indexer: rename or drop it"
-                )
-            # A collection opened again after a restart may be released; loading a loaded one is a no-op.
-            client.load_collection(name, timeout=self._timeout)
+        if not self._call(f"look up collection {name}", lambda c, t: c.has_collection(name, timeout=t)):
+            return None
+        description = self._call(f"describe collection {name}", lambda c, t: c.describe_collection(name, timeout=t))
+        properties = description.get("properties", {})
+        stored_model = properties.get(MODEL_ID_PROPERTY)
+        if stored_model != model_id:
+            raise FailedPrecondition(
+                f"Milvus collection {name} exists but holds model {stored_model!r}, not {model_id!r}; "
+                "it was not made by the indexer: rename or drop it"
+            )
+        check_schema_version(name, model_id, properties)
+        index = self._call(f"describe the index of {name}", lambda c, t: c.describe_index(name, "embedding", timeout=t))
+        # A collection opened again after a restart may be released; loading a loaded one is a no-op.
+        self._call(f"load collection {name}", lambda c, t: self._load_when_complete(c, name, t))
         dimension = _vector_dimension(description)
+        self._index_types[model_id] = str((index or {}).get("index_type", self._vector_index.index_type))
         self._dimensions[model_id] = dimension
         return dimension
 
-    def upsert(self, model_id: str, dimension: int, records: Sequence[GalleryRecord]) -> str:
+    def upsert(self, model_id: str, dimension: int, tenant: str, records: Sequence[GalleryRecord]) -> str:
         name = collection_name(model_id)
         if self.dimension(model_id) is None:
             self._create_collection(model_id, name, dimension)
         now = int(time.time())
-        rows = [_row(record, now) for record in records]
-        client = self._connect()
-        with self._errors(f"upsert into {name}", model_id):
-            for start in range(0, len(rows), _UPSERT_CHUNK):
-                client.upsert(name, rows[start : start + _UPSERT_CHUNK], timeout=self._timeout)
+        rows = [_row(record, tenant, now) for record in records]
+        per_message = max(1, _UPSERT_BYTES // (4 * dimension + 512))
+        replace = self._replace_function()
+        written = 0
+        try:
+            for start in range(0, len(rows), per_message):
+                chunk = rows[start : start + per_message]
+                self._call(f"upsert into {name}", lambda c, t, chunk=chunk: replace(c, name, chunk, t), model_id)
+                written += len(chunk)
+        except (Unavailable, DeadlineExceeded) as exc:
+            if written:
+                # Honest about partial success: the caller may resend everything (idempotent by record id).
+                raise type(exc)(
+                    f"{exc.message}; {written} of {len(rows)} records were written before the failure; "
+                    "send the whole request again (records are replaced by record_id, so nothing is duplicated)",
+                    reason=exc.reason,
+                    metadata={"written_count": str(written), "record_count": str(len(rows))},
+                ) from exc
+            raise
         return name
 
-    def search(self, model_id: str, queries: np.ndarray, top_k: int, flt: SearchFilter) -> list[list[Hit]]:
+    def search(
+        self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
+    ) -> list[list[Hit]]:
         name = collection_name(model_id)
-        with self._errors(f"search {name}", model_id):
-            results = self._connect().search(
+        params = self._vector_index.search_params_for(self._index_types.get(model_id, ""), top_k)
+        data = [row for row in queries.astype(np.float32)]
+        results = self._call(
+            f"search {name}",
+            lambda c, t: c.search(
                 name,
-                data=queries.astype(np.float32).tolist(),
+                data=data,
                 limit=top_k,
-                filter=filter_expression(flt),
+                filter=filter_expression(flt, tenant),
                 output_fields=_HIT_FIELDS,
-                search_params={"metric_type": "COSINE", "params": {"ef": max(top_k, _MIN_EF)}},
-                consistency_level=_CONSISTENCY,
-                timeout=self._timeout,
-            )
-        return [[_hit(hit) for hit in hits] for hits in results]
+                search_params={"metric_type": "COSINE", "params": params},
+                consistency_level=_CONSISTENCY_LEVEL[consistency],
+                timeout=t,
+            ),
+            model_id,
+        )
+        return [[_hit(hit, tenant) for hit in hits] for hits in results]
 
-    def get_records(self, model_id: str, person_ids: Sequence[str], flt: SearchFilter) -> list[GalleryRecord]:
+    def get_records(
+        self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
+    ) -> list[GalleryRecord]:
         name = collection_name(model_id)
-        with self._errors(f"read records from {name}", model_id):
-            rows = self._connect().query(
+        rows = self._call(
+            f"read records from {name}",
+            lambda c, t: c.query(
                 name,
-                filter=records_expression(person_ids, flt),
+                filter=records_expression(person_ids, flt, tenant),
                 output_fields=_RECORD_FIELDS,
-                consistency_level=_CONSISTENCY,
-                timeout=self._timeout,
-            )
-        return [_record(row) for row in rows]
+                consistency_level=_CONSISTENCY_LEVEL[consistency],
+                timeout=t,
+            ),
+            model_id,
+        )
+        return [_record(row, tenant) for row in rows]
 
-    def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
-        name = collection_name(model_id)
+    def delete(self, model_id: str, tenant: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         clauses = []
         if person_ids:
             clauses.append(in_list("person_id", person_ids))
         if record_ids:
             clauses.append(in_list("record_id", record_ids))
-        client = self._connect()
-        with self._errors(f"delete from {name}", model_id):
-            # Find the matching keys first: delete's own count differs between backends.
-            rows = client.query(
-                name,
-                filter=" or ".join(clauses),
-                output_fields=["record_id"],
-                consistency_level=_CONSISTENCY,
-                timeout=self._timeout,
+        return self._delete_matching(model_id, f"{tenant_expression(tenant)} and ({' or '.join(clauses)})")
+
+    def purge_expired(self, model_id: str, now: int) -> int:
+        erased = self._delete_matching(model_id, expired_expression(now))
+        if erased:
+            log.info("retention purge", collection=collection_name(model_id), erased=erased)
+        return erased
+
+    def compact(self, model_id: str) -> None:
+        """Flushes, then compacts and waits until Milvus reports the compaction completed."""
+        name = collection_name(model_id)
+        self._call(f"flush {name}", lambda c, t: c.flush(name, timeout=t), model_id)
+        job = self._call(f"compact {name}", lambda c, t: c.compact(name, timeout=t), model_id)
+        while True:
+            state = self._call(
+                f"read the compaction state of {name}", lambda c, t: c.get_compaction_state(job, timeout=t), model_id
             )
-            keys = sorted({row["record_id"] for row in rows})
-            if keys:
-                client.delete(name, ids=keys, timeout=self._timeout)
-        return len(keys)
+            if str(state).lower() in ("completed", "compactionstate.completed", "2"):
+                return
+            if deadlines.remaining(self._timeout * 60) <= _COMPACTION_POLL_S:
+                raise DeadlineExceeded(
+                    f"compaction of {name} (job {job}) was still {state} when the deadline came; the rows are "
+                    "deleted (invisible to every read) and Milvus finishes reclaiming them on its own"
+                )
+            time.sleep(_COMPACTION_POLL_S)  # polling a job Milvus runs; bounded by the deadline above
+
+    def flush(self, model_id: str) -> None:
+        name = collection_name(model_id)
+        self._call(f"flush {name}", lambda c, t: c.flush(name, timeout=t), model_id)
 
     def list_collections(self) -> list[CollectionInfo]:
-        client = self._connect()
         infos = []
         for name, model_id in self._models_by_collection().items():
             dimension = self.dimension(model_id)
             if dimension is None:  # dropped since it was listed
                 continue
-            with self._errors(f"count records of {name}", model_id):
-                rows = client.query(
-                    name, filter="", output_fields=["count(*)"], consistency_level=_CONSISTENCY, timeout=self._timeout
+            infos.append(
+                CollectionInfo(
+                    model_id=model_id,
+                    name=name,
+                    dimension=dimension,
+                    record_count=self._count(model_id, ""),
+                    schema_version=SCHEMA_VERSION,
                 )
-            count = int(rows[0]["count(*)"]) if rows else 0
-            infos.append(CollectionInfo(model_id=model_id, name=name, dimension=dimension, record_count=count))
+            )
         return infos
+
+    def stats(self, model_id: str, tenant: str) -> CollectionStats:
+        name = collection_name(model_id)
+        dimension = self.dimension(model_id) or 0
+        index = self._call(f"describe the index of {name}", lambda c, t: c.describe_index(name, "embedding", timeout=t))
+        index = dict(index or {})
+        build = {k: v for k, v in index.items() if k in ("M", "efConstruction", "nlist", "m", "nbits")}
+        if isinstance(index.get("params"), dict):
+            build.update(index["params"])
+        total = self._count(model_id, "")
+        indexed = int(index.get("indexed_rows", 0) or 0)
+        return CollectionStats(
+            collection=CollectionInfo(model_id, name, dimension, total, SCHEMA_VERSION),
+            tenant_record_count=self._count(model_id, tenant_expression(tenant)),
+            index_type=str(index.get("index_type", "")),
+            index_params=json.dumps(build, sort_keys=True),
+            indexed_rows=indexed,
+            pending_index_rows=int(index.get("pending_index_rows", 0) or 0),
+            index_state=str(index.get("state", "")),
+        )
 
     def close(self) -> None:
         with self._client_lock:
@@ -254,11 +466,50 @@ class MilvusGallery:
 
     # Internals ---------------------------------------------------------------------
 
+    def _count(self, model_id: str, expression: str) -> int:
+        name = collection_name(model_id)
+        rows = self._call(
+            f"count records of {name}",
+            lambda c, t: c.query(
+                name, filter=expression, output_fields=["count(*)"], consistency_level="Strong", timeout=t
+            ),
+            model_id,
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def _delete_matching(self, model_id: str, expression: str) -> int:
+        """Deletes every row matching `expression`, page by page; returns the exact number deleted."""
+        name = collection_name(model_id)
+        erased = 0
+        while True:
+            # Find the keys first (delete's own count differs between backends); Strong sees every write.
+            rows = self._call(
+                f"find records to delete in {name}",
+                lambda c, t: c.query(
+                    name,
+                    filter=expression,
+                    output_fields=["key"],
+                    limit=_QUERY_PAGE,
+                    consistency_level="Strong",
+                    timeout=t,
+                ),
+                model_id,
+            )
+            keys = sorted({row["key"] for row in rows})
+            if not keys:
+                return erased
+            self._call(f"delete from {name}", lambda c, t, keys=keys: c.delete(name, ids=keys, timeout=t), model_id)
+            erased += len(keys)
+            if len(rows) < _QUERY_PAGE:
+                return erased
+
     def _connect(self) -> MilvusClient:
         with self._client_lock:
             if self._client is None:
                 try:
-                    self._client = MilvusClient(uri=self._uri, token=self._token, timeout=self._timeout)
+                    self._client = MilvusClient(
+                        uri=self._uri, token=self._token, timeout=deadlines.remaining(self._timeout)
+                    )
                 except Exception as exc:  # noqa: BLE001 - any failure to open Milvus means it is unavailable
                     raise Unavailable(
                         f"cannot connect to Milvus at {self._shown_uri}: {_describe(exc)} "
@@ -267,90 +518,328 @@ class MilvusGallery:
                 log.info("connected to milvus", uri=self._shown_uri)
             return self._client
 
-    def _models_by_collection(self) -> dict[str, str]:
-        client = self._connect()
-        with self._errors("list collections"):
-            names = [n for n in client.list_collections(timeout=self._timeout) if n.startswith(COLLECTION_PREFIX)]
-            for name in names:
-                if name not in self._model_of_collection:
-                    description = client.describe_collection(name, timeout=self._timeout)
-                    self._model_of_collection[name] = description.get("properties", {}).get(MODEL_ID_PROPERTY)
+    def _call(
+        self,
+        operation: str,
+        function: Callable[[MilvusClient, float], T],
+        model_id: str | None = None,
+        *,
+        retry: bool = True,
+    ) -> T:
+        """Runs `function(client, timeout)` within the caller's deadline, retrying transient failures.
+
+        Failures become domain errors that name the URI: a missing collection NOT_FOUND, a
+        passed deadline DEADLINE_EXCEEDED, anything else UNAVAILABLE.
+        """
+        attempt = 0
+        while True:
+            timeout = deadlines.remaining(self._timeout)
+            if timeout <= 0:
+                raise DeadlineExceeded(
+                    f"the call's deadline passed before Milvus at {self._shown_uri} could {operation}"
+                    + (f" (after {attempt} retries)" if attempt else "")
+                )
+            try:
+                return function(self._connect(), timeout)
+            except Unavailable as exc:  # could not connect at all
+                failure: Exception = exc
+                transient = True
+            except MilvusException as exc:
+                if model_id is not None and _is_missing_collection(exc):
+                    self._forget(model_id)
+                    raise NotFound(
+                        f"the collection of model {model_id!r} is gone from Milvus at {self._shown_uri}",
+                        reason="MODEL_NOT_FOUND",
+                    ) from exc
+                if model_id is not None and _is_not_loaded(exc):
+                    # Milvus restarted and came back with the collection released: load it, then retry.
+                    name = collection_name(model_id)
+                    log.warning("collection not loaded; loading it", collection=name)
+                    failure, transient = exc, True
+                    with contextlib.suppress(MilvusException, Unavailable):
+                        self._load_when_complete(self._connect(), name, max(0.1, deadlines.remaining(self._timeout)))
+                else:
+                    failure, transient = exc, _is_transient(exc)
+            if not (retry and transient):
+                raise _unavailable(self._shown_uri, operation, failure)
+            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
+            left = deadlines.remaining(self._timeout)
+            if left <= delay:
+                raise _unavailable(self._shown_uri, operation, failure, attempts=attempt + 1)
+            log.info("retrying milvus call", operation=operation, attempt=attempt + 1, error=_describe(failure))
+            time.sleep(delay)  # backoff before a retry, bounded by the caller's deadline
+            attempt += 1
+
+    def _load_when_complete(self, client: MilvusClient, name: str, timeout: float) -> None:
+        """Loads a collection once every index of the schema exists.
+
+        The server refuses new indexes on a loaded collection, so loading one that another
+        thread or process is still creating would break its creation: that is reported as
+        a transient failure instead (the caller retries).
+        """
+        missing = set(_SCALAR_INDEXED) | {"embedding"}
+        missing -= set(client.list_indexes(name, timeout=timeout))
+        if name in self._creating or missing:
+            raise Unavailable(
+                f"collection {name} is still being created in Milvus at {self._shown_uri} "
+                f"(indexes missing: {', '.join(sorted(missing)) or 'none yet'}); retry shortly"
+            )
+        client.load_collection(name, timeout=timeout)
+
+    def _replace_function(self) -> Callable[[MilvusClient, str, list[dict], float], object]:
+        """How rows are inserted-or-replaced on this backend.
+
+        Milvus 2.3's upsert puts rows in the wrong partition of a partition-key collection
+        (a tenant filter then misses them; measured on 2.3.5), so there the old rows are
+        deleted by key and the new ones inserted. A failure in between leaves the call
+        unacknowledged, and resending it restores the rows. Lite and 2.4+ upsert.
+        """
+        if self._upsert_works is None:
+            version = self._call("read the server version", lambda c, t: c.get_server_version(timeout=t))
+            self._upsert_works = self._lite or not _older_than(str(version), (2, 4))
+            log.info("milvus server version", version=str(version), native_upsert=self._upsert_works)
+        if self._upsert_works:
+            return lambda client, name, rows, timeout: _write_columns(client, "upsert", name, rows, timeout)
+
+        def delete_then_insert(client: MilvusClient, name: str, rows: list[dict], timeout: float) -> object:
+            client.delete(name, ids=[row["key"] for row in rows], timeout=timeout)
+            return _write_columns(client, "insert", name, rows, timeout)
+
+        return delete_then_insert
+
+    def _forget(self, model_id: str) -> None:
+        self._dimensions.pop(model_id, None)
+        self._index_types.pop(model_id, None)
+        self._model_of_collection.pop(collection_name(model_id), None)
+
+    def _models_by_collection(self, *, retry: bool = True) -> dict[str, str]:
+        names = [
+            n
+            for n in self._call("list collections", lambda c, t: c.list_collections(timeout=t), retry=retry)
+            if n.startswith(COLLECTION_PREFIX)
+        ]
+        for name in names:
+            if name not in self._model_of_collection:
+                description = self._call(
+                    f"describe collection {name}", lambda c, t, n=name: c.describe_collection(n, timeout=t), retry=retry
+                )
+                properties = description.get("properties", {})
+                model_id = properties.get(MODEL_ID_PROPERTY)
+                if model_id:
+                    check_schema_version(name, model_id, properties)
+                self._model_of_collection[name] = model_id
         # Collections without the property were not made by the indexer: not part of the gallery.
         return {name: self._model_of_collection[name] for name in names if self._model_of_collection.get(name)}
 
     def _create_collection(self, model_id: str, name: str, dimension: int) -> None:
-        client = self._connect()
-        with self._create_lock, self._errors(f"create collection {name}"):
-            if client.has_collection(name, timeout=self._timeout):  # another call created it meanwhile
-                existing = self.dimension(model_id)
+        with self._create_lock:
+            if self._call(f"look up collection {name}", lambda c, t: c.has_collection(name, timeout=t)):
+                existing = self.dimension(model_id)  # another call created it meanwhile
                 if existing != dimension:
                     raise FailedPrecondition(
                         f"model {model_id!r} holds {existing}-dimensional embeddings, these have {dimension}"
                     )
                 return
-            schema = MilvusClient.create_schema(
-                auto_id=False, enable_dynamic_field=False, description=f"kinship-search gallery of model {model_id}"
+            schema, index_params = self._schema(model_id, dimension)
+            self._creating.add(name)
+            try:
+                self._create(name, model_id, schema, index_params)
+            finally:
+                self._creating.discard(name)
+            self._call(f"load collection {name}", lambda c, t: c.load_collection(name, timeout=t))
+            log.info(
+                "created collection",
+                collection=name,
+                model_id=model_id,
+                dimension=dimension,
+                schema_version=SCHEMA_VERSION,
+                index_type=self._vector_index.index_type,
             )
-            schema.add_field("record_id", DataType.VARCHAR, is_primary=True, max_length=RECORD_ID_MAX)
-            schema.add_field("person_id", DataType.VARCHAR, max_length=RECORD_ID_MAX)
-            schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dimension)
-            schema.add_field("birth_year", DataType.INT64)
-            schema.add_field("sex", DataType.INT64)
-            schema.add_field("region", DataType.VARCHAR, max_length=REGION_MAX)
-            schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_MAX)
-            schema.add_field("enrolled_at", DataType.INT64)
-            index_params = client.prepare_index_params()
-            index_params.add_index(field_name="embedding", index_type="HNSW", metric_type="COSINE", params=_HNSW)
-            client.create_collection(
-                name,
-                schema=schema,
-                consistency_level=_CONSISTENCY,
-                properties={MODEL_ID_PROPERTY: model_id},
-                timeout=self._timeout,
-            )
-            # Index before load (the server refuses index changes on a loaded collection).
-            # sync=False: pymilvus's wait for the build calls AllocTimestamp, which Milvus
-            # Lite does not implement (it logs a traceback); load_collection waits instead.
-            client.create_index(name, index_params, timeout=self._timeout, sync=False)
-            client.load_collection(name, timeout=self._timeout)
-            log.info("created collection", collection=name, model_id=model_id, dimension=dimension)
         self._dimensions[model_id] = dimension
+        self._index_types[model_id] = self._vector_index.index_type
         self._model_of_collection[name] = model_id
 
-    @contextlib.contextmanager
-    def _errors(self, operation: str, model_id: str | None = None) -> Iterator[None]:
-        """Turns pymilvus failures into domain errors that name the URI."""
-        try:
-            yield
-        except MilvusException as exc:
-            if model_id is not None and _is_missing_collection(exc):
-                self._dimensions.pop(model_id, None)
-                self._model_of_collection.pop(collection_name(model_id), None)
-                raise NotFound(
-                    f"the collection of model {model_id!r} is gone from Milvus at {self._shown_uri}",
-                    reason="MODEL_NOT_FOUND",
-                ) from exc
-            raise Unavailable(f"Milvus at {self._shown_uri} failed to {operation}: {_describe(exc)}") from exc
+    def _create(self, name: str, model_id: str, schema: Any, index_params: Any) -> None:
+        self._call(
+            f"create collection {name}",
+            lambda c, t: c.create_collection(
+                name,
+                schema=schema,
+                index_params=index_params,
+                consistency_level="Bounded",
+                properties={MODEL_ID_PROPERTY: model_id, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
+                timeout=t,
+            ),
+            retry=False,
+        )
+
+    def _schema(self, model_id: str, dimension: int) -> tuple[Any, Any]:
+        """The collection schema of `SCHEMA_VERSION` and every index, vector and scalar."""
+        schema = MilvusClient.create_schema(
+            auto_id=False,
+            enable_dynamic_field=False,
+            partition_key_field="tenant",
+            description=f"kinship-search gallery of model {model_id}, schema v{SCHEMA_VERSION}",
+        )
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=KEY_MAX)
+        schema.add_field("record_id", DataType.VARCHAR, max_length=RECORD_ID_MAX)
+        schema.add_field("person_id", DataType.VARCHAR, max_length=RECORD_ID_MAX)
+        schema.add_field("tenant", DataType.VARCHAR, max_length=TENANT_MAX, is_partition_key=True)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("birth_year", DataType.INT64)
+        schema.add_field("sex", DataType.INT64)
+        schema.add_field("region", DataType.VARCHAR, max_length=REGION_MAX)
+        schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_MAX)
+        schema.add_field("captured_at", DataType.INT64)
+        schema.add_field("enrolled_at", DataType.INT64)
+        schema.add_field("expires_at", DataType.INT64)
+        index_params = MilvusClient.prepare_index_params()
+        index_params.add_index(
+            field_name="embedding",
+            index_type=self._vector_index.index_type,
+            metric_type="COSINE",
+            params=self._vector_index.build_params,
+        )
+        for field_name, kind in _SCALAR_INDEXED.items():
+            index_params.add_index(field_name=field_name, index_type=_scalar_index_type(kind, lite=self._lite))
+        return schema, index_params
+
+
+def check_schema_version(name: str, model_id: str, properties: dict) -> None:
+    """FailedPrecondition naming the migration when a collection was made by another schema version."""
+    stored = properties.get(SCHEMA_VERSION_PROPERTY)
+    version = int(stored) if stored and str(stored).isdigit() else 1
+    if version == SCHEMA_VERSION:
+        return
+    if version < SCHEMA_VERSION:
+        raise FailedPrecondition(
+            f"Milvus collection {name} (model {model_id!r}) has gallery schema version {version}; this indexer "
+            f"reads and writes version {SCHEMA_VERSION} (fields tenant, captured_at and expires_at were added in 2). "
+            "Migrate it: export its records (GetRecords with the previous indexer), drop the collection, "
+            "and enrol them again through this indexer",
+            reason="SCHEMA_VERSION_MISMATCH",
+            metadata={"collection": name, "found": str(version), "expected": str(SCHEMA_VERSION)},
+        )
+    raise FailedPrecondition(
+        f"Milvus collection {name} (model {model_id!r}) has gallery schema version {version}, newer than this "
+        f"indexer's {SCHEMA_VERSION}: run the indexer release that made it",
+        reason="SCHEMA_VERSION_MISMATCH",
+        metadata={"collection": name, "found": str(version), "expected": str(SCHEMA_VERSION)},
+    )
+
+
+# The schema's scalar fields by protobuf type, for column-wise writes.
+_STRING_FIELDS = ("key", "record_id", "person_id", "tenant", "region", "source")
+_INT64_FIELDS = ("birth_year", "sex", "captured_at", "enrolled_at", "expires_at")
+
+
+def _write_columns(client: MilvusClient, operation: str, name: str, rows: list[dict], timeout: float) -> object:
+    """Inserts or upserts rows as one column-wise request.
+
+    pymilvus converts row dicts value by value (about 1 ms per 512-d row, measured with
+    pymilvus 3.0.2), which would cap ingest near 1,000 rows/s; building the request's
+    columns directly costs about a tenth of that. Falls back to pymilvus's own call where
+    its gRPC handler is not the one this was written against.
+    """
+    handler = getattr(client, "_get_connection", lambda: None)()
+    stub = getattr(handler, "_stub", None)
+    if stub is None:
+        return getattr(client, operation)(name, rows, timeout=timeout)
+    vectors = np.stack([row["embedding"] for row in rows]).astype(np.float32, copy=False)
+    fields = [
+        schema_pb2.FieldData(
+            field_name=field,
+            type=DataType.VARCHAR,
+            scalars=schema_pb2.ScalarField(string_data=schema_pb2.StringArray(data=[row[field] for row in rows])),
+        )
+        for field in _STRING_FIELDS
+    ]
+    fields += [
+        schema_pb2.FieldData(
+            field_name=field,
+            type=DataType.INT64,
+            scalars=schema_pb2.ScalarField(long_data=schema_pb2.LongArray(data=[row[field] for row in rows])),
+        )
+        for field in _INT64_FIELDS
+    ]
+    fields.append(
+        schema_pb2.FieldData(
+            field_name="embedding",
+            type=DataType.FLOAT_VECTOR,
+            vectors=schema_pb2.VectorField(dim=vectors.shape[1], float_vector=_float_array(vectors)),
+        )
+    )
+    if operation == "upsert":
+        request = milvus_pb2.UpsertRequest(collection_name=name, fields_data=fields, num_rows=len(rows))
+        response = stub.Upsert(request, timeout=timeout)
+    else:
+        request = milvus_pb2.InsertRequest(collection_name=name, fields_data=fields, num_rows=len(rows))
+        response = stub.Insert(request, timeout=timeout)
+    check_status(response.status)
+    return response
+
+
+def _float_array(vectors: np.ndarray) -> schema_pb2.FloatArray:
+    """A FloatArray parsed from the packed wire form (field 1, little-endian float32): a copy
+    of the bytes instead of a Python float per value (about 13 times faster at 512 dimensions)."""
+    raw = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+    return schema_pb2.FloatArray.FromString(b"\x0a" + _varint(len(raw)) + raw)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _older_than(version: str, minimum: tuple[int, int]) -> bool:
+    """Whether a server version such as "v2.3.5" or "v2.3.5-lite" is below `minimum` (unknown: not older)."""
+    match = re.match(r"v?(\d+)\.(\d+)", version.strip())
+    return bool(match) and (int(match.group(1)), int(match.group(2))) < minimum
+
+
+def _scalar_index_type(kind: str, *, lite: bool) -> str:
+    if lite:
+        return "INVERTED"  # the only scalar index Milvus Lite has
+    return "STL_SORT" if kind == "number" else "Trie"  # what Milvus 2.3 has (2.4+ keeps both)
+
+
+def _unavailable(uri: str, operation: str, failure: Exception, attempts: int = 0) -> Unavailable:
+    tried = f" (tried {attempts + 1} times)" if attempts else ""
+    if isinstance(failure, Unavailable):
+        message = f"{failure.message}{tried}"
+    else:
+        message = f"Milvus at {uri} failed to {operation}: {_describe(failure)}{tried}"
+    error = Unavailable(message)
+    error.__cause__ = failure
+    return error
 
 
 def _vector_dimension(description: dict) -> int:
-    for field in description.get("fields", []):
-        if field.get("type") == DataType.FLOAT_VECTOR:
-            return int(field["params"]["dim"])
+    for entry in description.get("fields", []):
+        if entry.get("type") == DataType.FLOAT_VECTOR:
+            return int(entry["params"]["dim"])
     raise FailedPrecondition(f"Milvus collection {description.get('collection_name')} has no float vector field")
 
 
-def _row(record: GalleryRecord, now: int) -> dict:
+def _row(record: GalleryRecord, tenant: str, now: int) -> dict:
     attrs = record.attributes
     return {
+        "key": record_key(tenant, record.record_id),
         "record_id": record.record_id,
         "person_id": record.person_id,
-        "embedding": np.asarray(record.embedding, dtype=np.float32).tolist(),
+        "tenant": tenant,
+        "embedding": np.asarray(record.embedding, dtype=np.float32),
         "birth_year": UNKNOWN_BIRTH_YEAR if attrs.birth_year is None else int(attrs.birth_year),
         "sex": int(attrs.sex),
         "region": attrs.region,
         "source": attrs.source,
+        "captured_at": NO_TIME if record.captured_at is None else int(record.captured_at),
         "enrolled_at": now,
+        "expires_at": NO_TIME if record.expires_at is None else int(record.expires_at),
     }
 
 
@@ -365,30 +854,67 @@ def _attributes(fields: dict) -> Attributes:
     )
 
 
-def _hit(hit: dict) -> Hit:
+def _time(value: Any) -> int | None:
+    return None if value in (None, NO_TIME) else int(value)
+
+
+def _hit(hit: dict, tenant: str) -> Hit:
     entity = hit.get("entity") or {}
-    # The server names the primary key "id", Lite uses the field's own name.
-    record_id = hit.get("id") or hit.get("record_id") or entity.get("record_id")
     return Hit(
-        record_id=str(record_id),
+        record_id=entity["record_id"],
         person_id=entity["person_id"],
         similarity=clamp_similarity(float(hit["distance"])),
         attributes=_attributes(entity),
     )
 
 
-def _record(row: dict) -> GalleryRecord:
+def _record(row: dict, tenant: str) -> GalleryRecord:
     return GalleryRecord(
         record_id=row["record_id"],
         person_id=row["person_id"],
         embedding=np.asarray(row["embedding"], dtype=np.float32),
         attributes=_attributes(row),
+        captured_at=_time(row.get("captured_at")),
+        expires_at=_time(row.get("expires_at")),
+        enrolled_at=_time(row.get("enrolled_at")),
+        tenant=tenant,
     )
 
 
 def _is_missing_collection(exc: MilvusException) -> bool:
-    text = str(getattr(exc, "message", "") or exc).lower()
+    text = _describe(exc).lower()
     return "collection" in text and ("not found" in text or "not exist" in text or "can't find" in text)
+
+
+def _is_not_loaded(exc: MilvusException) -> bool:
+    text = _describe(exc).lower()
+    return "not loaded" in text or "collection not load" in text
+
+
+# Words of pymilvus/Milvus messages for failures that a later try may not meet.
+_TRANSIENT_WORDS = (
+    "unavailable",
+    "connect",
+    "deadline",
+    "timeout",
+    "timed out",
+    "not ready",
+    "not healthy",
+    "service not",
+    "rate limit",
+    "retry",
+    "node not",
+    "no available",
+    "channel",
+    "shard",
+)
+
+
+def _is_transient(exc: MilvusException) -> bool:
+    if isinstance(exc, MilvusUnavailableException):
+        return True
+    text = _describe(exc).lower()
+    return any(word in text for word in _TRANSIENT_WORDS)
 
 
 def _describe(exc: Exception) -> str:

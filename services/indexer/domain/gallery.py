@@ -2,27 +2,43 @@
 
 - Embeddings of different models never meet: one collection per model id; the first
   upsert for a model fixes its dimension.
+- Every call acts for one tenant (an agency's gallery), decided by the transport with
+  `kinship.runtime.tenancy.resolve_tenant`; a store reads and writes that tenant's
+  records only, so a search never returns another tenant's records.
 - Searching or reading a model the gallery does not hold is NOT_FOUND, naming the
   model ids it does hold, never an empty answer.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from kinship.runtime.errors import NotFound
+from kinship.runtime.tenancy import DEFAULT_TENANT
 
 from . import rules
-from .model import CollectionInfo, GalleryRecord, Hit, SearchFilter, UpsertResult
+from .model import (
+    CollectionInfo,
+    CollectionStats,
+    Consistency,
+    DeleteResult,
+    EnrolFailure,
+    GalleryRecord,
+    Hit,
+    SearchFilter,
+    UpsertResult,
+)
 
 
 class GalleryStore(Protocol):
     """Where the records live (Milvus in production). Calls block; run them off the event loop.
 
-    Inputs are already validated: ids and regions match the strict character sets of `rules`.
+    Inputs are already validated: ids, tenants and regions match the strict character sets
+    of `rules` and `kinship.runtime.tenancy`. Every read and write is confined to `tenant`.
     """
 
     def model_ids(self) -> list[str]:
@@ -31,20 +47,36 @@ class GalleryStore(Protocol):
     def dimension(self, model_id: str) -> int | None:
         """Embedding length of the model's collection, or None when it has none."""
 
-    def upsert(self, model_id: str, dimension: int, records: Sequence[GalleryRecord]) -> str:
-        """Inserts or replaces records (creating the collection with `dimension` if absent); returns its name."""
+    def upsert(self, model_id: str, dimension: int, tenant: str, records: Sequence[GalleryRecord]) -> str:
+        """Inserts or replaces records of `tenant` (creating the collection if absent); returns its name."""
 
-    def search(self, model_id: str, queries: np.ndarray, top_k: int, flt: SearchFilter) -> list[list[Hit]]:
-        """Nearest records for each row of `queries`, most similar first."""
+    def search(
+        self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
+    ) -> list[list[Hit]]:
+        """Nearest records of `tenant` for each row of `queries`, most similar first."""
 
-    def get_records(self, model_id: str, person_ids: Sequence[str], flt: SearchFilter) -> list[GalleryRecord]:
-        """Every record of these people that passes `flt`, embeddings included."""
+    def get_records(
+        self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
+    ) -> list[GalleryRecord]:
+        """Every record of these people in `tenant` that passes `flt`, embeddings included."""
 
-    def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
-        """Erases records matching any id in the model's collection; returns the exact number erased."""
+    def delete(self, model_id: str, tenant: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
+        """Erases `tenant`'s records matching any id; returns the exact number erased."""
+
+    def compact(self, model_id: str) -> None:
+        """Waits until deleted rows of the collection are physically removed."""
+
+    def purge_expired(self, model_id: str, now: int) -> int:
+        """Erases every record (of any tenant) whose expiry is at or before `now`; returns how many."""
+
+    def flush(self, model_id: str) -> None:
+        """Seals fresh rows into segments that get indexed (searches over them stay fast)."""
 
     def list_collections(self) -> list[CollectionInfo]:
         """One entry per model collection, with record counts."""
+
+    def stats(self, model_id: str, tenant: str) -> CollectionStats:
+        """Rows, index state and `tenant`'s record count of the model's collection."""
 
     def ping(self) -> None:
         """Returns when the store answers; raises Unavailable otherwise."""
@@ -59,23 +91,64 @@ class Gallery:
     def __init__(self, store: GalleryStore):
         self._store = store
 
-    def upsert(self, model_id: str, records: Sequence[GalleryRecord]) -> UpsertResult:
+    def upsert(self, model_id: str, records: Sequence[GalleryRecord], tenant: str = DEFAULT_TENANT) -> UpsertResult:
         rules.check_model_id(model_id)
         dimension = self._store.dimension(model_id)
         rules.validate_records(records, dimension)
-        collection = self._store.upsert(model_id, dimension or records[0].embedding.size, records)
-        return UpsertResult(upserted_count=len(records), collection=collection)
+        collection = self._store.upsert(model_id, dimension or records[0].embedding.size, tenant, records)
+        return UpsertResult(upserted_count=len(records), collection=collection, tenant=tenant)
 
-    def search(self, model_id: str, queries: Sequence[np.ndarray], top_k: int, flt: SearchFilter) -> list[list[Hit]]:
+    def enrol_batch(
+        self, model_id: str, records: Sequence[tuple[int, GalleryRecord]], tenant: str, seen: set[str]
+    ) -> tuple[int, list[EnrolFailure]]:
+        """Stores the valid records of one bulk-enrolment batch; the others are reported, not raised.
+
+        `records` pairs each record with its position in the stream; `seen` holds the record
+        ids already received in the stream (a repeat is refused, as in Upsert).
+        """
+        rules.check_model_id(model_id)
+        dimension = self._store.dimension(model_id)
+        expected = dimension or next((r.embedding.size for _, r in records if r.embedding.size), None)
+        good: list[GalleryRecord] = []
+        failures: list[EnrolFailure] = []
+        for index, record in records:
+            problems = rules.Violations()
+            if record.record_id in seen:
+                problems.add("record_id", f"repeats {record.record_id!r} earlier in this stream")
+            rules.check_record(record, f"records[{index}]", problems, expected)
+            if problems:
+                reason = "; ".join(f"{v.field}: {v.description}" for v in problems.items)
+                failures.append(EnrolFailure(record_id=record.record_id, index=index, reason=reason))
+            else:
+                seen.add(record.record_id)
+                good.append(record)
+        if good:
+            self._store.upsert(model_id, dimension or int(expected or 0), tenant, good)
+        return len(good), failures
+
+    def search(
+        self,
+        model_id: str,
+        queries: Sequence[np.ndarray],
+        top_k: int,
+        flt: SearchFilter,
+        tenant: str = DEFAULT_TENANT,
+        consistency: Consistency = Consistency.BOUNDED,
+    ) -> list[list[Hit]]:
         rules.check_model_id(model_id)
         rules.validate_search(queries, top_k, flt)
         dimension = self._require_dimension(model_id)
         rules.validate_queries(queries, dimension)
         matrix = np.stack([np.asarray(q, dtype=np.float32) for q in queries])
-        return self._store.search(model_id, matrix, top_k, flt)
+        return self._store.search(model_id, tenant, matrix, top_k, flt, _read_consistency(consistency))
 
     def get_records(
-        self, model_id: str, person_ids: Sequence[str], flt: SearchFilter | None = None
+        self,
+        model_id: str,
+        person_ids: Sequence[str],
+        flt: SearchFilter | None = None,
+        tenant: str = DEFAULT_TENANT,
+        consistency: Consistency = Consistency.BOUNDED,
     ) -> list[GalleryRecord]:
         """The records of these people that pass `flt` (the same typed filter as Search).
 
@@ -89,10 +162,22 @@ class Gallery:
         rules.validate_filter(flt, "filter", problems)
         problems.raise_if_any()
         self._require_dimension(model_id)
-        return self._store.get_records(model_id, _unique(person_ids), flt)
+        return self._store.get_records(model_id, tenant, _unique(person_ids), flt, _read_consistency(consistency))
 
-    def delete(self, model_id: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
-        """Erases in one model's collection, or in every collection when `model_id` is empty."""
+    def delete(
+        self,
+        model_id: str,
+        person_ids: Sequence[str],
+        record_ids: Sequence[str],
+        tenant: str = DEFAULT_TENANT,
+        *,
+        await_compaction: bool = False,
+    ) -> DeleteResult:
+        """Erases in one model's collection, or in every collection when `model_id` is empty.
+
+        With `await_compaction`, returns only after Milvus has rewritten the affected
+        segments without the erased rows (they are then gone from storage, not only hidden).
+        """
         problems = rules.Violations()
         if model_id:
             rules.check_model_id(model_id, problems=problems)
@@ -107,10 +192,31 @@ class Gallery:
         else:
             targets = self._store.model_ids()
         people, records = _unique(person_ids), _unique(record_ids)
-        return sum(self._store.delete(target, people, records) for target in targets)
+        deleted = {target: self._store.delete(target, tenant, people, records) for target in targets}
+        if not await_compaction:
+            return DeleteResult(deleted_count=sum(deleted.values()))
+        started = time.monotonic()
+        for target, count in deleted.items():
+            if count:
+                self._store.compact(target)
+        return DeleteResult(
+            deleted_count=sum(deleted.values()), compacted=True, compaction_seconds=time.monotonic() - started
+        )
+
+    def purge_expired(self, now: int | None = None) -> int:
+        """The retention purge: erases every record whose expiry has passed, in every collection."""
+        moment = int(time.time()) if now is None else now
+        return sum(self._store.purge_expired(model_id, moment) for model_id in self._store.model_ids())
+
+    def flush(self, model_ids: Sequence[str]) -> None:
+        for model_id in model_ids:
+            self._store.flush(model_id)
 
     def list_collections(self) -> list[CollectionInfo]:
         return sorted(self._store.list_collections(), key=lambda c: c.model_id)
+
+    def stats(self, tenant: str = DEFAULT_TENANT) -> list[CollectionStats]:
+        return [self._store.stats(model_id, tenant) for model_id in sorted(self._store.model_ids())]
 
     def _require_dimension(self, model_id: str) -> int:
         dimension = self._store.dimension(model_id)
@@ -123,6 +229,10 @@ class Gallery:
                 metadata={"model_id": model_id},
             )
         return dimension
+
+
+def _read_consistency(consistency: Consistency) -> Consistency:
+    return Consistency.BOUNDED if consistency == Consistency.UNSPECIFIED else Consistency(consistency)
 
 
 def _unique(values: Sequence[str]) -> list[str]:

@@ -26,14 +26,32 @@ class Attributes:
     source: str = ""
 
 
+class Consistency(IntEnum):
+    """How fresh a read must be; the values are those of kinship.v1.ReadConsistency."""
+
+    UNSPECIFIED = 0
+    #: May miss writes of the last seconds; the default for searches (no wait for every write).
+    BOUNDED = 1
+    #: Read-your-writes: sees every write acknowledged before the read.
+    STRONG = 2
+
+
 @dataclass(frozen=True, eq=False)
 class GalleryRecord:
-    """One photo of one person: its L2-normalised embedding and attributes."""
+    """One photo of one person: its L2-normalised embedding and attributes.
+
+    Times are Unix seconds. `expires_at` drives the retention purge (None: kept until
+    deleted); `enrolled_at` and `tenant` are set by the gallery when it stores the record.
+    """
 
     record_id: str
     person_id: str
     embedding: np.ndarray
     attributes: Attributes = field(default_factory=Attributes)
+    captured_at: int | None = None
+    expires_at: int | None = None
+    enrolled_at: int | None = None
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,34 @@ class Hit:
 class UpsertResult:
     upserted_count: int
     collection: str
+    tenant: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted_count: int
+    compacted: bool = False
+    compaction_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EnrolFailure:
+    record_id: str
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    """Rows and index state of one collection, with the record count of one tenant."""
+
+    collection: CollectionInfo
+    tenant_record_count: int
+    index_type: str
+    index_params: str
+    indexed_rows: int
+    pending_index_rows: int
+    index_state: str
 
 
 @dataclass(frozen=True)
@@ -98,3 +144,4 @@ class CollectionInfo:
     name: str
     dimension: int
     record_count: int
+    schema_version: int = 0

@@ -35,6 +35,8 @@ MAX_REGIONS = 256
 # Plausible birth years of people in a gallery; anything else is a data error.
 BIRTH_YEAR_MIN, BIRTH_YEAR_MAX = 1800, 2200
 NORM_TOLERANCE = 1e-3
+#: Latest accepted captured_at / expires_at (2200-01-01, Unix seconds).
+TIME_MAX = 7_258_118_400
 # At most this many problems are spelled out in the error message (all are in the details).
 _MESSAGE_PROBLEMS = 3
 
@@ -47,6 +49,9 @@ class Violations:
 
     def add(self, field: str, description: str) -> None:
         self.items.append(FieldViolation(field, description))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
 
     def raise_if_any(self) -> None:
         if not self.items:
@@ -125,27 +130,36 @@ def validate_records(records: Sequence[GalleryRecord], dimension: int | None) ->
     seen: dict[str, int] = {}
     for i, record in enumerate(records):
         where = f"records[{i}]"
-        check_id(record.record_id, f"{where}.record_id", problems)
         if record.record_id in seen:
             problems.add(f"{where}.record_id", f"repeats {record.record_id!r} of records[{seen[record.record_id]}]")
         else:
             seen[record.record_id] = i
-        check_id(record.person_id, f"{where}.person_id", problems)
-        check_vector(record.embedding, f"{where}.embedding (record {record.record_id!r})", problems, expected)
-        attrs = record.attributes
-        if attrs.birth_year is not None and not BIRTH_YEAR_MIN <= attrs.birth_year <= BIRTH_YEAR_MAX:
-            problems.add(
-                f"{where}.attributes.birth_year",
-                f"must be between {BIRTH_YEAR_MIN} and {BIRTH_YEAR_MAX} or unset, got {attrs.birth_year}",
-            )
-        if attrs.region:
-            check_region(attrs.region, f"{where}.attributes.region", problems)
-        if len(attrs.source) > SOURCE_MAX or not attrs.source.isprintable():
-            problems.add(
-                f"{where}.attributes.source",
-                f"must be at most {SOURCE_MAX} printable characters, got {_preview(attrs.source)}",
-            )
+        check_record(record, where, problems, expected)
     problems.raise_if_any()
+
+
+def check_record(record: GalleryRecord, where: str, problems: Violations, dimension: int | None) -> None:
+    """One record's own rules (ids, vector, attributes, times); bulk enrolment reports them per record."""
+    check_id(record.record_id, f"{where}.record_id", problems)
+    check_id(record.person_id, f"{where}.person_id", problems)
+    check_vector(record.embedding, f"{where}.embedding (record {record.record_id!r})", problems, dimension)
+    attrs = record.attributes
+    if attrs.birth_year is not None and not BIRTH_YEAR_MIN <= attrs.birth_year <= BIRTH_YEAR_MAX:
+        problems.add(
+            f"{where}.attributes.birth_year",
+            f"must be between {BIRTH_YEAR_MIN} and {BIRTH_YEAR_MAX} or unset, got {attrs.birth_year}",
+        )
+    if attrs.region:
+        check_region(attrs.region, f"{where}.attributes.region", problems)
+    if len(attrs.source) > SOURCE_MAX or not attrs.source.isprintable():
+        problems.add(
+            f"{where}.attributes.source",
+            f"must be at most {SOURCE_MAX} printable characters, got {_preview(attrs.source)}",
+        )
+    for name in ("captured_at", "expires_at"):
+        value = getattr(record, name)
+        if value is not None and not 0 < value < TIME_MAX:
+            problems.add(f"{where}.{name}", f"must be a time after 1970 and before 2200 or unset, got {value}")
 
 
 def validate_filter(flt: SearchFilter, field: str, problems: Violations) -> None:

@@ -95,6 +95,7 @@ class GrpcGalleryIndex:
             queries=[indexer_pb2.QueryEmbedding(embedding=np.asarray(q, dtype=np.float32).tolist()) for q in queries],
             top_k=top_k,
             filter=search_filter_to_pb(search_filter),
+            tenant=search_filter.tenant,
         )
         reply = await clients.call(self._stub.Search, request, service="indexer", timeout=self._timeout)
         return [
@@ -105,7 +106,10 @@ class GrpcGalleryIndex:
         self, model_id: str, person_ids: Sequence[str], search_filter: SearchFilter
     ) -> list[GalleryRecord]:
         request = indexer_pb2.GetRecordsRequest(
-            model_id=model_id, person_ids=list(person_ids), filter=search_filter_to_pb(search_filter)
+            model_id=model_id,
+            person_ids=list(person_ids),
+            filter=search_filter_to_pb(search_filter),
+            tenant=search_filter.tenant,
         )
         reply = await clients.call(self._stub.GetRecords, request, service="indexer", timeout=self._timeout)
         return [

@@ -73,6 +73,7 @@ class FindRelativesInput:
     top_n: int = 0
     model_id: str = ""
     prior_probability: float = 0.0  # 0 = the ranker's default
+    tenant: str = ""  # the gallery (agency) searched; "" = the indexer's default tenant
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class CompareKinshipInput:
     missing_person: MissingPerson = field(default_factory=MissingPerson)
     model_id: str = ""
     prior_probability: float = 0.0
+    tenant: str = ""
 
 
 # --- The question after validation: labels, top_n and dates resolved -------------
@@ -107,6 +109,7 @@ class KinshipQuery:
     model_id: str
     prior_probability: float = 0.0  # 0 = the ranker's default
     current_year: int = 0  # the year "now" is, for age gaps
+    tenant: str = ""  # the gallery searched, as resolved by the transport
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ class SearchFilter:
     birth_year_max: int | None = None
     regions: tuple[str, ...] = ()
     exclude_person_ids: tuple[str, ...] = ()
+    #: The tenant whose gallery the indexer reads ("" = its default); never a restriction a caller can widen.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)

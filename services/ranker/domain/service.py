@@ -105,6 +105,7 @@ def search_filter_of(query: KinshipQuery) -> SearchFilter:
         birth_year_max=known.birth_year_max,
         regions=known.regions,
         exclude_person_ids=tuple(dict.fromkeys(r.person_id for r in query.relatives if r.person_id)),
+        tenant=query.tenant,
     )
 
 
@@ -393,10 +394,9 @@ class KinshipRanker:
         records = await self._records(model_id, [person_id], search_filter, self._needs_kinship(query))
         if records:
             return records
-        if search_filter != SearchFilter(exclude_person_ids=search_filter.exclude_person_ids):
-            unfiltered = await self._gallery.get_records(
-                model_id, [person_id], SearchFilter(exclude_person_ids=search_filter.exclude_person_ids)
-            )
+        unrestricted = SearchFilter(exclude_person_ids=search_filter.exclude_person_ids, tenant=search_filter.tenant)
+        if search_filter != unrestricted:
+            unfiltered = await self._gallery.get_records(model_id, [person_id], unrestricted)
             if unfiltered:
                 raise NotFound(
                     f"person {person_id} has {len(unfiltered)} gallery record(s) but none passes what is known of "

@@ -6,6 +6,7 @@ fixes a bad request in one round trip instead of one error at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
@@ -73,7 +74,8 @@ def validate(
     _check_missing_person(request.missing_person, limits, year, bad)
     _check_prior(request.prior_probability, bad)
     _raise_if_any(problems)
-    return _query(request.relatives, request.missing_person, top_n, request.model_id, request.prior_probability, year)
+    query = _query(request.relatives, request.missing_person, top_n, request.model_id, request.prior_probability, year)
+    return dataclasses.replace(query, tenant=request.tenant)
 
 
 def validate_comparison(
@@ -114,6 +116,7 @@ def validate_comparison(
     _check_prior(request.prior_probability, bad)
     _raise_if_any(problems)
     query = _query(request.relatives, request.missing_person, 1, request.model_id, request.prior_probability, year)
+    query = dataclasses.replace(query, tenant=request.tenant)
     return ComparisonQuery(
         query=query,
         candidate_photos=tuple(candidate_photos),

@@ -100,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument("--source", default="cli", help="source label for every image given [default cli]")
     enroll.add_argument("--model-id", default="", help="embedding model (default: the embedder's default)")
     enroll.add_argument("--indexer", help="indexer address [env KINSHIP_INDEXER_ADDRESS; default 127.0.0.1:50052]")
+    _add_tenant(enroll)
     _add_common(enroll, "embedder")
     enroll.set_defaults(func=cmd_enroll)
 
@@ -177,6 +178,15 @@ def _add_known_facts(parser: argparse.ArgumentParser) -> None:
         "(default: the ranker's, see kinship status)",
     )
     parser.add_argument("--model-id", default="", help="identity embedding model (default: the ranker's)")
+    _add_tenant(parser)
+
+
+def _add_tenant(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant",
+        default=os.environ.get("KINSHIP_TENANT", ""),
+        help="tenant (the agency's gallery) to act for [env KINSHIP_TENANT; default: the caller's own, or 'default']",
+    )
 
 
 def _add_report_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
@@ -363,7 +373,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     items = collect_items(args)
     embedder_address = _address(args.embedder, "KINSHIP_EMBEDDER_ADDRESS", 50051)
     indexer_address = _address(args.indexer, "KINSHIP_INDEXER_ADDRESS", 50052)
-    report = enrol(items, embedder_address, indexer_address, model_id=args.model_id, progress=not args.json)
+    report = enrol(
+        items, embedder_address, indexer_address, model_id=args.model_id, progress=not args.json, tenant=args.tenant
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -407,7 +419,13 @@ def kinship_model_for(models, model_id: str) -> tuple[str, str]:
 
 
 def enrol(
-    items: list[EnrolItem], embedder_address: str, indexer_address: str, *, model_id: str = "", progress: bool = True
+    items: list[EnrolItem],
+    embedder_address: str,
+    indexer_address: str,
+    *,
+    model_id: str = "",
+    progress: bool = True,
+    tenant: str = "",
 ) -> dict:
     """`enrol_with` over channels to the embedder and indexer at these addresses."""
     with sync_channel(embedder_address) as emb_ch, sync_channel(indexer_address) as idx_ch:
@@ -417,10 +435,13 @@ def enrol(
             indexer_pb2_grpc.IndexerStub(idx_ch),
             model_id=model_id,
             progress=progress,
+            tenant=tenant,
         )
 
 
-def enrol_with(items: list[EnrolItem], embedder, indexer, *, model_id: str = "", progress: bool = True) -> dict:
+def enrol_with(
+    items: list[EnrolItem], embedder, indexer, *, model_id: str = "", progress: bool = True, tenant: str = ""
+) -> dict:
     """Embeds each item's image, keeps its most prominent face, and upserts in batches.
 
     When the embedder serves a kinship model bound to the identity model used (a
@@ -443,7 +464,8 @@ def enrol_with(items: list[EnrolItem], embedder, indexer, *, model_id: str = "",
     def flush() -> None:
         for model, records in pending.items():
             if records:
-                reply = indexer.Upsert(indexer_pb2.UpsertRequest(model_id=model, records=records), timeout=CALL_TIMEOUT)
+                request = indexer_pb2.UpsertRequest(model_id=model, records=records, tenant=tenant)
+                reply = indexer.Upsert(request, timeout=CALL_TIMEOUT)
                 collections[model] = reply.collection
                 records.clear()
 
@@ -562,6 +584,7 @@ def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequ
         top_n=args.top_n,
         model_id=args.model_id,
         prior_probability=args.prior,
+        tenant=args.tenant,
     )
 
 
@@ -571,6 +594,7 @@ def build_compare_request(args: argparse.Namespace) -> ranker_pb2.CompareKinship
         missing_person=missing_person(args),
         model_id=args.model_id,
         prior_probability=args.prior,
+        tenant=args.tenant,
     )
     if args.candidate_person:
         if args.candidate_sex:

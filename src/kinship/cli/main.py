@@ -18,11 +18,20 @@ import sys
 from kinship import software_version
 from kinship.loadtest import cli as loadtest_commands
 
-from . import bench_commands, client_commands, report_commands, security_commands, serve, training_commands
+from . import bench_commands, bench_index, client_commands, report_commands, security_commands, serve, training_commands
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
 #: report_commands last: it reuses a `report` parser another module made (see report_kinds).
-COMMANDS = (serve, client_commands, training_commands, loadtest_commands, bench_commands, report_commands, security_commands)
+COMMANDS = (
+    serve,
+    client_commands,
+    training_commands,
+    loadtest_commands,
+    bench_commands,
+    bench_index,
+    security_commands,
+    report_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

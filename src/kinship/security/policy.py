@@ -28,6 +28,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/kinship.v1.Embedder/ListModels": frozenset({ENROLLER, SEARCHER, ADMIN, SERVICE}),
     # Indexer.
     "/kinship.v1.Indexer/Upsert": frozenset({ENROLLER, ADMIN}),
+    # Bulk enrolment (a stream of records): the same right as Upsert.
+    "/kinship.v1.Indexer/BulkEnrol": frozenset({ENROLLER, ADMIN}),
+    # Row counts and index state of the caller's tenant: no person data.
+    "/kinship.v1.Indexer/Stats": frozenset({ADMIN, ENROLLER, AUDITOR, SERVICE}),
     "/kinship.v1.Indexer/Search": frozenset({SEARCHER}),
     "/kinship.v1.Indexer/GetRecords": frozenset({SEARCHER}),
     "/kinship.v1.Indexer/Delete": frozenset({ADMIN}),
@@ -50,7 +54,7 @@ PURPOSE_BOUND = frozenset(
 )
 
 #: RPCs whose every call is audited (searches, enrolment, deletion); refused calls of any RPC are too.
-AUDITED = PURPOSE_BOUND | {"/kinship.v1.Indexer/Upsert"}
+AUDITED = PURPOSE_BOUND | {"/kinship.v1.Indexer/Upsert", "/kinship.v1.Indexer/BulkEnrol"}
 
 
 @dataclass(frozen=True)

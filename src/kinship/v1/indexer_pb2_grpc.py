@@ -61,6 +61,16 @@ class IndexerStub:
                 request_serializer=kinship_dot_v1_dot_indexer__pb2.ListCollectionsRequest.SerializeToString,
                 response_deserializer=kinship_dot_v1_dot_indexer__pb2.ListCollectionsResponse.FromString,
                 _registered_method=True)
+        self.BulkEnrol = channel.stream_stream(
+                '/kinship.v1.Indexer/BulkEnrol',
+                request_serializer=kinship_dot_v1_dot_indexer__pb2.BulkEnrolRequest.SerializeToString,
+                response_deserializer=kinship_dot_v1_dot_indexer__pb2.BulkEnrolResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/kinship.v1.Indexer/Stats',
+                request_serializer=kinship_dot_v1_dot_indexer__pb2.StatsRequest.SerializeToString,
+                response_deserializer=kinship_dot_v1_dot_indexer__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class IndexerServicer:
@@ -112,6 +122,26 @@ class IndexerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkEnrol(self, request_iterator, context):
+        """Bulk enrolment of ready vectors: the client streams batches of records, the
+        indexer answers each batch with its progress and the records it refused
+        (with the reason), without stopping the stream. Every record counted in
+        `enrolled_total` is acknowledged (stored); at the end of the stream the
+        collection is flushed so that searches over the new rows stay fast.
+        Errors: INVALID_ARGUMENT for a bad model id or tenant (per-record problems
+        are reported in the progress instead); UNAVAILABLE when Milvus fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Rows, index state and the caller's tenant's row count per collection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +169,16 @@ def add_IndexerServicer_to_server(servicer, server):
                     servicer.ListCollections,
                     request_deserializer=kinship_dot_v1_dot_indexer__pb2.ListCollectionsRequest.FromString,
                     response_serializer=kinship_dot_v1_dot_indexer__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'BulkEnrol': grpc.stream_stream_rpc_method_handler(
+                    servicer.BulkEnrol,
+                    request_deserializer=kinship_dot_v1_dot_indexer__pb2.BulkEnrolRequest.FromString,
+                    response_serializer=kinship_dot_v1_dot_indexer__pb2.BulkEnrolResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=kinship_dot_v1_dot_indexer__pb2.StatsRequest.FromString,
+                    response_serializer=kinship_dot_v1_dot_indexer__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -278,6 +318,60 @@ class Indexer:
             '/kinship.v1.Indexer/ListCollections',
             kinship_dot_v1_dot_indexer__pb2.ListCollectionsRequest.SerializeToString,
             kinship_dot_v1_dot_indexer__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkEnrol(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kinship.v1.Indexer/BulkEnrol',
+            kinship_dot_v1_dot_indexer__pb2.BulkEnrolRequest.SerializeToString,
+            kinship_dot_v1_dot_indexer__pb2.BulkEnrolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kinship.v1.Indexer/Stats',
+            kinship_dot_v1_dot_indexer__pb2.StatsRequest.SerializeToString,
+            kinship_dot_v1_dot_indexer__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,18 +40,20 @@ class MissingPerson(_message.Message):
     def __init__(self, sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FindRelativesRequest(_message.Message):
-    __slots__ = ("relatives", "missing_person", "top_n", "model_id", "prior_probability")
+    __slots__ = ("relatives", "missing_person", "top_n", "model_id", "prior_probability", "tenant")
     RELATIVES_FIELD_NUMBER: _ClassVar[int]
     MISSING_PERSON_FIELD_NUMBER: _ClassVar[int]
     TOP_N_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PRIOR_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     relatives: _containers.RepeatedCompositeFieldContainer[Relative]
     missing_person: MissingPerson
     top_n: int
     model_id: str
     prior_probability: float
-    def __init__(self, relatives: _Optional[_Iterable[_Union[Relative, _Mapping]]] = ..., missing_person: _Optional[_Union[MissingPerson, _Mapping]] = ..., top_n: _Optional[int] = ..., model_id: _Optional[str] = ..., prior_probability: _Optional[float] = ...) -> None: ...
+    tenant: str
+    def __init__(self, relatives: _Optional[_Iterable[_Union[Relative, _Mapping]]] = ..., missing_person: _Optional[_Union[MissingPerson, _Mapping]] = ..., top_n: _Optional[int] = ..., model_id: _Optional[str] = ..., prior_probability: _Optional[float] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class RelativeEvidence(_message.Message):
     __slots__ = ("label", "relation", "similarity", "photo_index", "record_id", "retrieved", "log10_likelihood_ratio", "fusion_weight", "similarity_model_id", "calibration")
@@ -142,20 +144,22 @@ class CandidatePhotos(_message.Message):
     def __init__(self, photos: _Optional[_Iterable[_Union[Photo, _Mapping]]] = ..., sex: _Optional[_Union[_common_pb2.Sex, str]] = ...) -> None: ...
 
 class CompareKinshipRequest(_message.Message):
-    __slots__ = ("relatives", "candidate_photos", "candidate_person_id", "missing_person", "model_id", "prior_probability")
+    __slots__ = ("relatives", "candidate_photos", "candidate_person_id", "missing_person", "model_id", "prior_probability", "tenant")
     RELATIVES_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_PHOTOS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     MISSING_PERSON_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PRIOR_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     relatives: _containers.RepeatedCompositeFieldContainer[Relative]
     candidate_photos: CandidatePhotos
     candidate_person_id: str
     missing_person: MissingPerson
     model_id: str
     prior_probability: float
-    def __init__(self, relatives: _Optional[_Iterable[_Union[Relative, _Mapping]]] = ..., candidate_photos: _Optional[_Union[CandidatePhotos, _Mapping]] = ..., candidate_person_id: _Optional[str] = ..., missing_person: _Optional[_Union[MissingPerson, _Mapping]] = ..., model_id: _Optional[str] = ..., prior_probability: _Optional[float] = ...) -> None: ...
+    tenant: str
+    def __init__(self, relatives: _Optional[_Iterable[_Union[Relative, _Mapping]]] = ..., candidate_photos: _Optional[_Union[CandidatePhotos, _Mapping]] = ..., candidate_person_id: _Optional[str] = ..., missing_person: _Optional[_Union[MissingPerson, _Mapping]] = ..., model_id: _Optional[str] = ..., prior_probability: _Optional[float] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class CompareKinshipResponse(_message.Message):
     __slots__ = ("candidate", "scoring")

@@ -199,8 +199,8 @@ def test_delete_needs_an_id_and_counts_over_every_collection(gallery, store):
         gallery.delete("", [], [])
     gallery.upsert("m1", [rec("r1", "p1"), rec("r2", "p2")])
     gallery.upsert("m2", [rec("r3", "p1"), rec("r4", "p3")])
-    assert gallery.delete("", ["p1"], ["r4"]) == 3
+    assert gallery.delete("", ["p1"], ["r4"]).deleted_count == 3
     assert sorted(store.deleted_in) == ["m1", "m2"]
-    assert gallery.delete("m1", [], ["r2"]) == 1
+    assert gallery.delete("m1", [], ["r2"]).deleted_count == 1
     with pytest.raises(NotFound):
         gallery.delete("m9", ["p1"], [])

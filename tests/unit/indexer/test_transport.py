@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kinship.indexer.domain.model import SearchFilter, Sex
-from kinship.indexer.transport import IndexerServicer
+from kinship.indexer.transport import GalleryExecutor, IndexerServicer
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
 
@@ -24,7 +24,9 @@ def call(method, request):
 
 @pytest.fixture
 def servicer(gallery):
-    return IndexerServicer(gallery)
+    executor = GalleryExecutor(2)
+    yield IndexerServicer(gallery, executor)
+    executor.shutdown()
 
 
 def enrol(servicer):
@@ -45,7 +47,7 @@ def enrol(servicer):
 def test_upsert_translates_records_and_attributes(servicer, store):
     reply = enrol(servicer)
     assert reply.upserted_count == 2 and reply.collection == "faces_m1"
-    stored = store.collections["m1"][1]
+    stored = {key[1]: r for key, r in store.collections["m1"][1].items() if key[0] == "default"}
     assert stored["r1"].attributes.birth_year == 1990 and stored["r1"].attributes.sex is Sex.FEMALE
     assert stored["r2"].attributes.birth_year is None  # unset optional stays unknown, not 0
     np.testing.assert_allclose(stored["r1"].embedding, unit(1), atol=1e-7)
@@ -134,3 +136,44 @@ def test_get_records_delete_and_list_collections(servicer):
     (info,) = call(servicer.ListCollections, indexer_pb2.ListCollectionsRequest()).collections
     assert (info.model_id, info.name, info.dimension, info.record_count) == ("m1", "faces_m1", 4, 2)
     assert call(servicer.Delete, indexer_pb2.DeleteRequest(person_ids=["p1"], record_ids=["r2"])).deleted_count == 2
+
+
+class _Deadline:
+    """The part of grpc.aio.ServicerContext the executor reads."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def time_remaining(self):
+        return self.seconds
+
+
+def test_the_callers_deadline_reaches_the_gallery_thread():
+    from kinship.runtime import deadlines
+
+    executor = GalleryExecutor(1)
+    try:
+        assert 0 < asyncio.run(executor.run(_Deadline(2.0), deadlines.remaining, 100.0)) <= 2.0
+        assert asyncio.run(executor.run(_Deadline(None), deadlines.remaining, 100.0)) == 100.0
+        assert asyncio.run(executor.run(None, deadlines.remaining, 7.0)) == 7.0
+    finally:
+        executor.shutdown()
+
+
+def test_requests_without_a_tenant_act_for_the_default_tenant(servicer, store):
+    reply = enrol(servicer)
+    assert reply.tenant == "default"
+    assert {key[0] for key in store.collections["m1"][1]} == {"default"}
+    other = indexer_pb2.UpsertRequest(
+        model_id="m1",
+        tenant="agency-x",
+        records=[indexer_pb2.GalleryRecord(record_id="r1", person_id="p9", embedding=unit(3).tolist())],
+    )
+    assert call(servicer.Upsert, other).tenant == "agency-x"
+    found = call(
+        servicer.Search,
+        indexer_pb2.SearchRequest(
+            model_id="m1", queries=[indexer_pb2.QueryEmbedding(embedding=unit(3).tolist())], top_k=5, tenant="agency-x"
+        ),
+    )
+    assert [h.person_id for h in found.results[0].hits] == ["p9"]

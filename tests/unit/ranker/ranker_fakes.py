@@ -130,13 +130,17 @@ def admits(record: GalleryRecord, f: SearchFilter) -> bool:
 
 
 class FakeGallery:
-    """An in-memory gallery: one collection per model id, brute-force cosine, the indexer's filter rules."""
+    """An in-memory gallery: one collection per model id, brute-force cosine, the indexer's filter rules.
+
+    As in the indexer, every read sees only the records of the filter's tenant ("" = the default one).
+    """
 
     def __init__(self, identity_model: str = MODEL, kinship_model: str = KIN):
         self.identity_model, self.kinship_model = identity_model, kinship_model
         self.collections: dict[str, list[GalleryRecord]] = {}
         self.searches: list[tuple[str, int, int, SearchFilter]] = []  # model id, queries, top_k, filter
         self.fetches: list[tuple[str, list[str], SearchFilter]] = []  # model id, person ids, filter
+        self.tenant_of: dict[str, str] = {}  # record id -> tenant, where not the default
 
     @property
     def records(self) -> list[GalleryRecord]:
@@ -149,10 +153,13 @@ class FakeGallery:
         embedding: np.ndarray | None,
         *,
         kinship: np.ndarray | None = None,
+        tenant: str = "",
         **attrs,
     ) -> None:
         """One face: its identity vector into the identity collection, its kinship vector (if any) into the kinship one."""
         attributes = PersonAttributes(**attrs)
+        if tenant:
+            self.tenant_of[record_id] = tenant
         for model, vector in ((self.identity_model, embedding), (self.kinship_model, kinship)):
             if vector is not None:
                 record = GalleryRecord(record_id, person_id, np.asarray(vector, dtype=np.float32), attributes)
@@ -167,7 +174,7 @@ class FakeGallery:
         assert 1 <= top_k <= 1000, "the indexer refuses top_k outside 1-1000"
         records = self._collection(model_id)
         self.searches.append((model_id, len(queries), top_k, search_filter))
-        admitted = [r for r in records if admits(r, search_filter)]
+        admitted = [r for r in records if admits(r, search_filter) and self._in_tenant(r, search_filter)]
         results = []
         for q in queries:
             hits = sorted(
@@ -182,4 +189,9 @@ class FakeGallery:
         records = self._collection(model_id)
         self.fetches.append((model_id, list(person_ids), search_filter))
         wanted = set(person_ids)
-        return [r for r in records if r.person_id in wanted and admits(r, search_filter)]
+        return [
+            r for r in records if r.person_id in wanted and admits(r, search_filter) and self._in_tenant(r, search_filter)
+        ]
+
+    def _in_tenant(self, record: GalleryRecord, search_filter: SearchFilter) -> bool:
+        return self.tenant_of.get(record.record_id, "") == search_filter.tenant

@@ -207,3 +207,14 @@ def test_without_an_artifact_the_answer_says_it_is_uncalibrated(embedder, galler
         assert all(e.log10_likelihood_ratio == 0.0 and e.calibration == "" for e in candidate.evidence)
         assert [e.fusion_weight for e in candidate.evidence] == [0.5, 0.5]  # the plain mean
         assert {e.similarity_model_id for e in candidate.evidence} == {"fake-model"}
+
+
+def test_the_tenant_reaches_every_gallery_call_and_confines_the_candidates(embedder, gallery):
+    gallery.add("agency-b-dad", "ab/a", unit(1, 0.05, 0), sex=Sex.MALE, birth_year=1990, tenant="agency-b")
+    ranker = KinshipRanker(embedder, gallery)
+    in_b = run(ranker, rel(Relation.FATHER, DAD), tenant="agency-b")
+    assert [c.person_id for c in in_b.candidates] == ["agency-b-dad"]
+    assert {f.tenant for *_, f in gallery.searches} == {"agency-b"}
+    assert {f.tenant for *_, f in gallery.fetches} == {"agency-b"}
+    in_default = run(ranker, rel(Relation.FATHER, DAD))
+    assert "agency-b-dad" not in {c.person_id for c in in_default.candidates} and in_default.candidates

@@ -1,0 +1,388 @@
+"""`kinship bench index`: the indexer's ingest, search latency, throughput and recall, measured.
+
+    kinship bench index --rows N [--milvus-uri URI] [--dim 512] [--concurrency C] [--json]
+
+Loads N synthetic clustered unit vectors through a real indexer (`kinship serve indexer`
+started as a subprocess on a free port, so that it does not share this process's GIL),
+waits for the vector index, then measures in one run:
+
+- ingest rows/s through the indexer's BulkEnrol stream (C streams at once);
+- single-query search latency (p50, p99) through the indexer, one query at a time;
+- throughput (QPS) with C concurrent callers through the indexer, and calling Milvus
+  directly with pymilvus on the same queries, filter and search parameters;
+- recall@10 of the indexer's answers against exact cosine search computed with numpy.
+
+Queries are stored vectors plus small noise (queries of random noise would make every
+distance nearly equal and recall meaningless; see docs/milvus-notes.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kinship.v1 import indexer_pb2, indexer_pb2_grpc
+
+from .bench_commands import bench_kinds
+
+TENANT = "bench"
+TOP_K = 10
+STREAM_BATCH = 1000
+RECALL_QUERIES = 200
+STARTUP_TIMEOUT_S = 300.0
+
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    bench = bench_kinds(subparsers).add_parser(
+        "index",
+        help="ingest, search latency, QPS (indexer vs direct pymilvus) and recall@10 of the indexer",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--rows", type=int, required=True, help="rows to load")
+    bench.add_argument(
+        "--milvus-uri", default="", help="Milvus server URI (default: a Milvus Lite file in a temporary folder)"
+    )
+    bench.add_argument("--dim", type=int, default=512, help="embedding dimension [default 512]")
+    bench.add_argument("--concurrency", type=int, default=4, help="concurrent callers for ingest and QPS [default 4]")
+    bench.add_argument("--queries", type=int, default=1000, help="single-query searches for p50/p99 [default 1000]")
+    bench.add_argument("--qps-seconds", type=float, default=15.0, help="seconds of each QPS measurement [default 15]")
+    bench.add_argument("--index-type", default="HNSW", help="HNSW, IVF_FLAT, IVF_SQ8 or FLAT [default HNSW]")
+    bench.add_argument("--index-build-params", default="", help='JSON, e.g. {"nlist": 1024}')
+    bench.add_argument("--index-search-params", default="", help='JSON, e.g. {"nprobe": 32}')
+    bench.add_argument("--clusters", type=int, default=0, help="clusters of the synthetic data [default rows/100]")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--keep", action="store_true", help="keep the benchmark's collection afterwards")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.set_defaults(func=run)
+
+
+# Data ---------------------------------------------------------------------------------------
+
+
+def clustered_vectors(rows: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    """Unit vectors around `clusters` random centres (like faces of many people, several each)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    data = np.empty((rows, dim), dtype=np.float32)
+    step = 100_000
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        owner = rng.integers(0, clusters, stop - start)
+        block = centres[owner] + rng.standard_normal((stop - start, dim), dtype=np.float32) * (0.6 / np.sqrt(dim))
+        data[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return data
+
+
+def near_queries(data: np.ndarray, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    picked = data[rng.integers(0, len(data), count)]
+    noisy = picked + rng.standard_normal(picked.shape, dtype=np.float32) * (0.3 / np.sqrt(data.shape[1]))
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row indexes of the k most cosine-similar rows per query (the data is unit-length)."""
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, len(data), 200_000):
+        scores = queries @ data[start : start + 200_000].T
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        merged_rows = np.concatenate([best_rows, top + start], axis=1)
+        order = np.argsort(-merged_scores, axis=1)[:, :k]
+        best_scores = np.take_along_axis(merged_scores, order, axis=1)
+        best_rows = np.take_along_axis(merged_rows, order, axis=1)
+    return best_rows
+
+
+# The indexer under test ------------------------------------------------------------------------
+
+
+@dataclass
+class Indexer:
+    process: subprocess.Popen
+    address: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_indexer(args: argparse.Namespace, milvus_uri: str, data_dir: Path) -> Iterator[Indexer]:
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "kinship.cli.main", "serve", "indexer",
+        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1",
+        "--data-dir", str(data_dir), "--milvus-uri", milvus_uri,
+        "--index-type", args.index_type, "--index-build-params", args.index_build_params,
+        "--index-search-params", args.index_search_params,
+        "--milvus-timeout-seconds", "120", "--log-level", "warning",
+    ]  # fmt: skip
+    log = open(data_dir / "indexer.log", "wb")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    indexer = Indexer(process, f"127.0.0.1:{port}")
+    try:
+        _wait_serving(indexer, data_dir / "indexer.log")
+        yield indexer
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_serving(indexer: Indexer, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    with grpc.insecure_channel(indexer.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if indexer.process.poll() is not None:
+                raise SystemExit(f"the indexer exited with {indexer.process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(grpc.RpcError):
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                    return
+            time.sleep(0.5)  # polling a bounded start-up wait
+    raise SystemExit(f"the indexer did not become SERVING within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+# Measurements -------------------------------------------------------------------------------------
+
+
+def _record(i: int, vector: np.ndarray) -> indexer_pb2.GalleryRecord:
+    return indexer_pb2.GalleryRecord(
+        record_id=f"r{i}",
+        person_id=f"p{i // 4}",
+        embedding=vector.tolist(),
+        attributes={"birth_year": 1940 + i % 70, "sex": 1 + i % 2, "region": f"R{i % 20}"},
+    )
+
+
+def ingest(stub, model_id: str, data: np.ndarray, concurrency: int, progress) -> float:
+    """Loads every row through BulkEnrol with `concurrency` streams; returns rows/s."""
+    slices = np.array_split(np.arange(len(data)), concurrency)
+    failures: list[str] = []
+
+    def stream(rows: np.ndarray) -> None:
+        def batches():
+            for start in range(0, len(rows), STREAM_BATCH):
+                chunk = rows[start : start + STREAM_BATCH]
+                yield indexer_pb2.BulkEnrolRequest(
+                    model_id=model_id, tenant=TENANT, records=[_record(int(i), data[i]) for i in chunk]
+                )
+
+        done = 0
+        for reply in stub.BulkEnrol(batches(), timeout=7200):
+            failures.extend(f.reason for f in reply.failures)
+            progress.update(int(reply.enrolled_total) - done)
+            done = int(reply.enrolled_total)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(stream, [s for s in slices if len(s)]))
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} rows were refused, e.g. {failures[0]}")
+    return len(data) / elapsed
+
+
+def wait_for_index(stub, model_id: str, rows: int, timeout: float = 7200) -> float:
+    started = time.perf_counter()
+    while True:
+        stats = stub.Stats(indexer_pb2.StatsRequest(tenant=TENANT), timeout=120)
+        mine = [c for c in stats.collections if c.collection.model_id == model_id]
+        if mine and mine[0].collection.record_count >= rows and mine[0].indexed_rows >= rows:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the index was not built within {timeout:.0f} s: {mine}")
+        time.sleep(1.0)  # polling Milvus's index build
+
+
+def service_search(stub, model_id: str, query: np.ndarray) -> list[str]:
+    reply = stub.Search(
+        indexer_pb2.SearchRequest(
+            model_id=model_id,
+            queries=[indexer_pb2.QueryEmbedding(embedding=query.tolist())],
+            top_k=TOP_K,
+            tenant=TENANT,
+        ),
+        timeout=30,
+    )
+    return [hit.record_id for hit in reply.results[0].hits]
+
+
+def throughput(call, queries: np.ndarray, concurrency: int, seconds: float) -> float:
+    """Queries per second with `concurrency` callers cycling over `queries` for `seconds`."""
+    stop = time.perf_counter() + seconds
+    counts = [0] * concurrency
+
+    def worker(slot: int) -> None:
+        i = slot
+        while time.perf_counter() < stop:
+            call(queries[i % len(queries)])
+            counts[slot] += 1
+            i += concurrency
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def milvus_rss_bytes() -> int | None:
+    """Resident memory of a local Milvus process (server or Lite), when one runs on this machine."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == "milvus":
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+    return total or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from pymilvus import MilvusClient
+    from tqdm import tqdm
+
+    from kinship.indexer.adapters.milvus_gallery import VectorIndex, collection_name, tenant_expression
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    clusters = args.clusters or max(1, args.rows // 100)
+    say(f"generating {args.rows:,} clustered {args.dim}-d vectors ({clusters:,} clusters)")
+    data = clustered_vectors(args.rows, args.dim, clusters, args.seed)
+    queries = near_queries(data, max(args.queries, RECALL_QUERIES), args.seed)
+    model_id = f"bench-{args.dim}d-{uuid.uuid4().hex[:8]}"
+    vector_index = VectorIndex.parse(args.index_type, args.index_build_params, args.index_search_params)
+    with tempfile.TemporaryDirectory(prefix="kinship-bench-") as folder:
+        data_dir = Path(folder)
+        milvus_uri = args.milvus_uri or str(data_dir / "bench.db")
+        with (
+            running_indexer(args, milvus_uri, data_dir) as indexer,
+            grpc.insecure_channel(
+                indexer.address,
+                options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+            ) as channel,
+        ):
+            stub = indexer_pb2_grpc.IndexerStub(channel)
+            # Create the collection before the clock starts (its creation is not ingest), then erase the probe.
+            probe = _record(0, data[0])
+            probe.record_id = "probe"
+            stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[probe], tenant=TENANT), timeout=300)
+            stub.Delete(indexer_pb2.DeleteRequest(model_id=model_id, record_ids=["probe"], tenant=TENANT), timeout=300)
+            with tqdm(total=args.rows, unit="rows", desc="loading", file=sys.stderr, disable=None) as bar:
+                ingest_rate = ingest(stub, model_id, data, args.concurrency, bar)
+            say(f"ingest {ingest_rate:,.0f} rows/s; waiting for the index")
+            index_build_s = wait_for_index(stub, model_id, args.rows)
+            say(f"index ready after {index_build_s:.1f} s; measuring search")
+            for query in queries[:20]:  # warm-up
+                service_search(stub, model_id, query)
+            latencies = []
+            for query in queries[: args.queries]:
+                started = time.perf_counter()
+                service_search(stub, model_id, query)
+                latencies.append((time.perf_counter() - started) * 1000)
+            truth = exact_top_k(data, queries[:RECALL_QUERIES], TOP_K)
+            found = [service_search(stub, model_id, q) for q in queries[:RECALL_QUERIES]]
+            recall = float(
+                np.mean([len({f"r{i}" for i in truth[n]} & set(found[n])) / TOP_K for n in range(RECALL_QUERIES)])
+            )
+            direct = MilvusClient(uri=milvus_uri) if args.milvus_uri else None
+            name = collection_name(model_id)
+            stats = stub.Stats(indexer_pb2.StatsRequest(tenant=TENANT), timeout=120)
+            index_type = next(c.index_type for c in stats.collections if c.collection.model_id == model_id)
+            search_params = {"metric_type": "COSINE", "params": vector_index.search_params_for(index_type, TOP_K)}
+
+            def direct_search(query: np.ndarray) -> None:
+                direct.search(
+                    name,
+                    data=[query],
+                    limit=TOP_K,
+                    filter=tenant_expression(TENANT),
+                    output_fields=["record_id", "person_id", "birth_year", "sex", "region", "source"],
+                    search_params=search_params,
+                    consistency_level="Bounded",
+                    timeout=30,
+                )
+
+            qps_service = throughput(
+                lambda q: service_search(stub, model_id, q), queries, args.concurrency, args.qps_seconds
+            )
+            # Milvus Lite admits one process per file (the indexer holds it): direct calls need a server.
+            qps_direct = (
+                throughput(direct_search, queries, args.concurrency, args.qps_seconds) if direct is not None else None
+            )
+            rss = milvus_rss_bytes()
+            # Erasure: 100 people (400 records) erased, awaiting the compaction that reclaims them.
+            erased = stub.Delete(
+                indexer_pb2.DeleteRequest(
+                    model_id=model_id, person_ids=[f"p{i}" for i in range(100)], tenant=TENANT, await_compaction=True
+                ),
+                timeout=3600,
+            )
+            server_version = direct.get_server_version() if direct is not None else "milvus-lite"
+            if direct is not None and not args.keep:
+                direct.drop_collection(name)
+    p50, p99 = (float(np.percentile(latencies, q)) for q in (50, 99))
+    result = {
+        "rows": args.rows,
+        "dim": args.dim,
+        "backend": "server" if args.milvus_uri else "lite",
+        "server_version": server_version,
+        "index_type": index_type,
+        "index_build_params": vector_index.build_params if index_type == vector_index.index_type else {},
+        "search_params": search_params["params"],
+        "concurrency": args.concurrency,
+        "ingest_rows_per_s": round(ingest_rate, 1),
+        "index_build_s": round(index_build_s, 2),
+        "recall_at_10": round(recall, 4),
+        "search_p50_ms": round(p50, 2),
+        "search_p99_ms": round(p99, 2),
+        "qps_service": round(qps_service, 1),
+        "qps_direct": None if qps_direct is None else round(qps_direct, 1),
+        "qps_ratio": None if not qps_direct else round(qps_service / qps_direct, 3),
+        "erased_rows": erased.deleted_count,
+        "erase_with_compaction_s": round(erased.compaction_seconds, 2),
+        "milvus_rss_bytes": rss,
+        "milvus_rss_per_million_rows_bytes": None if rss is None else int(rss / args.rows * 1_000_000),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:36} {value}")
+    return 0
