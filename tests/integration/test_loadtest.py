@@ -158,7 +158,7 @@ def test_a_scenario_mixes_calls_by_weight(server, tmp_path) -> None:
 def test_bad_input_is_a_clear_error(server, tmp_path, capsys) -> None:
     code, _ = _loadtest(tmp_path, server.address, "--call", "kinship.v1.Embedder/Embedd", "-n", "1")
     assert code == 2
-    assert "has no method 'Embedd'; it has Embed, ListModels" in capsys.readouterr().err
+    assert "has no method 'Embedd'; it has Embed, EmbedBatch, ListModels" in capsys.readouterr().err
     code, _ = _loadtest(
         tmp_path, server.address, "--call", "kinship.v1.Embedder/Embed", "-n", "1", "--data", '{"imag": 1}'
     )

@@ -532,6 +532,8 @@ class MilvusGallery:
         passed deadline DEADLINE_EXCEEDED, anything else UNAVAILABLE.
         """
         attempt = 0
+        # A caller without a deadline still gets an answer: its retries stop after one timeout's worth.
+        retry_until = time.monotonic() + self._timeout if deadlines.CALL_DEADLINE.get() is None else None
         while True:
             timeout = deadlines.remaining(self._timeout)
             if timeout <= 0:
@@ -564,6 +566,8 @@ class MilvusGallery:
                 raise _unavailable(self._shown_uri, operation, failure)
             delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
             left = deadlines.remaining(self._timeout)
+            if retry_until is not None:
+                left = min(left, retry_until - time.monotonic())
             if left <= delay:
                 raise _unavailable(self._shown_uri, operation, failure, attempts=attempt + 1)
             log.info("retrying milvus call", operation=operation, attempt=attempt + 1, error=_describe(failure))
