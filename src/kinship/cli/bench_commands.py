@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_bench_embed(args: argparse.Namespace) -> int:
     from kinship.bench.embed import describe, run_bench
+    from kinship.runtime.logs import configure_logging
+
+    # Model-loading logs go to stderr, warnings only: stdout is the result (JSON with --json).
+    configure_logging(level="warning", fmt="console")
 
     if args.seconds <= 0 or args.concurrency < 1:
         print("kinship bench embed: --seconds must be > 0 and --concurrency >= 1", file=sys.stderr)
