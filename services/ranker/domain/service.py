@@ -318,6 +318,8 @@ class KinshipRanker:
                 reason=exc.reason,
             ) from exc
         except ResourceExhausted as exc:
+            if getattr(exc, "retry_after_ms", None) is not None or exc.reason == "OVERLOADED":
+                raise  # the embedder is at capacity, not the photo at fault: its retry hint goes to the caller
             raise ResourceExhausted(f"{job.path}: {job.whose} is too large: {exc.message}", reason=exc.reason) from exc
 
     # -- 2. candidate generation -------------------------------------------------------------

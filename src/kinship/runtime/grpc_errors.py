@@ -124,7 +124,28 @@ def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
     if cls in (errors.PermissionDenied, errors.Unauthenticated):
         # Said inside the suite: name who refused, keep the reason (ROLE_NOT_ALLOWED, TENANT_MISMATCH, ...).
         return cls(f"{service} refused the call: {details}", reason=reason)
+    if cls is errors.ResourceExhausted:
+        # A dependency at capacity: say so, and pass its retry hint on (RetryInfo, pushback trailer).
+        retry_after_ms = _retry_after_ms(err)
+        if reason == "OVERLOADED" or retry_after_ms is not None:
+            overloaded = errors.ResourceExhausted(f"{service} is at capacity: {details}", reason=reason or "OVERLOADED")
+            overloaded.retry_after_ms = retry_after_ms  # type: ignore[attr-defined]
+            return overloaded
     return cls(details or f"{service} failed with {code.name}", reason=reason)
+
+
+def _retry_after_ms(err: grpc.RpcError) -> int | None:
+    """The dependency's RetryInfo delay in milliseconds, if it sent one."""
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a status without parsable details is still a status
+        return None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return max(1, info.retry_delay.ToMilliseconds())
+    return None
 
 
 def _error_reason(err: grpc.RpcError) -> str | None:

@@ -218,3 +218,24 @@ def test_the_tenant_reaches_every_gallery_call_and_confines_the_candidates(embed
     assert {f.tenant for *_, f in gallery.fetches} == {"agency-b"}
     in_default = run(ranker, rel(Relation.FATHER, DAD))
     assert "agency-b-dad" not in {c.person_id for c in in_default.candidates} and in_default.candidates
+
+
+def test_an_embedder_at_capacity_is_not_blamed_on_the_photo(embedder, gallery):
+    from kinship.runtime.errors import ResourceExhausted
+
+    class AtCapacity(FakeEmbedder):
+        async def embed(self, image, model_id, additional_model_ids=()):
+            busy = ResourceExhausted("embedder is at capacity: 16 calls at work; retry", reason="OVERLOADED")
+            busy.retry_after_ms = 80
+            raise busy
+
+    class TooBig(FakeEmbedder):
+        async def embed(self, image, model_id, additional_model_ids=()):
+            raise ResourceExhausted("image has 200 megapixels; at most 40 are accepted")
+
+    with pytest.raises(ResourceExhausted) as busy:
+        run(KinshipRanker(AtCapacity({}), gallery), rel(Relation.FATHER, DAD, label="dad"))
+    assert busy.value.message.startswith("embedder is at capacity") and busy.value.retry_after_ms == 80
+    with pytest.raises(ResourceExhausted) as big:
+        run(KinshipRanker(TooBig({}), gallery), rel(Relation.FATHER, DAD, label="dad"))
+    assert big.value.message.startswith("relatives[0].photos[0]: the photo of 'dad' is too large")

@@ -68,3 +68,25 @@ def test_auth_failures_keep_their_meaning_across_a_hop() -> None:
     assert "indexer" in denied.message and "may not call Delete" in denied.message
     unknown = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "no credentials"), service="embedder")
     assert grpc_errors.status_code_of(unknown) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_dependency_at_capacity_is_reported_as_such_with_its_retry_hint() -> None:
+    from grpc_status import rpc_status
+
+    overloaded = errors.ResourceExhausted("the embedder has 16 calls at work; retry", reason="OVERLOADED")
+    overloaded.retry_after_ms = 120  # type: ignore[attr-defined]
+    status = rpc_status.to_status(grpc_errors.to_rpc_status(overloaded))
+
+    class _WithDetails(_FakeRpcError):
+        def trailing_metadata(self):
+            return status.trailing_metadata
+
+    err = grpc_errors.from_rpc_error(
+        _WithDetails(grpc.StatusCode.RESOURCE_EXHAUSTED, "the embedder has 16 calls at work; retry"), service="embedder"
+    )
+    assert isinstance(err, errors.ResourceExhausted)
+    assert err.message.startswith("embedder is at capacity") and err.reason == "OVERLOADED"
+    assert err.retry_after_ms == 120
+    # A plain size refusal stays what it was.
+    plain = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "image too big"), service="embedder")
+    assert plain.message == "image too big" and getattr(plain, "retry_after_ms", None) is None
