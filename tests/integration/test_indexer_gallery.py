@@ -384,7 +384,7 @@ def test_unreachable_milvus_starts_not_serving(dead_milvus_uri, tmp_path):
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest(service="kinship.v1.Indexer")).status == NOT_SERVING
         with pytest.raises(grpc.RpcError) as caught:
-            indexer_pb2_grpc.IndexerStub(channel).ListCollections(indexer_pb2.ListCollectionsRequest())
+            indexer_pb2_grpc.IndexerStub(channel).ListCollections(indexer_pb2.ListCollectionsRequest(), timeout=5)
         assert_status(caught.value, grpc.StatusCode.UNAVAILABLE, dead_milvus_uri)
 
 

@@ -28,6 +28,9 @@ pytestmark = pytest.mark.milvus_server
 MODEL = "restart-model"
 BATCH = 25
 HEALTH = health_pb2.HealthCheckRequest(service="kinship.v1.Indexer")
+# Reads after the restart wait (as a real client's deadline would let them) while the
+# indexer loads the collection that Milvus came back with released.
+LOAD_WAIT_S = 120
 
 
 def batch_of(index: int) -> list[indexer_pb2.GalleryRecord]:
@@ -124,7 +127,8 @@ def test_no_acknowledged_record_is_lost_when_milvus_is_killed_mid_ingest(tmp_pat
                 reply = stub.GetRecords(
                     indexer_pb2.GetRecordsRequest(
                         model_id=MODEL, person_ids=people[start : start + 1000], consistency=STRONG
-                    )
+                    ),
+                    timeout=LOAD_WAIT_S,
                 )
                 found |= {r.record_id for r in reply.records}
             assert set(acknowledged) <= found, f"lost {len(set(acknowledged) - found)} acknowledged records"
@@ -139,12 +143,14 @@ def test_no_acknowledged_record_is_lost_when_milvus_is_killed_mid_ingest(tmp_pat
                         queries=[indexer_pb2.QueryEmbedding(embedding=acknowledged[rid].tolist()) for rid in chunk],
                         top_k=1,
                         consistency=STRONG,
-                    )
+                    ),
+                    timeout=LOAD_WAIT_S,
                 )
                 assert [result.hits[0].record_id for result in reply.results] == chunk
             # The erasure made before the crash holds after it.
             gone = stub.GetRecords(
-                indexer_pb2.GetRecordsRequest(model_id=MODEL, person_ids=["kp-1"], consistency=STRONG)
+                indexer_pb2.GetRecordsRequest(model_id=MODEL, person_ids=["kp-1"], consistency=STRONG),
+                timeout=LOAD_WAIT_S,
             )
             assert not gone.records
             hits = (
@@ -154,7 +160,8 @@ def test_no_acknowledged_record_is_lost_when_milvus_is_killed_mid_ingest(tmp_pat
                         queries=[indexer_pb2.QueryEmbedding(embedding=list(doomed[0].embedding))],
                         top_k=5,
                         consistency=STRONG,
-                    )
+                    ),
+                    timeout=LOAD_WAIT_S,
                 )
                 .results[0]
                 .hits

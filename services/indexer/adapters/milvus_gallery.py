@@ -106,6 +106,8 @@ _SAFE_LITERAL = re.compile(r"[A-Za-z0-9._:-]+")
 _UPSERT_BYTES = 8 * 1024 * 1024
 # Rows per query page (the server's default query window is 16,384).
 _QUERY_PAGE = 10_000
+#: How long a call without a deadline keeps retrying transient Milvus failures.
+NO_DEADLINE_RETRY_S = 30.0
 # Retries: backoff doubles from the first delay up to the cap, each delay jittered to 50-100 %.
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_CAP_S = 2.0
@@ -532,8 +534,10 @@ class MilvusGallery:
         passed deadline DEADLINE_EXCEEDED, anything else UNAVAILABLE.
         """
         attempt = 0
-        # A caller without a deadline still gets an answer: its retries stop after one timeout's worth.
-        retry_until = time.monotonic() + self._timeout if deadlines.CALL_DEADLINE.get() is None else None
+        # A caller without a deadline still gets an answer: its retries stop after a bounded time
+        # (long enough for Milvus to load a collection it came back with released).
+        no_deadline = deadlines.CALL_DEADLINE.get() is None
+        retry_until = time.monotonic() + max(self._timeout, NO_DEADLINE_RETRY_S) if no_deadline else None
         while True:
             timeout = deadlines.remaining(self._timeout)
             if timeout <= 0:
