@@ -6,16 +6,12 @@ import argparse
 import json
 import sys
 
+from .groups import command_kinds
+
 
 def bench_kinds(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The sub-parsers of `kinship bench`, made once and shared by every module that adds a benchmark."""
-    parser = subparsers.choices.get("bench")
-    if parser is None:
-        parser = subparsers.add_parser("bench", help="measure a service's speed on this machine")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+    """The sub-parsers of `kinship bench`, shared by every module that adds a kind."""
+    return command_kinds(subparsers, "bench", "measure a service's speed on this machine")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

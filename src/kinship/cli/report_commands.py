@@ -14,16 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+from .groups import command_kinds
+
 
 def report_kinds(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The sub-parsers of `kinship report`, made once and shared by every module that adds a kind."""
-    parser = subparsers.choices.get("report")
-    if parser is None:
-        parser = subparsers.add_parser("report", help="write a report as one self-contained HTML page")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="report_kind", metavar="KIND", required=True)
+    """The sub-parsers of `kinship report`, shared by every module that adds a kind."""
+    return command_kinds(subparsers, "report", "write a report as one self-contained HTML page")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
