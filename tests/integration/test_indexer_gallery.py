@@ -567,3 +567,23 @@ def assert_erased(stub, model, vectors, gone, kept, tenant=""):
         assert all(h.record_id not in {f"e{j}" for j in gone} for h in search(stub, model, vectors[i], tenant=tenant))
     (info,) = [c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model]
     assert info.record_count == len(kept)
+
+
+def test_a_bulk_enrolment_outlives_its_connections_age(tmp_path):
+    """A connection past its age takes no new calls, but a stream on it runs on (a 1M-row
+    enrolment streams for minutes; a grace shorter than that cut it with UNAVAILABLE)."""
+    settings = indexer_settings(data_dir=tmp_path, max_connection_age_seconds=1.0)
+    vectors = unit_vectors(12, seed=71)
+
+    def slow_batches():
+        for i in range(4):  # 4 batches 0.8 s apart: the stream lasts past the 1 s age
+            yield indexer_pb2.BulkEnrolRequest(
+                model_id="age-test",
+                tenant="age",
+                records=[record(f"a{i}{j}", f"ap{i}", vectors[3 * i + j]) for j in range(3)],
+            )
+            time.sleep(0.8)
+
+    with ServerThread(bootstrap.build, settings) as server, grpc.insecure_channel(server.address) as channel:
+        replies = list(indexer_pb2_grpc.IndexerStub(channel).BulkEnrol(slow_batches(), timeout=60))
+    assert replies[-1].done and replies[-1].enrolled_total == 12

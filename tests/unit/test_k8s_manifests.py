@@ -177,6 +177,8 @@ def test_connection_age_and_keepalive_agree(overlay) -> None:
     envs = {s: container_env(docs, s) for s in SERVICES}
     for service, env in envs.items():
         assert float(env["KINSHIP_MAX_CONNECTION_AGE_SECONDS"]) > 0, f"{service}: new pods would get no calls"
+    # A bulk enrolment of a million rows streams for minutes; the age's grace must not cut it.
+    assert float(envs["indexer"]["KINSHIP_MAX_CONNECTION_AGE_GRACE_SECONDS"]) >= 3600
     # The ranker pings the embedder and indexer no faster than they allow.
     for dependency in ("embedder", "indexer"):
         assert float(envs["ranker"]["KINSHIP_KEEPALIVE_SECONDS"]) >= float(

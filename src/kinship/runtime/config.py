@@ -169,8 +169,10 @@ def connection_settings() -> list[Setting]:
         Setting(
             "max_connection_age_grace_seconds",
             "KINSHIP_MAX_CONNECTION_AGE_GRACE_SECONDS",
-            30.0,
-            "calls in flight on a connection past its age get this long to finish",
+            3600.0,
+            "calls in flight on a connection past its age get this long to finish (new calls go to a new "
+            "connection at once, so a long grace costs balancing nothing; it must outlast the longest stream, "
+            "such as a bulk enrolment)",
             float,
             non_negative,
         ),

@@ -76,3 +76,9 @@ def test_clients_balance_round_robin_over_every_resolved_address() -> None:
     policies = json.loads(options["grpc.service_config"])["loadBalancingConfig"]
     assert policies == [{"round_robin": {}}], "pick_first would pin every call to one pod"
     assert options["grpc.dns_min_time_between_resolutions_ms"] == 3000
+
+
+def test_calls_in_flight_get_an_hour_when_their_connection_ages() -> None:
+    # New calls move to a new connection at the age; only calls already running use the grace,
+    # and the longest (a bulk enrolment stream) runs for minutes.
+    assert _defaults().max_connection_age_grace_seconds >= 3600
