@@ -64,6 +64,16 @@ def settings() -> list[config.Setting]:
             config.positive,
         ),
         config.Setting(
+            "milvus_shards",
+            "KINSHIP_MILVUS_SHARDS",
+            2,
+            "shards (DML channels) of new collections on a Milvus server: each is ingested by its own pipeline "
+            "in Milvus, so more shards take writes faster on more cores (measured in docs/indexer.md); "
+            "Milvus Lite has one",
+            int,
+            config.positive,
+        ),
+        config.Setting(
             "index_type",
             "KINSHIP_INDEX_TYPE",
             "HNSW",
@@ -224,7 +234,11 @@ def vector_index(settings: SimpleNamespace) -> VectorIndex:
 async def build(settings: SimpleNamespace) -> IndexerService:
     uri = settings.milvus_uri or lite_uri(settings.data_dir)
     store = MilvusGallery(
-        uri, token=settings.milvus_token, timeout=settings.milvus_timeout_seconds, vector_index=vector_index(settings)
+        uri,
+        token=settings.milvus_token,
+        timeout=settings.milvus_timeout_seconds,
+        vector_index=vector_index(settings),
+        shards=settings.milvus_shards,
     )
     return IndexerService(
         store,

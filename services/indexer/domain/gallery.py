@@ -111,11 +111,14 @@ class Gallery:
         expected = dimension or next((r.embedding.size for _, r in records if r.embedding.size), None)
         good: list[GalleryRecord] = []
         failures: list[EnrolFailure] = []
-        for index, record in records:
+        bad_vectors = rules.vector_problems([record.embedding for _, record in records], expected)
+        for position, (index, record) in enumerate(records):
             problems = rules.Violations()
             if record.record_id in seen:
                 problems.add("record_id", f"repeats {record.record_id!r} earlier in this stream")
-            rules.check_record(record, f"records[{index}]", problems, expected)
+            rules.check_record(
+                record, f"records[{index}]", problems, expected, vector_problem=bad_vectors.get(position, "")
+            )
             if problems:
                 reason = "; ".join(f"{v.field}: {v.description}" for v in problems.items)
                 failures.append(EnrolFailure(record_id=record.record_id, index=index, reason=reason))

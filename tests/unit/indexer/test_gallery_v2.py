@@ -203,3 +203,45 @@ def test_vectors_reach_milvus_bit_exact_through_the_packed_float_array():
     parsed = milvus_gallery._float_array(vectors)
     np.testing.assert_array_equal(np.asarray(parsed.data, dtype=np.float32), vectors.ravel())
     assert milvus_gallery._varint(300) == b"\xac\x02" and milvus_gallery._varint(5) == b"\x05"
+
+
+def test_columns_hold_every_field_of_the_records_in_order_and_slice_alike():
+    records = [
+        rec("r1", "p1", unit(1), attributes=Attributes(birth_year=1980, sex=Sex.FEMALE, region="north")),
+        rec("r2", "p2", unit(2), captured_at=1_600_000_000, expires_at=2_000_000_000),
+    ]
+    columns = milvus_gallery.Columns.of(records, "agency-a", now=1_700_000_000)
+    assert columns.strings["key"] == ["agency-a:r1", "agency-a:r2"] and columns.strings["tenant"] == ["agency-a"] * 2
+    assert columns.ints["birth_year"] == [1980, milvus_gallery.UNKNOWN_BIRTH_YEAR]
+    assert columns.ints["sex"] == [int(Sex.FEMALE), int(Sex.UNSPECIFIED)]
+    assert columns.ints["captured_at"] == [milvus_gallery.NO_TIME, 1_600_000_000]
+    assert columns.ints["expires_at"] == [milvus_gallery.NO_TIME, 2_000_000_000]
+    assert columns.ints["enrolled_at"] == [1_700_000_000] * 2
+    np.testing.assert_array_equal(columns.vectors, np.stack([unit(1), unit(2)]))
+    second = columns.slice(1, 2)
+    assert len(second) == 1 and second.strings["record_id"] == ["r2"] and second.ints["expires_at"] == [2_000_000_000]
+    (row,) = second.rows()  # pymilvus's row form, for clients without the column-wise path
+    assert row["key"] == "agency-a:r2" and row["region"] == "" and row["captured_at"] == 1_600_000_000
+    np.testing.assert_array_equal(row["embedding"], unit(2))
+
+
+class _RecordingClient:
+    """Stands in for MilvusClient's create_collection, recording its arguments."""
+
+    def __init__(self):
+        self.created = {}
+
+    def create_collection(self, name, **kwargs):
+        self.created[name] = kwargs
+
+
+@pytest.mark.parametrize(("uri", "expected"), [("http://milvus:19530", {"num_shards": 3}), ("/tmp/g.db", {})])
+def test_server_collections_get_the_configured_shards_and_lite_its_single_one(uri, expected):
+    gallery = MilvusGallery(uri, shards=3)
+    client = _RecordingClient()
+    gallery._client = client
+    schema, index_params = gallery._schema("m1", 4)
+    gallery._create("faces_m1", "m1", schema, index_params)
+    arguments = client.created["faces_m1"]
+    assert {k: v for k, v in arguments.items() if k == "num_shards"} == expected
+    assert arguments["consistency_level"] == "Bounded"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kinship.indexer.domain import rules
 from kinship.indexer.domain.model import Attributes, GalleryRecord, SearchFilter, Sex
 from kinship.runtime.errors import InvalidArgument, NotFound
 
@@ -204,3 +205,22 @@ def test_delete_needs_an_id_and_counts_over_every_collection(gallery, store):
     assert gallery.delete("m1", [], ["r2"]).deleted_count == 1
     with pytest.raises(NotFound):
         gallery.delete("m9", ["p1"], [])
+
+
+def test_vectors_checked_together_get_the_same_verdict_as_one_by_one():
+    half = np.full(4, 0.5, dtype=np.float32)
+    vectors = [
+        half,  # fine
+        np.array([np.nan, 0, 0, 1], dtype=np.float32),
+        np.ones(4, dtype=np.float32),  # norm 2
+        np.full(3, 1 / np.sqrt(3), dtype=np.float32),  # wrong length
+        np.array([], dtype=np.float32),
+        np.array([np.inf, 0, 0, 0], dtype=np.float32),
+    ]
+    for dimension in (4, None):
+        together = rules.vector_problems(vectors, dimension)
+        for i, vector in enumerate(vectors):
+            alone = rules.Violations()
+            rules.check_vector(vector, "embedding", alone, dimension)
+            assert together.get(i) == (alone.items[0].description if alone else None), (dimension, i)
+    assert set(rules.vector_problems(vectors, 4)) == {1, 2, 3, 4, 5}
