@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .admission import DEFAULT_MAX_CONCURRENT_CALLS, HARD_LIMIT_HEADROOM, Admission, AdmissionInterceptor
 from .health_server import HealthOnlyServer
-from .interceptors import CallContextInterceptor
+from .interceptors import CallContextInterceptor, RuntimeInterceptor
 from .logs import get_logger
 from .metrics import serve_metrics
 
@@ -229,14 +229,16 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     if getattr(settings, "processes", 1) > 1:
         # Several processes share the port (kinship serve NAME --processes N): the kernel spreads connections.
         options = [o for o in options if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 1)]
-    server = grpc.aio.server(
+    chain = [
         # Order: request id, logging and error mapping outermost; then who calls and may they
         # (refusals audited); admission innermost, so only callers let in take a slot.
-        interceptors=[
-            CallContextInterceptor(service.name, access_log_sample=access_log_sample),
-            *build_interceptors(service.name, settings),
-            AdmissionInterceptor(admission),
-        ],
+        CallContextInterceptor(service.name, access_log_sample=access_log_sample),
+        *build_interceptors(service.name, settings),
+        AdmissionInterceptor(admission),
+    ]
+    server = grpc.aio.server(
+        # Health and reflection skip the chain; while admission is full, refusals come before it.
+        interceptors=[RuntimeInterceptor(service.name, chain, admission)],
         options=options,
         # The hard backstop behind admission control: grpc itself refuses past it, no queue.
         maximum_concurrent_rpcs=admission.limit + HARD_LIMIT_HEADROOM,
