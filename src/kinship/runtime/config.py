@@ -244,6 +244,15 @@ def load_settings(service: str) -> list[Setting]:
             _fraction,
         ),
         Setting(
+            "switch_interval_ms",
+            "KINSHIP_SWITCH_INTERVAL_MS",
+            0.0,
+            "how long a Python thread may hold the GIL while another waits (sys.setswitchinterval); shorter lets "
+            "the event loop answer (refusals, health) sooner while worker threads run Python; 0: Python's 5 ms",
+            float,
+            non_negative,
+        ),
+        Setting(
             "processes",
             f"KINSHIP_{upper}_PROCESSES",
             1,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -301,6 +302,11 @@ async def serve_until_signalled(service: Service, settings: SimpleNamespace) -> 
 
 def run_service(build: Callable[[SimpleNamespace], Awaitable[Service] | Service], settings: SimpleNamespace) -> None:
     """Entry point of `kinship serve NAME`: builds the service in the loop and serves it."""
+
+    switch_ms = getattr(settings, "switch_interval_ms", 0.0) or 0.0
+    if switch_ms > 0:
+        sys.setswitchinterval(switch_ms / 1000)
+        log.info("GIL switch interval set", switch_interval_ms=switch_ms)
 
     async def main() -> None:
         built = build(settings)
