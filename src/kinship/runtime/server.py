@@ -31,6 +31,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from .admission import DEFAULT_MAX_CONCURRENT_CALLS, HARD_LIMIT_HEADROOM, Admission, AdmissionInterceptor
+from .allocator import cap_malloc_arenas
 from .health_server import HealthOnlyServer
 from .interceptors import CallContextInterceptor, RuntimeInterceptor
 from .logs import get_logger
@@ -303,6 +304,9 @@ async def serve_until_signalled(service: Service, settings: SimpleNamespace) -> 
 def run_service(build: Callable[[SimpleNamespace], Awaitable[Service] | Service], settings: SimpleNamespace) -> None:
     """Entry point of `kinship serve NAME`: builds the service in the loop and serves it."""
 
+    arenas = getattr(settings, "malloc_arena_max", 0) or 0
+    if arenas > 0 and not cap_malloc_arenas(arenas):
+        log.info("malloc_arena_max ignored: the C library is not glibc", malloc_arena_max=arenas)
     switch_ms = getattr(settings, "switch_interval_ms", 0.0) or 0.0
     if switch_ms > 0:
         sys.setswitchinterval(switch_ms / 1000)
