@@ -7,7 +7,8 @@ random 128-d records (10 x 1,000), restarts it so Milvus Lite seals them (as
 scripts/suite_up.sh does), then replays what FindRelatives asks of the indexer: a Search
 (one query, top 100, as the ranker's candidate_k) and a GetRecords of the people it found,
 `--rate` pairs per second from a pool of 64 fixed queries (the soak's 64 request bodies).
-Prints the indexer's resident memory every `--every` seconds. With --diagnose the indexer
+Prints the indexer's resident memory every `--every` seconds, with the p50/p99 of the
+Search and GetRecords calls since the previous line (client side). With --diagnose the indexer
 also writes, at each sample, Python's heap (pymalloc blocks, objects by type) and glibc
 malloc's (in use vs. free but kept, arenas) to OUT/heap.jsonl, and at the last sample
 calls malloc_trim(0) and notes the RSS after it: Python objects versus the allocator. `--env MALLOC_ARENA_MAX=2` runs the indexer with that allocator setting.
@@ -155,6 +156,7 @@ def main() -> int:
         queries = unit(rng, 64)
         stop = threading.Event()
         counts = {"ok": 0, "errors": 0}
+        latencies: list[tuple[float, float]] = []  # (Search, GetRecords) seconds, since the last sample
 
         def drive(offset: int, threads: int) -> None:
             channel = grpc.insecure_channel(f"127.0.0.1:{args.port}")
@@ -166,6 +168,7 @@ def main() -> int:
                 time.sleep(max(0.0, due - time.monotonic()))
                 due += interval
                 try:
+                    t0 = time.perf_counter()
                     found = client.Search(
                         indexer_pb2.SearchRequest(
                             model_id=MODEL, queries=[indexer_pb2.QueryEmbedding(embedding=queries[i % 64])], top_k=100
@@ -173,7 +176,9 @@ def main() -> int:
                         timeout=10,
                     )
                     people = sorted({h.person_id for h in found.results[0].hits})
+                    t1 = time.perf_counter()
                     client.GetRecords(indexer_pb2.GetRecordsRequest(model_id=MODEL, person_ids=people), timeout=10)
+                    latencies.append((t1 - t0, time.perf_counter() - t1))
                     counts["ok"] += 1
                 except grpc.RpcError as exc:
                     counts["errors"] += 1
@@ -182,7 +187,10 @@ def main() -> int:
 
         threads = [threading.Thread(target=drive, args=(n, args.threads), daemon=True) for n in range(args.threads)]
         began = time.monotonic()
-        print(f"minute  rss_MiB  pairs_done  errors   (indexer pid {process.pid}, out {out})", flush=True)
+        print(
+            f"minute  rss_MiB  pairs_done  errors  Search p50/p99 ms  GetRecords p50/p99 ms   (indexer pid {process.pid}, out {out})",
+            flush=True,
+        )
         print(f"{0:6.1f}  {rss_bytes(process.pid) / 2**20:7.1f}  {0:10d}  {0:6d}", flush=True)
         if args.diagnose:
             process.send_signal(signal.SIGUSR1)
@@ -195,8 +203,13 @@ def main() -> int:
                     (out / "trim-now").touch()  # the last sample ends with malloc_trim(0)
                 process.send_signal(signal.SIGUSR1)
             minutes = (time.monotonic() - began) / 60
+            window, latencies[:] = list(latencies), []
+            shown = ""
+            if window:
+                search, get = (np.percentile(np.array(column) * 1000, [50, 99]) for column in zip(*window, strict=True))
+                shown = f"  {search[0]:7.1f} / {search[1]:6.1f}     {get[0]:7.1f} / {get[1]:6.1f}"
             print(
-                f"{minutes:6.1f}  {rss_bytes(process.pid) / 2**20:7.1f}  {counts['ok']:10d}  {counts['errors']:6d}",
+                f"{minutes:6.1f}  {rss_bytes(process.pid) / 2**20:7.1f}  {counts['ok']:10d}  {counts['errors']:6d}{shown}",
                 flush=True,
             )
         stop.set()
