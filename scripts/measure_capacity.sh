@@ -10,9 +10,14 @@
 # its admission bound, Embed at twice that capacity (with health probed meanwhile), the
 # client's percentiles against the server's own per-call log, Search, FindRelatives.
 # Every report is kept in OUT_DIR as ghz-style JSON; a table is printed at the end.
+#
+# PARTS=health,embed (comma-separated, default all: health,embed,index,suite,processes) runs
+# only those measurements; the 10k gallery is built only when index or suite is among them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/kinship-capacity}
+PARTS=${PARTS:-health,embed,index,suite,processes}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 PORTRAIT=$(.venv/bin/python -c 'from importlib import resources; print(resources.files("insightface") / "data/images/Tom_Hanks_54745.png")')
 rm -rf "$OUT" && mkdir -p "$OUT"
 source scripts/suite_up.sh
@@ -21,21 +26,32 @@ lt() { $K loadtest "$@" --quiet --json; }
 ltt() { lt "$@" --engine threads; }
 
 start_suite
-echo "== services SERVING; building the 10k gallery" >&2
-build_gallery
+# The embedder's admission bound (2 x its workers): its capacity is measured with that many callers.
+BOUND=$($PY -c "
+import json
+for line in open('$OUT/embedder.log'):
+    if '\"listening\"' in line:
+        print(json.loads(line)['max_concurrent_calls']); break")
+if part index || part suite; then
+  echo "== services SERVING; building the 10k gallery" >&2
+  build_gallery
+fi
 
+if part health; then
 echo "== health calls through the runtime (threads and aio generators; main port and health-only port)" >&2
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main.json"
 lt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main-aio.json"
 ltt 127.0.0.1:$HE --call grpc.health.v1.Health/Check -c 16 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-port.json"
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check --rps 2000 -z 10s --warmup 2s "${WATCH[@]}" -o "$OUT/health-main-rps2000.json"
+fi
 
-echo "== embed at its admission bound (closed loop, 4 callers = 2 x 2 workers): the capacity" >&2
-ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 -z 20s --warmup 3s \
+if part embed; then
+echo "== embed at its admission bound (closed loop, $BOUND callers = 2 x workers): the capacity" >&2
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c $BOUND -z 20s --warmup 3s \
   --record "$OUT/embed-capacity-calls.csv" "${WATCH[@]}" -o "$OUT/embed-capacity.json"
 $PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" --timings "$OUT/embed-capacity-calls.csv" >"$OUT/embed-agreement-timings.json"
 $PY scripts/percentile_agreement.py "$OUT/embed-capacity.json" --server-log "$OUT/embedder.log" --rpc /kinship.v1.Embedder/Embed >"$OUT/embed-agreement-server.json"
-ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$PORTRAIT" -c 4 -z 20s --warmup 3s -o "$OUT/embed-portrait-capacity.json"
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$PORTRAIT" -c $BOUND -z 20s --warmup 3s -o "$OUT/embed-portrait-capacity.json"
 
 echo "== embed at twice its capacity (open loop), health probed on the health-only and the main port" >&2
 RATE=$($PY -c "import json; print(round(2 * json.load(open('$OUT/embed-capacity.json'))['rps'], 1))")
@@ -46,22 +62,28 @@ W2=$!
 lt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" --rps "$RATE" -z 20s --warmup 2s \
   --record "$OUT/embed-overload-calls.csv" "${WATCH[@]}" -o "$OUT/embed-overload.json"
 wait $W1 $W2
+fi
 
+if part index; then
 echo "== indexer and ranker at 10k" >&2
 ltt 127.0.0.1:$I --call kinship.v1.Indexer/Search -c 8 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/search-10k.json"
 for c in 2 4; do
   ltt 127.0.0.1:$R --call kinship.v1.KinshipRanker/FindRelatives --data-file "$OUT/find-requests.json" -c $c -z 20s --warmup 3s \
     "${WATCH[@]}" -o "$OUT/find-10k-c$c.json"
 done
+fi
 
+if part suite; then
 echo "== the suite under a mix of calls (docs/scenarios/suite.toml), closed and open loop" >&2
 export EMBEDDER=127.0.0.1:$E INDEXER=127.0.0.1:$I RANKER=127.0.0.1:$R KINFACEW=$(realpath "$KIN") FIND_REQUESTS="$OUT/find-requests.json"
 ltt --scenario docs/scenarios/suite.toml -c 3 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/suite-mix-closed.json"
 lt --scenario docs/scenarios/suite.toml --rps 10 -z 20s --warmup 3s "${WATCH[@]}" -o "$OUT/suite-mix-open.json"
+fi
 
+if part processes; then
 echo "== one process vs two on one port" >&2
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-1proc.json"
-ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 4 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-1proc.json"
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c $BOUND --connections 4 -z 20s --warmup 3s -o "$OUT/embed-1proc.json"
 # The access log's cost: ListModels (no model work) with every call logged, then with 1 in 100.
 ltt 127.0.0.1:$E --call kinship.v1.Embedder/ListModels -c 16 -z 10s --warmup 2s --watch embedder=$EP -o "$OUT/log-every-call.json"
 kill $EP; wait $EP 2>/dev/null || true
@@ -76,8 +98,9 @@ PIDS+=($!)
 wait_serving 127.0.0.1:$E
 sleep 5  # the second copy loads its models too
 ltt 127.0.0.1:$E --call grpc.health.v1.Health/Check -c 16 --connections 4 -z 10s --warmup 2s -o "$OUT/health-2proc.json"
-# Two copies with 2 workers each admit 8; the kernel spreads the 4 connections among them.
-ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c 8 --connections 4 -z 20s --warmup 3s -o "$OUT/embed-2proc.json"
+# Two copies admit twice the bound; the kernel spreads the 4 connections among them.
+ltt 127.0.0.1:$E --call kinship.v1.Embedder/Embed --images "$KIN/images/father-son" -c $((2 * BOUND)) --connections 4 -z 20s --warmup 3s -o "$OUT/embed-2proc.json"
+fi
 
 $PY - "$OUT" <<'EOF'
 import json, sys

@@ -97,6 +97,14 @@ def test_past_the_bound_calls_are_refused_at_once_with_a_retry_hint_and_health_s
         assert info.retry_delay.ToMilliseconds() == int(trailers["grpc-retry-pushback-ms"])
         assert service.servicer.entered == 2, "a refused call reached the handler"
 
+        # While full, a refusal comes before anything else runs: bytes that are no EmbedRequest
+        # are not even parsed (no INVALID_ARGUMENT), and the request id comes back in the trailers.
+        raw = channel.unary_unary("/kinship.v1.Embedder/Embed")
+        with pytest.raises(grpc.RpcError) as caught:
+            raw(b"\xff\xff not a message", timeout=5, metadata=(("x-request-id", "flood-7"),))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert dict(caught.value.trailing_metadata())["x-request-id"] == "flood-7"
+
         # Health is never counted against the bound, on the main port and on the health-only port.
         main_health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert main_health.status == health_pb2.HealthCheckResponse.SERVING
@@ -110,7 +118,7 @@ def test_past_the_bound_calls_are_refused_at_once_with_a_retry_hint_and_health_s
         # Slots free again: the next call is admitted.
         assert stub.Embed(embedder_pb2.EmbedRequest(image=b"ab"), timeout=5).image_width == 2
         admission = srv.running.admission
-        assert admission.refused == 1 and admission.in_flight == 0
+        assert admission.refused == 2 and admission.in_flight == 0
         channel.close()
 
 

@@ -12,8 +12,12 @@ A call whose deadline has already passed when it reaches the service is dropped 
 any work (DEADLINE_EXCEEDED): its caller has gone, and doing it would only delay the
 calls that can still be answered.
 
-The interceptor sits inside `CallContextInterceptor`, so refused calls are logged,
-counted in the metrics and carry the request id like any other.
+The interceptor sits inside `CallContextInterceptor` and the security interceptors, so
+only callers let in take a slot. While every slot is taken, though, a new call of a unary
+method is refused before any of them runs (`interceptors.RuntimeInterceptor`): its bytes
+are not parsed, no gate runs, the refusal is counted in the metrics, and logged at most
+once a second, so that refusing the excess costs the service little of the CPU its
+admitted calls need.
 """
 
 from __future__ import annotations
@@ -73,15 +77,23 @@ class Admission:
                 reason="DEADLINE_PASSED_BEFORE_WORK",
             )
         if self.in_flight >= self.limit:
-            self.refused += 1
-            retry = self.retry_after_ms
-            raise Overloaded(
-                f"the {self.service} is at capacity ({self.limit} calls at work); retry after about {retry} ms "
-                "or send to another replica",
-                retry_after_ms=retry,
-            )
+            raise self.refuse()
         self.in_flight += 1
         self.admitted += 1
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.limit
+
+    def refuse(self) -> Overloaded:
+        """Counts a refusal and returns the error that answers it (with the current retry hint)."""
+        self.refused += 1
+        retry = self.retry_after_ms
+        return Overloaded(
+            f"the {self.service} is at capacity ({self.limit} calls at work); retry after about {retry} ms "
+            "or send to another replica",
+            retry_after_ms=retry,
+        )
 
     def leave(self, seconds: float) -> None:
         self.in_flight -= 1

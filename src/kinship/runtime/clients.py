@@ -3,11 +3,15 @@
 Used by the ranker (to reach the embedder and indexer) and by the CLI. A failed call
 becomes the matching domain error (see `grpc_errors.from_rpc_error`), and the current
 request id travels on as `x-request-id`, so one id follows a request through every
-service's logs.
+service's logs. A call its dependency refused at admission (RESOURCE_EXHAUSTED, reason
+OVERLOADED, with a retry hint) is sent again after the hint, a bounded number of times and
+only while the wait fits in the caller's deadline (see `call`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,9 +28,15 @@ from kinship.security.transport import ClientTls
 
 from . import errors, grpc_errors
 from .interceptors import CALL_DEADLINE, REQUEST_ID_KEY
+from .logs import get_logger
 from .server import client_options
 
 T = TypeVar("T")
+
+log = get_logger("kinship.clients")
+
+#: How many times a call refused by a dependency's admission control is sent again.
+OVERLOAD_RETRIES = 2
 
 
 def aio_channel(
@@ -58,22 +68,62 @@ async def call(
     *,
     service: str,
     timeout: float,
+    overload_retries: int = OVERLOAD_RETRIES,
 ) -> T:
     """Calls a unary method of another service, turning failures into domain errors.
 
     The timeout is cut to what is left of the current call's deadline, so the other
     service learns how long the original caller will wait.
+
+    A refusal by the dependency's admission control (RESOURCE_EXHAUSTED, reason
+    OVERLOADED, with RetryInfo) means the call did no work there, so it is safe to send
+    again, whatever the method: after the hint (jittered 0.5-1.5x, so that refused callers
+    do not return together), at most `overload_retries` times, and only while the wait
+    plus about one call (the hint is the dependency's recent call time) fits in what is
+    left of `timeout` and the caller's deadline. Otherwise the refusal goes to the caller
+    with the hint, as before. A momentary spike then costs a caller some milliseconds
+    instead of an error; sustained overload still reaches the caller within its deadline.
     """
     deadline = CALL_DEADLINE.get()
+    end = time.monotonic() + timeout
     if deadline is not None:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline - time.monotonic() <= 0:
             raise errors.DeadlineExceeded(f"the caller's deadline passed before {service} could be called")
-        timeout = min(timeout, left)
-    try:
-        return await method(request, timeout=timeout, metadata=request_metadata())
-    except grpc.aio.AioRpcError as exc:
-        raise grpc_errors.from_rpc_error(exc, service=service) from exc
+        end = min(end, deadline)
+    attempt = 0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise errors.DeadlineExceeded(
+                f"{service} was at capacity until the caller's deadline ({attempt} retries after its hint)"
+            )
+        try:
+            return await method(request, timeout=left, metadata=request_metadata())
+        except grpc.aio.AioRpcError as exc:
+            error = grpc_errors.from_rpc_error(exc, service=service)
+            wait = overload_wait_seconds(error)
+            if attempt >= overload_retries or wait is None or time.monotonic() + 2 * wait > end:
+                raise error from exc
+        attempt += 1
+        log.info(
+            "dependency at capacity; sending again after its hint",
+            dependency=service,
+            wait_ms=round(wait * 1000),
+            attempt=attempt,
+        )
+        await asyncio.sleep(wait)
+
+
+def overload_wait_seconds(error: errors.KinshipError) -> float | None:
+    """How long to wait before sending a call that `error` refused again; None: do not send it again.
+
+    Only an admission refusal (OVERLOADED with a retry hint) qualifies: a rate limit is the
+    caller's own, and anything else may have done work.
+    """
+    hint_ms = getattr(error, "retry_after_ms", None)
+    if error.status_name != "RESOURCE_EXHAUSTED" or error.reason != "OVERLOADED" or hint_ms is None:
+        return None
+    return hint_ms / 1000 * random.uniform(0.5, 1.5)
 
 
 async def check_serving(

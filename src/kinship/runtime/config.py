@@ -246,6 +246,25 @@ def load_settings(service: str) -> list[Setting]:
             _fraction,
         ),
         Setting(
+            "malloc_arena_max",
+            f"KINSHIP_{upper}_MALLOC_ARENA_MAX",
+            # The indexer's thread pools grow with load and glibc gives each busy thread an arena
+            # that keeps its freed memory: capped, its resident memory no longer steps up (allocator.py).
+            2 if service == "indexer" else 0,
+            "glibc malloc arenas this process may use (as MALLOC_ARENA_MAX); 0: glibc's own, 8 per core",
+            int,
+            non_negative,
+        ),
+        Setting(
+            "switch_interval_ms",
+            "KINSHIP_SWITCH_INTERVAL_MS",
+            0.0,
+            "how long a Python thread may hold the GIL while another waits (sys.setswitchinterval); shorter lets "
+            "the event loop answer (refusals, health) sooner while worker threads run Python; 0: Python's 5 ms",
+            float,
+            non_negative,
+        ),
+        Setting(
             "processes",
             f"KINSHIP_{upper}_PROCESSES",
             1,

@@ -84,9 +84,13 @@ def to_rpc_status(error: errors.KinshipError) -> status_pb2.Status:
     return status_pb2.Status(code=getattr(code_pb2, error.status_name), message=error.message, details=details)
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: errors.KinshipError) -> None:
-    """Ends the call with `error` (raises grpc's abort exception)."""
+async def abort_with(
+    context: grpc.aio.ServicerContext, error: errors.KinshipError, trailing_metadata: tuple = ()
+) -> None:
+    """Ends the call with `error` (raises grpc's abort exception); `trailing_metadata` is added to its trailers."""
     status = rpc_status.to_status(to_rpc_status(error))
+    if trailing_metadata:
+        status = status._replace(trailing_metadata=(*status.trailing_metadata, *trailing_metadata))
     retry_after_ms = getattr(error, "retry_after_ms", None)
     if retry_after_ms is not None:
         # gRPC's retry policy reads this trailer as the server's pushback.
@@ -108,7 +112,9 @@ def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
     cls = _BY_STATUS.get(code)
     if cls is None:
         if code in _TRANSIENT:
-            return errors.Unavailable(f"{service} did not finish the call ({code.name}); retry", reason="DEPENDENCY_FAILED")
+            return errors.Unavailable(
+                f"{service} did not finish the call ({code.name}); retry", reason="DEPENDENCY_FAILED"
+            )
         # INTERNAL, UNKNOWN, UNIMPLEMENTED, DATA_LOSS ...: the dependency's own words may
         # hold internals (paths, stack hints), so the caller gets the code's meaning only.
         return errors.KinshipError(

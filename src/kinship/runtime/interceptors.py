@@ -9,12 +9,19 @@ Cross-cutting work lives here rather than in every handler. For each unary call:
 - a `KinshipError` becomes its status code with google.rpc.Status details; any other
   exception becomes INTERNAL with the request id (never a bare UNKNOWN);
 - one line is logged per call with its code and duration, and metrics are counted.
+
+The server has one interceptor, `RuntimeInterceptor`, which runs these and the security
+interceptors as a chain, after two fast paths decided from the method name alone:
+health and reflection calls go straight to their handler (none of the per-call work
+above: a probe is answered at the cost of grpc itself), and a call of a unary method
+while admission control has every slot taken is refused at once (see admission.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import random
 import time
 import uuid
@@ -23,6 +30,7 @@ import grpc
 import structlog
 
 from . import errors, grpc_errors, metrics
+from .admission import EXEMPT_PREFIXES, Admission
 from .logs import get_logger
 
 REQUEST_ID_KEY = "x-request-id"
@@ -104,3 +112,82 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class _RefusalLog:
+    """At most one log line per `interval` seconds for refusals of a flood, with how many it stands for."""
+
+    def __init__(self, interval: float = 1.0):
+        self._interval = interval
+        self._next = 0.0
+        self._unlogged = 0
+
+    def note(self, **fields) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._unlogged += 1
+            return
+        log.warning("rpc refused", refused_since_last_line=self._unlogged + 1, **fields)
+        self._unlogged = 0
+        self._next = now + self._interval
+
+
+class RuntimeInterceptor(grpc.aio.ServerInterceptor):
+    """The server's one interceptor: fast paths first, then `chain` (outermost first) for everything else.
+
+    - Health and reflection: the handler itself, untouched: no request id, log, metrics,
+      security or admission work, so probes and ghz-style health loads cost grpc alone.
+    - A unary method of the service while `admission` has every slot taken: RESOURCE_EXHAUSTED
+      with the retry hint (RetryInfo, grpc-retry-pushback-ms) and the request id in the
+      trailers, before any interceptor of the chain runs and without parsing the request.
+      Only methods already seen to be unary qualify (a method's first call takes the chain),
+      so a streaming method is never answered by a unary handler.
+    - Everything else: the chain, as grpc would run it.
+    """
+
+    def __init__(self, service: str, chain: list[grpc.aio.ServerInterceptor], admission: Admission | None = None):
+        self._service = service
+        self._chain = tuple(chain)
+        self._admission = admission
+        self._unary: set[str] = set()
+        self._refusal_log = _RefusalLog()
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if method.startswith(EXEMPT_PREFIXES):
+            return await continuation(handler_call_details)
+        admission = self._admission
+        if admission is not None and admission.full and method in self._unary:
+            return self._refusal(method, handler_call_details)
+        handler = await self._run(0, continuation, handler_call_details)
+        if handler is not None and handler.unary_unary is not None:
+            self._unary.add(method)
+        return handler
+
+    async def _run(self, index: int, continuation, handler_call_details):
+        if index == len(self._chain):
+            return await continuation(handler_call_details)
+        rest = functools.partial(self._run, index + 1, continuation)
+        return await self._chain[index].intercept_service(rest, handler_call_details)
+
+    def _refusal(self, method: str, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        assert self._admission is not None
+        error = self._admission.refuse()
+        request_id = _request_id(handler_call_details)
+        service = self._service
+        refusal_log = self._refusal_log
+
+        async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> None:
+            metrics.observe_rpc(service, method, "RESOURCE_EXHAUSTED", 0.0)
+            refusal_log.note(
+                service=service,
+                rpc=method,
+                request_id=request_id,
+                code="RESOURCE_EXHAUSTED",
+                reason=error.reason,
+                error=error.message,
+            )
+            await grpc_errors.abort_with(context, error, ((REQUEST_ID_KEY, request_id),))
+
+        # No deserializer: the request's bytes are never parsed.
+        return grpc.unary_unary_rpc_method_handler(refuse)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from .admission import DEFAULT_MAX_CONCURRENT_CALLS, HARD_LIMIT_HEADROOM, Admission, AdmissionInterceptor
+from .allocator import cap_malloc_arenas
 from .health_server import HealthOnlyServer
-from .interceptors import CallContextInterceptor
+from .interceptors import CallContextInterceptor, RuntimeInterceptor
 from .logs import get_logger
 from .metrics import serve_metrics
 
@@ -229,14 +231,16 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     if getattr(settings, "processes", 1) > 1:
         # Several processes share the port (kinship serve NAME --processes N): the kernel spreads connections.
         options = [o for o in options if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 1)]
-    server = grpc.aio.server(
+    chain = [
         # Order: request id, logging and error mapping outermost; then who calls and may they
         # (refusals audited); admission innermost, so only callers let in take a slot.
-        interceptors=[
-            CallContextInterceptor(service.name, access_log_sample=access_log_sample),
-            *build_interceptors(service.name, settings),
-            AdmissionInterceptor(admission),
-        ],
+        CallContextInterceptor(service.name, access_log_sample=access_log_sample),
+        *build_interceptors(service.name, settings),
+        AdmissionInterceptor(admission),
+    ]
+    server = grpc.aio.server(
+        # Health and reflection skip the chain; while admission is full, refusals come before it.
+        interceptors=[RuntimeInterceptor(service.name, chain, admission)],
         options=options,
         # The hard backstop behind admission control: grpc itself refuses past it, no queue.
         maximum_concurrent_rpcs=admission.limit + HARD_LIMIT_HEADROOM,
@@ -299,6 +303,14 @@ async def serve_until_signalled(service: Service, settings: SimpleNamespace) -> 
 
 def run_service(build: Callable[[SimpleNamespace], Awaitable[Service] | Service], settings: SimpleNamespace) -> None:
     """Entry point of `kinship serve NAME`: builds the service in the loop and serves it."""
+
+    arenas = getattr(settings, "malloc_arena_max", 0) or 0
+    if arenas > 0 and not cap_malloc_arenas(arenas):
+        log.info("malloc_arena_max ignored: the C library is not glibc", malloc_arena_max=arenas)
+    switch_ms = getattr(settings, "switch_interval_ms", 0.0) or 0.0
+    if switch_ms > 0:
+        sys.setswitchinterval(switch_ms / 1000)
+        log.info("GIL switch interval set", switch_interval_ms=switch_ms)
 
     async def main() -> None:
         built = build(settings)
