@@ -190,7 +190,9 @@ class FakeGallery:
         self.fetches.append((model_id, list(person_ids), search_filter))
         wanted = set(person_ids)
         return [
-            r for r in records if r.person_id in wanted and admits(r, search_filter) and self._in_tenant(r, search_filter)
+            r
+            for r in records
+            if r.person_id in wanted and admits(r, search_filter) and self._in_tenant(r, search_filter)
         ]
 
     def _in_tenant(self, record: GalleryRecord, search_filter: SearchFilter) -> bool:

@@ -66,7 +66,9 @@ def test_auth_failures_keep_their_meaning_across_a_hop() -> None:
     )
     assert grpc_errors.status_code_of(denied) == grpc.StatusCode.PERMISSION_DENIED
     assert "indexer" in denied.message and "may not call Delete" in denied.message
-    unknown = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "no credentials"), service="embedder")
+    unknown = grpc_errors.from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "no credentials"), service="embedder"
+    )
     assert grpc_errors.status_code_of(unknown) == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -88,5 +90,7 @@ def test_a_dependency_at_capacity_is_reported_as_such_with_its_retry_hint() -> N
     assert err.message.startswith("embedder is at capacity") and err.reason == "OVERLOADED"
     assert err.retry_after_ms == 120
     # A plain size refusal stays what it was.
-    plain = grpc_errors.from_rpc_error(_FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "image too big"), service="embedder")
+    plain = grpc_errors.from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "image too big"), service="embedder"
+    )
     assert plain.message == "image too big" and getattr(plain, "retry_after_ms", None) is None
