@@ -8,12 +8,17 @@ INVALID_ARGUMENT from the embedder reaches the ranker's caller as INVALID_ARGUME
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from . import errors
+
+T = TypeVar("T", bound=Message)
 
 DOMAIN = "kinship-search"
 
@@ -142,24 +147,28 @@ def from_rpc_error(err: grpc.RpcError, *, service: str) -> errors.KinshipError:
 
 def _retry_after_ms(err: grpc.RpcError) -> int | None:
     """The dependency's RetryInfo delay in milliseconds, if it sent one."""
+    info = _status_detail(err, error_details_pb2.RetryInfo)
+    return None if info is None else max(1, info.retry_delay.ToMilliseconds())
+
+
+def _error_reason(err: grpc.RpcError) -> str | None:
+    """The ErrorInfo reason the dependency sent, if any (kept across the hop)."""
+    info = _status_detail(err, error_details_pb2.ErrorInfo)
+    return None if info is None else info.reason or None
+
+
+def _status_detail(err: grpc.RpcError, message_type: type[T]) -> T | None:
+    """The first detail of `message_type` in the dependency's google.rpc.Status, if it sent one."""
     try:
         status = rpc_status.from_call(err)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - a status without parsable details is still a status
         return None
     for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return max(1, info.retry_delay.ToMilliseconds())
+        if detail.Is(message_type.DESCRIPTOR):
+            message = message_type()
+            detail.Unpack(message)
+            return message
     return None
-
-
-def _error_reason(err: grpc.RpcError) -> str | None:
-    """The ErrorInfo reason the dependency sent, if any (kept across the hop)."""
-    try:
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a status without parsable details is still a status
-        return None
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
