@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +24,7 @@ from kinship.runtime import config
 from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable
 from kinship.runtime.logs import get_logger
+from kinship.runtime.priority import call_in_lowered_thread, lower_this_thread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 DEFAULT_PORT = 50051
@@ -109,6 +111,17 @@ def settings() -> list[Setting]:
             "by at most this); 0 batches only what is already queued. Raise it on a GPU",
             float,
             config.non_negative,
+        ),
+        Setting(
+            "worker_nice",
+            "KINSHIP_EMBEDDER_WORKER_NICE",
+            10,
+            "how far below the event loop the embedding threads run (a nice increment, 0-19, Linux): the "
+            "workers, the micro-batch runners and onnxruntime's pools, so that a refusal or a health check "
+            "is answered at once while they fill the cores (measured: docs/benchmarks.md); 0 runs them all "
+            "at one priority",
+            int,
+            lambda v: None if 0 <= v <= 19 else f"must be between 0 and 19, got {v}",
         ),
         Setting(
             "execution_provider",
@@ -251,6 +264,7 @@ def batched(model: ServedModel, settings: SimpleNamespace, batchers: list[MicroB
         max_batch=settings.batch_max_size,
         max_wait=settings.batch_max_wait_ms / 1000.0,
         runners=settings.batch_runners,
+        thread_init=partial(lower_this_thread, settings.worker_nice),
     )
     batchers.append(batcher)
     return ServedModel(info=model.info, pipeline=model.pipeline.with_recognizer(batcher))
@@ -269,7 +283,10 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
     if artifact is not None:
         check_binding(artifact, DEFAULT_PACK.model_id)
     runtime = runtime_options(settings)
+    # Sessions are made on a lowered thread: onnxruntime's pool threads inherit its priority.
     pack = await asyncio.to_thread(
+        call_in_lowered_thread,
+        settings.worker_nice,
         load_pack,
         DEFAULT_PACK,
         score_threshold=settings.detection_threshold,
@@ -280,7 +297,9 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
     for folder in _model_packs(settings.model_packs):
         from kinship.embedder.adapters.insightface_pack import load_insightface_pack
 
-        packs.append(await asyncio.to_thread(load_insightface_pack, folder, runtime))
+        packs.append(
+            await asyncio.to_thread(call_in_lowered_thread, settings.worker_nice, load_insightface_pack, folder, runtime)
+        )
     batchers: list[MicroBatcher] = []
     identity = batched(pack.model, settings, batchers)
     models = [identity] + [batched(other.model, settings, batchers) for other in packs[1:]]
@@ -291,6 +310,8 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         )
     else:
         kinship = await asyncio.to_thread(
+            call_in_lowered_thread,
+            settings.worker_nice,
             load_kinship_model, artifact, pack, intra_op_threads=recognizer_threads(settings)
         )
         # The kinship network shares the identity model's (batched) front end, so one detection feeds both.
@@ -313,13 +334,19 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         max_pixels=int(settings.max_megapixels * 1_000_000),
         max_bytes=int(settings.max_image_mb * 1024 * 1024),
     )
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="embedder")
+    executor = ThreadPoolExecutor(
+        max_workers=settings.workers,
+        thread_name_prefix="embedder",
+        initializer=lower_this_thread,
+        initargs=(settings.worker_nice,),
+    )
     log.info(
         "embedder built",
         model_id=pack.spec.model_id,
         model_ids=[m.info.model_id for m in models],
         artifact_id=artifact.artifact_id if artifact else None,
         workers=settings.workers,
+        worker_nice=settings.worker_nice,
         intra_op_threads=settings.intra_op_threads,
         batch_runners=[len(b._threads) for b in batchers],
         provider=runtime.providers[0],

@@ -22,7 +22,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -43,7 +43,15 @@ _STOP = object()
 class MicroBatcher:
     """A FaceRecognizer that gathers the faces of concurrent callers into bounded batches."""
 
-    def __init__(self, recognizer: FaceRecognizer, *, max_batch: int = 32, max_wait: float = 0.002, runners: int = 1):
+    def __init__(
+        self,
+        recognizer: FaceRecognizer,
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.002,
+        runners: int = 1,
+        thread_init: Callable[[], object] | None = None,
+    ):
         if max_batch < 1 or max_wait < 0 or runners < 1:
             raise ValueError("max_batch and runners must be at least 1 and max_wait at least 0")
         self._recognizer = recognizer
@@ -56,6 +64,7 @@ class MicroBatcher:
         self._idle_lock = threading.Lock()
         self.batches = 0  # runs made, for tests and metrics
         self.largest_batch = 0
+        self._thread_init = thread_init  # run first on each runner thread (the composition root lowers its priority)
         self._threads = [
             threading.Thread(target=self._run, name=f"embedder-batch-{i}", daemon=True) for i in range(runners)
         ]
@@ -110,6 +119,8 @@ class MicroBatcher:
         return jobs, False
 
     def _run(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         while True:
             with self._idle_lock:
                 self._idle += 1

@@ -308,8 +308,13 @@ def build(args: argparse.Namespace) -> tuple[list[CallPlan], RunOptions]:
 
 
 def _run(plans: list[CallPlan], options: RunOptions, engine: str = "aio") -> RunResult:
+    from kinship.runtime.collector import freeze_startup_objects
+
     from .engine import LoadRun
 
+    # The prepared requests (photos, vectors) live through the run: a full collection that
+    # walked them would stall the generator, and the stall would read as the server's latency.
+    freeze_startup_objects()
     if engine == "threads":
         from .engine_threads import ThreadedLoadRun
 

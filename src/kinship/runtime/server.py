@@ -32,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .admission import DEFAULT_MAX_CONCURRENT_CALLS, HARD_LIMIT_HEADROOM, Admission, AdmissionInterceptor
 from .allocator import cap_malloc_arenas
+from .collector import freeze_startup_objects
 from .health_server import HealthOnlyServer
 from .interceptors import CallContextInterceptor, RuntimeInterceptor
 from .logs import get_logger
@@ -315,6 +316,8 @@ def run_service(build: Callable[[SimpleNamespace], Awaitable[Service] | Service]
     async def main() -> None:
         built = build(settings)
         service = await built if asyncio.iscoroutine(built) else built
+        # What start-up built lives as long as the process: full collections skip it (runtime.collector).
+        log.info("start-up objects frozen", objects=freeze_startup_objects())
         await serve_until_signalled(service, settings)
 
     asyncio.run(main())

@@ -229,3 +229,15 @@ def test_attribute_model_gives_age_and_sex_per_face_and_reaches_the_proto():
     plain = FacePipeline(detector, CropAligner(), RecordingRecognizer()).run(np.zeros((200, 200, 3), np.uint8))
     assert plain[0].attributes is None and not face_to_proto(plain[0], "m", 8).HasField("attributes")
     assert isinstance(plain[0], EmbeddedFace)
+
+
+def test_each_runner_thread_runs_the_start_hook_before_taking_work():
+    started: list[str] = []
+    batcher = MicroBatcher(
+        RecordingRecognizer(), max_batch=4, runners=2, thread_init=lambda: started.append(threading.current_thread().name)
+    )
+    try:
+        assert batcher.embed(np.zeros((112, 112, 3), np.uint8)).shape == (batcher.dimension,)
+    finally:
+        batcher.close()
+    assert sorted(started) == ["embedder-batch-0", "embedder-batch-1"]
