@@ -609,9 +609,16 @@ class MilvusGallery:
         """How rows are inserted-or-replaced on this backend.
 
         Milvus 2.3's upsert puts rows in the wrong partition of a partition-key collection
-        (a tenant filter then misses them; measured on 2.3.5), so there the old rows are
-        deleted by key and the new ones inserted. A failure in between leaves the call
-        unacknowledged, and resending it restores the rows. Lite and 2.4+ upsert.
+        (a tenant filter then misses them; measured on 2.3.5), so there the keys that exist
+        are looked up (a Strong read: it sees every acknowledged write), those rows deleted and
+        the new ones inserted. A failure in between leaves the call unacknowledged, and
+        resending it restores the rows. Lite and 2.4+ upsert.
+
+        Only keys that exist are deleted: Milvus 2.3 logs a delete against the segments
+        being filled whether or not the key is there, and a segment whose delete log passes
+        a fifth of its rows is rewritten and indexed again. Deleting every key of a
+        million-row bulk load so rewrote both of its 500k-row segments after the load
+        (docs/benchmarks.md); a load of new records now deletes nothing.
         """
         if self._upsert_works is None:
             version = self._call("read the server version", lambda c, t: c.get_server_version(timeout=t))
@@ -621,7 +628,16 @@ class MilvusGallery:
             return lambda client, name, rows, timeout: _write_columns(client, "upsert", name, rows, timeout)
 
         def delete_then_insert(client: MilvusClient, name: str, rows: Columns, timeout: float) -> object:
-            client.delete(name, ids=rows.strings["key"], timeout=timeout)
+            tenant = rows.strings["tenant"][0]  # one call writes one tenant's records
+            found = client.query(
+                name,
+                filter=f"{tenant_expression(tenant)} and {in_list('key', rows.strings['key'])}",
+                output_fields=["key"],
+                consistency_level="Strong",
+                timeout=timeout,
+            )
+            if found:
+                client.delete(name, ids=[row["key"] for row in found], timeout=timeout)
             return _write_columns(client, "insert", name, rows, timeout)
 
         return delete_then_insert

@@ -64,8 +64,9 @@ class CallState:
     purpose: str = ""
     deadline: float | None = None
     refused_by: str | None = None
-    #: The messages a streaming request carried (what an enrolment changed).
-    streamed_requests: list[Any] = field(default_factory=list)
+    #: The ids a streaming request named, for methods audited by what they change; collected as
+    #: the messages pass, never the messages themselves (a bulk enrolment streams gigabytes).
+    streamed_ids: dict[str, list[str]] = field(default_factory=lambda: {"person_ids": [], "record_ids": []})
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -318,8 +319,11 @@ class Audit:
         identity = call.identity
         ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
         if outcome == "OK":
-            if call.method in _IDS_FROM_REQUEST:
-                sources = [request] if request is not None else call.streamed_requests
+            if call.method in _IDS_FROM_REQUEST and request is None:
+                ids = call.streamed_ids
+                sources = []
+            elif call.method in _IDS_FROM_REQUEST:
+                sources = [request]
             else:
                 sources = list(responses)
             for message in sources:
@@ -370,10 +374,13 @@ def _tolerant(deserializer, method: str):
     return parse
 
 
-async def _checked_stream(requests, seen: list):
+async def _checked_stream(requests, call: CallState):
+    """The request stream, each message checked; where the audit lists what a call changes, its ids noted."""
+    wants_ids = call.method in _IDS_FROM_REQUEST
     async for request in requests:
         _refuse_malformed(request)
-        seen.append(request)  # for the audit event's ids (an enrolment's records)
+        if wants_ids:
+            collect_ids(request, call.streamed_ids)
         yield request
 
 
@@ -454,7 +461,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             call, token = self._call(method, metadata, context)
             request = None if stream_request else request_or_iterator
             if stream_request and token is not None:
-                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
+                request_or_iterator = _checked_stream(request_or_iterator, call)
             entered, error, response = None, None, None
             try:
                 entered = await self.enter(call, request, context)
@@ -483,7 +490,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             call, token = self._call(method, metadata, context)
             request = None if stream_request else request_or_iterator
             if stream_request and token is not None:
-                request_or_iterator = _checked_stream(request_or_iterator, call.streamed_requests)
+                request_or_iterator = _checked_stream(request_or_iterator, call)
             entered, error, responses = None, None, []
             try:
                 entered = await self.enter(call, request, context)

@@ -134,3 +134,59 @@ def test_ids_are_collected_from_nested_messages_without_walking_vectors() -> Non
     assert collect_ids(upsert) == {"person_ids": ["p1"], "record_ids": ["r1"]}
     delete = indexer_pb2.DeleteRequest(person_ids=["p3"], record_ids=["r9"])
     assert collect_ids(delete) == {"person_ids": ["p3"], "record_ids": ["r9"]}
+
+
+def test_a_streamed_request_is_let_go_once_it_has_passed_the_gate() -> None:
+    # A bulk enrolment streams a million rows (2 GB at 512-d): the gate once kept every message
+    # for the audit event, and the indexer's memory grew by the whole load until the stream ended.
+    import asyncio
+    import gc
+    import weakref
+
+    from kinship.security.gates import CallState, _checked_stream
+
+    class Message:  # weakly referable, unlike protobuf's messages
+        pass
+
+    pending = [Message() for _ in range(3)]
+    refs = [weakref.ref(m) for m in pending]
+    call = CallState(method="/kinship.v1.Indexer/BulkEnrol", metadata={}, peer="ipv4:127.0.0.1:1")
+
+    async def source():
+        while pending:
+            yield pending.pop(0)
+
+    async def drain() -> int:
+        count = 0
+        async for _ in _checked_stream(source(), call):
+            count += 1
+        return count
+
+    assert asyncio.run(drain()) == 3
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert call.streamed_ids == {"person_ids": [], "record_ids": []}
+
+
+def test_a_streamed_change_is_audited_by_the_ids_it_names() -> None:
+    import asyncio
+
+    from kinship.security.gates import CallState, _checked_stream
+    from kinship.v1 import indexer_pb2
+
+    call = CallState(method="/kinship.v1.Indexer/Upsert", metadata={}, peer="ipv4:127.0.0.1:1")
+    messages = [
+        indexer_pb2.UpsertRequest(records=[indexer_pb2.GalleryRecord(record_id=f"r{i}", person_id=f"p{i}")])
+        for i in range(2)
+    ]
+
+    async def source():
+        for message in messages:
+            yield message
+
+    async def drain() -> None:
+        async for _ in _checked_stream(source(), call):
+            pass
+
+    asyncio.run(drain())
+    assert call.streamed_ids == {"person_ids": ["p0", "p1"], "record_ids": ["r0", "r1"]}
