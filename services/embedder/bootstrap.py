@@ -298,7 +298,9 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         from kinship.embedder.adapters.insightface_pack import load_insightface_pack
 
         packs.append(
-            await asyncio.to_thread(call_in_lowered_thread, settings.worker_nice, load_insightface_pack, folder, runtime)
+            await asyncio.to_thread(
+                call_in_lowered_thread, settings.worker_nice, load_insightface_pack, folder, runtime
+            )
         )
     batchers: list[MicroBatcher] = []
     identity = batched(pack.model, settings, batchers)
@@ -312,7 +314,10 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
         kinship = await asyncio.to_thread(
             call_in_lowered_thread,
             settings.worker_nice,
-            load_kinship_model, artifact, pack, intra_op_threads=recognizer_threads(settings)
+            load_kinship_model,
+            artifact,
+            pack,
+            intra_op_threads=recognizer_threads(settings),
         )
         # The kinship network shares the identity model's (batched) front end, so one detection feeds both.
         kinship_model = ServedModel(

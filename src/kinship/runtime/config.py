@@ -111,6 +111,16 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
             positive,
         ),
         Setting(
+            "stream_window_mb",
+            "KINSHIP_STREAM_WINDOW_MB",
+            4.0,
+            "most bytes, in MiB, a caller may send on one call ahead of what the service has read (the "
+            "HTTP/2 stream window, fixed: gRPC's own window growth let one bulk-enrolment stream buffer "
+            "64 MiB in the server); 0 leaves gRPC's automatic growth on",
+            float,
+            lambda v: None if v >= 0 else f"must be 0 or more, got {v}",
+        ),
+        Setting(
             "grace_seconds",
             "KINSHIP_GRACE_SECONDS",
             10.0,

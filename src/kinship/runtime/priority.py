@@ -55,7 +55,7 @@ def call_in_lowered_thread(nice: int, function: Callable[..., T], *args, **kwarg
         try:
             lower_this_thread(nice)
             outcome["result"] = function(*args, **kwargs)
-        except BaseException as error:  # re-raised on the caller's thread
+        except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
             outcome["error"] = error
 
     thread = threading.Thread(target=run, name="lowered-loader", daemon=True)

@@ -81,6 +81,11 @@ def server_options(settings: SimpleNamespace) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", 0),
     ]
+    window = getattr(settings, "stream_window_mb", 0)
+    if window > 0:
+        # Without BDP probing the stream window stays at the lookahead: a fast sender of a long
+        # stream waits for the service instead of filling its memory (64 MiB per stream with it on).
+        options += [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", int(window * MIB))]
     age = getattr(settings, "max_connection_age_seconds", None)
     if age is not None:
         options += [

@@ -234,7 +234,10 @@ def test_attribute_model_gives_age_and_sex_per_face_and_reaches_the_proto():
 def test_each_runner_thread_runs_the_start_hook_before_taking_work():
     started: list[str] = []
     batcher = MicroBatcher(
-        RecordingRecognizer(), max_batch=4, runners=2, thread_init=lambda: started.append(threading.current_thread().name)
+        RecordingRecognizer(),
+        max_batch=4,
+        runners=2,
+        thread_init=lambda: started.append(threading.current_thread().name),
     )
     try:
         assert batcher.embed(np.zeros((112, 112, 3), np.uint8)).shape == (batcher.dimension,)

@@ -82,3 +82,17 @@ def test_calls_in_flight_get_an_hour_when_their_connection_ages() -> None:
     # New calls move to a new connection at the age; only calls already running use the grace,
     # and the longest (a bulk enrolment stream) runs for minutes.
     assert _defaults().max_connection_age_grace_seconds >= 3600
+
+
+def test_a_stream_window_is_fixed_so_a_fast_sender_cannot_fill_the_service() -> None:
+    # With gRPC's automatic window growth (BDP probing) on, a million-row bulk enrolment over 4
+    # streams held 350 MiB more in the indexer than the rows in work (docs/benchmarks.md).
+    fixed = dict(server_options(config.resolve(config.server_settings("indexer", 0), env={})))
+    assert fixed["grpc.http2.bdp_probe"] == 0
+    assert fixed["grpc.http2.lookahead_bytes"] == 4 << 20
+    chosen = config.resolve(config.server_settings("indexer", 0), env={"KINSHIP_STREAM_WINDOW_MB": "8"})
+    assert dict(server_options(chosen))["grpc.http2.lookahead_bytes"] == 8 << 20
+    automatic = dict(
+        server_options(config.resolve(config.server_settings("indexer", 0), env={"KINSHIP_STREAM_WINDOW_MB": "0"}))
+    )
+    assert "grpc.http2.bdp_probe" not in automatic and "grpc.http2.lookahead_bytes" not in automatic
