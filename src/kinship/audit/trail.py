@@ -54,6 +54,9 @@ class Sink(Protocol):
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Chains and writes one event durably; returns it as written."""
 
+    def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chains and writes events in order, durable together; returns them as written."""
+
 
 def _last_line(handle: IO[bytes]) -> bytes | None:
     handle.seek(0, os.SEEK_END)
@@ -81,6 +84,10 @@ class FileSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One lock, one write and one fsync for all of `events` (the trail's group commit)."""
         created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+b") as handle:
@@ -92,9 +99,13 @@ class FileSink:
                 else:
                     before = json.loads(last)
                     seq, prev = int(before["seq"]) + 1, str(before["hash"])
-                linked = chain(event, seq, prev)
+                written = []
+                for offset, event in enumerate(events):
+                    linked = chain(event, seq + offset, prev)
+                    prev = linked["hash"]
+                    written.append(linked)
                 handle.seek(0, os.SEEK_END)
-                handle.write(canonical(linked) + b"\n")
+                handle.write(b"".join(canonical(linked) + b"\n" for linked in written))
                 handle.flush()
                 os.fsync(handle.fileno())
             finally:
@@ -106,7 +117,7 @@ class FileSink:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        return linked
+        return written
 
 
 class StreamSink:
@@ -126,21 +137,51 @@ class StreamSink:
         stream.flush()
         return linked
 
+    def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.append(event) for event in events]
+
 
 class AuditTrail:
-    """Writes events to every configured sink, one at a time, off the event loop."""
+    """Writes events to every configured sink off the event loop, in group commits.
+
+    `record` returns once its event is durable (the caller answers only then). Events
+    recorded while a write is under way wait for the next one and go together: one lock,
+    one write and one fsync per group instead of per event. With an fsync per event the
+    trail capped every audited call at one per fsync, whatever the cores: an indexer that
+    audits each Search answered 4 concurrent callers at 10.5 Searches/s where Milvus took
+    29.8 (docs/benchmarks.md). The chain is unchanged: events are chained in the order
+    they were recorded.
+    """
 
     def __init__(self, sinks: Sequence[Sink]):
         self._sinks = list(sinks)
-        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, event: dict[str, Any]) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._write, event)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        await done
 
-    def _write(self, event: dict[str, Any]) -> None:
+    async def _write_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(self._write, [event for event, _ in group])
+            except Exception as exc:  # noqa: BLE001 - each caller of the group gets the failure
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in group:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
         for sink in self._sinks:
-            sink.append(event)
+            sink.append_many(events)
 
 
 # Verification and queries ---------------------------------------------------------

@@ -190,3 +190,59 @@ def test_a_streamed_change_is_audited_by_the_ids_it_names() -> None:
 
     asyncio.run(drain())
     assert call.streamed_ids == {"person_ids": ["p0", "p1"], "record_ids": ["r0", "r1"]}
+
+
+def test_concurrent_events_share_an_fsync_and_keep_one_unbroken_chain(tmp_path, monkeypatch) -> None:
+    # One fsync per event capped every audited call at one per fsync: an indexer auditing
+    # each Search answered 4 callers at a third of what Milvus could take.
+    import asyncio
+    import os
+
+    syncs = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        syncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    path = tmp_path / "indexer.audit.jsonl"
+    audit = trail.AuditTrail([trail.FileSink(path)])
+
+    async def burst() -> None:
+        await asyncio.gather(*(audit.record({"rpc": "/kinship.v1.Indexer/Search", "n": n}) for n in range(50)))
+
+    asyncio.run(burst())
+    result = trail.verify(path)
+    assert result.ok and result.events == 50
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["n"] for e in lines] == list(range(50))  # recorded order is chain order
+    assert len(syncs) <= 3  # the first event alone (plus its new file's directory), the other 49 together
+
+
+def test_a_failed_group_write_fails_every_caller_in_it_and_the_trail_keeps_working(tmp_path) -> None:
+    import asyncio
+
+    import pytest
+
+    class Failing:
+        fail = True
+
+        def append_many(self, events):
+            if self.fail:
+                raise OSError("disk full")
+            return list(events)
+
+    sink = Failing()
+    audit = trail.AuditTrail([sink])
+
+    async def attempt() -> list:
+        return await asyncio.gather(*(audit.record({"n": n}) for n in range(3)), return_exceptions=True)
+
+    outcomes = asyncio.run(attempt())
+    assert all(isinstance(o, OSError) for o in outcomes)
+    sink.fail = False
+    assert asyncio.run(attempt()) == [None, None, None]
+    with pytest.raises(OSError):
+        sink.fail = True
+        asyncio.run(audit.record({"n": 9}))
