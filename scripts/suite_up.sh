@@ -23,7 +23,9 @@ start_suite() {
     --artifacts-dir "$OUT/data/artifacts" >"$OUT/embedder.log" 2>&1 &
   EP=$!
   PIDS+=($EP)
-  KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve indexer --port $I --health-port $HI --data-dir "$OUT/data" >"$OUT/indexer.log" 2>&1 &
+  # INDEXER_ARGS (an array, optional): e.g. a Milvus server's --milvus-uri (scripts/find_at_scale.sh).
+  KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve indexer --port $I --health-port $HI --data-dir "$OUT/data" \
+    ${INDEXER_ARGS[@]+"${INDEXER_ARGS[@]}"} >"$OUT/indexer.log" 2>&1 &
   IP=$!
   PIDS+=($IP)
   KINSHIP_ACCESS_LOG_SAMPLE=0.01 $K serve ranker --port $R --health-port $HR --artifacts-dir "$OUT/data/artifacts" \
