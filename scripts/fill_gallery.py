@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
 import grpc
 import numpy as np
+from tqdm import tqdm
 
+from kinship.cli.bench_index import ingest
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
 BATCH = 1000
@@ -32,7 +33,9 @@ def messages(model_id: str, dimension: int, first: int, count: int, seed: int) -
         vectors = rng.standard_normal((size, dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         records = [
-            indexer_pb2.GalleryRecord(record_id=f"scale-{start + i}", person_id=f"scale-{start + i}", embedding=v.tolist())
+            indexer_pb2.GalleryRecord(
+                record_id=f"scale-{start + i}", person_id=f"scale-{start + i}", embedding=v.tolist()
+            )
             for i, v in enumerate(vectors)
         ]
         out.append(indexer_pb2.BulkEnrolRequest(model_id=model_id, records=records).SerializeToString())
@@ -62,32 +65,9 @@ def main() -> int:
         for k in range(args.streams)
         if k * share < args.rows
     ]
-    bulk = channel.stream_stream(
-        "/kinship.v1.Indexer/BulkEnrol",
-        request_serializer=lambda m: m,
-        response_deserializer=indexer_pb2.BulkEnrolResponse.FromString,
-    )
-    enrolled = [0] * len(streams)
-    failed: list[str] = []
-
-    def run(slot: int) -> None:
-        for reply in bulk(iter(streams[slot]), timeout=7200):
-            enrolled[slot] = reply.enrolled_total
-            failed.extend(f.reason for f in reply.failures)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(streams))]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        time.sleep(5)
-        print(f"  {sum(enrolled):,} rows, {sum(enrolled) / (time.perf_counter() - started):,.0f} rows/s", file=sys.stderr)
-    for t in threads:
-        t.join()
-    rate = sum(enrolled) / (time.perf_counter() - started)
-    if failed:
-        sys.exit(f"{len(failed)} rows refused, e.g. {failed[0]}")
-    print(f"enrolled {sum(enrolled):,} rows at {rate:,.0f} rows/s; waiting for the index", file=sys.stderr)
+    with tqdm(total=args.rows, unit="rows", desc="loading", file=sys.stderr, disable=None) as bar:
+        rate = ingest(channel, streams, bar)  # the bench's loader: one thread per stream, refusals fatal
+    print(f"enrolled {args.rows:,} rows at {rate:,.0f} rows/s; waiting for the index", file=sys.stderr)
     waited = time.perf_counter()
     while True:
         stats = stub.Stats(indexer_pb2.StatsRequest(), timeout=120).collections

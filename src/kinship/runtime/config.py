@@ -115,8 +115,8 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
             "KINSHIP_STREAM_WINDOW_MB",
             4.0,
             "most bytes, in MiB, a caller may send on one call ahead of what the service has read (the "
-            "HTTP/2 stream window, fixed: gRPC's own window growth let one bulk-enrolment stream buffer "
-            "64 MiB in the server); 0 leaves gRPC's automatic growth on",
+            "HTTP/2 stream window, fixed: with gRPC's own window growth a standalone probe buffered about "
+            "64 MiB per stream); 0 leaves gRPC's automatic growth on",
             float,
             lambda v: None if v >= 0 else f"must be 0 or more, got {v}",
         ),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -30,9 +31,9 @@ def lower_this_thread(nice: int) -> bool:
     """
     if nice < 0:
         raise ValueError("a thread can only lower its own priority (a nice increment of 0 or more)")
-    if nice == 0 or not hasattr(os, "setpriority") or not os.path.isdir(f"/proc/self/task/{threading.get_native_id()}"):
-        return False
     tid = threading.get_native_id()
+    if nice == 0 or not hasattr(os, "setpriority") or not os.path.isdir(f"/proc/self/task/{tid}"):
+        return False
     current = os.getpriority(os.PRIO_PROCESS, tid)
     os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
     return True
@@ -49,18 +50,7 @@ def call_in_lowered_thread(nice: int, function: Callable[..., T], *args, **kwarg
     For work that creates threads of its own, such as an onnxruntime session whose intra-op
     pool is made when the session is: the pool's threads inherit the lowered priority.
     """
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            lower_this_thread(nice)
-            outcome["result"] = function(*args, **kwargs)
-        except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name="lowered-loader", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["result"]  # type: ignore[return-value]
+    with ThreadPoolExecutor(
+        1, thread_name_prefix="lowered-loader", initializer=lower_this_thread, initargs=(nice,)
+    ) as one:
+        return one.submit(function, *args, **kwargs).result()

@@ -84,7 +84,7 @@ def server_options(settings: SimpleNamespace) -> list[tuple[str, Any]]:
     window = getattr(settings, "stream_window_mb", 0)
     if window > 0:
         # Without BDP probing the stream window stays at the lookahead: a fast sender of a long
-        # stream waits for the service instead of filling its memory (64 MiB per stream with it on).
+        # stream waits for the service instead of filling its memory (a standalone probe: ~64 MiB a stream with it on).
         options += [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", int(window * MIB))]
     age = getattr(settings, "max_connection_age_seconds", None)
     if age is not None:
