@@ -216,6 +216,9 @@ def test_vectors_checked_together_get_the_same_verdict_as_one_by_one():
         np.full(3, 1 / np.sqrt(3), dtype=np.float32),  # wrong length
         np.array([], dtype=np.float32),
         np.array([np.inf, 0, 0, 0], dtype=np.float32),
+        np.full(4, 1e30, dtype=np.float32),  # finite, but its squares overflow float32
+        half * np.float32(1 + 0.9e-3),  # just inside the norm tolerance
+        half * np.float32(1 + 1.1e-3),  # just outside it
     ]
     for dimension in (4, None):
         together = rules.vector_problems(vectors, dimension)
@@ -223,4 +226,4 @@ def test_vectors_checked_together_get_the_same_verdict_as_one_by_one():
             alone = rules.Violations()
             rules.check_vector(vector, "embedding", alone, dimension)
             assert together.get(i) == (alone.items[0].description if alone else None), (dimension, i)
-    assert set(rules.vector_problems(vectors, 4)) == {1, 2, 3, 4, 5}
+    assert set(rules.vector_problems(vectors, 4)) == {1, 2, 3, 4, 5, 6, 8}
