@@ -64,6 +64,15 @@ def settings() -> list[config.Setting]:
             config.positive,
         ),
         config.Setting(
+            "bulk_enrol_depth",
+            "KINSHIP_BULK_ENROL_DEPTH",
+            4,
+            "batches of one BulkEnrol stream stored in Milvus at once (answers still come in order): "
+            "storing one at a time leaves Milvus waiting on each batch's round trips (docs/indexer.md)",
+            int,
+            config.positive,
+        ),
+        config.Setting(
             "milvus_shards",
             "KINSHIP_MILVUS_SHARDS",
             2,
@@ -154,6 +163,7 @@ class IndexerService:
         workers: int = 8,
         flush_interval: float = 10.0,
         purge_interval: float = 3600.0,
+        bulk_depth: int = 4,
     ):
         self.store = store
         self.gallery = Gallery(store)
@@ -163,11 +173,12 @@ class IndexerService:
         self._ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-health")
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
+        self._bulk_depth = bulk_depth
         self._written: dict[str, float] = {}  # model id -> monotonic time of its last unflushed write
         self._tasks: list[asyncio.Task] = []
 
     def register(self, server: grpc.aio.Server) -> None:
-        servicer = IndexerServicer(self.gallery, self.executor, on_write=self.note_write)
+        servicer = IndexerServicer(self.gallery, self.executor, on_write=self.note_write, bulk_depth=self._bulk_depth)
         indexer_pb2_grpc.add_IndexerServicer_to_server(servicer, server)
         if self._flush_interval > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._flush_loop()))
@@ -246,4 +257,5 @@ async def build(settings: SimpleNamespace) -> IndexerService:
         workers=settings.milvus_workers,
         flush_interval=settings.flush_interval_seconds,
         purge_interval=settings.retention_purge_interval_seconds,
+        bulk_depth=settings.bulk_enrol_depth,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -85,6 +86,15 @@ class GalleryStore(Protocol):
         """Releases connections."""
 
 
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A bulk-enrolment batch after its checks: the records to store and the refused ones."""
+
+    good: list[GalleryRecord]
+    failures: list[EnrolFailure]
+    dimension: int | None
+
+
 class Gallery:
     """Validates requests, applies the per-model rules and delegates storage to a GalleryStore."""
 
@@ -106,8 +116,24 @@ class Gallery:
         `records` pairs each record with its position in the stream; `seen` holds the record
         ids already received in the stream (a repeat is refused, as in Upsert).
         """
+        checked = self.check_batch(model_id, records, seen)
+        return self.store_batch(model_id, tenant, checked), checked.failures
+
+    def check_batch(
+        self,
+        model_id: str,
+        records: Sequence[tuple[int, GalleryRecord]],
+        seen: set[str],
+        dimension: int | None = None,
+    ) -> CheckedBatch:
+        """The first half of `enrol_batch`: which records of a batch are valid, and why the others are not.
+
+        A stream checks its batches one after another, in order (`seen` is the stream's), and
+        may store several at once: `dimension` is the one its first batch settled on, while
+        the collection that batch creates may not exist yet.
+        """
         rules.check_model_id(model_id)
-        dimension = self._store.dimension(model_id)
+        dimension = self._store.dimension(model_id) or dimension
         expected = dimension or next((r.embedding.size for _, r in records if r.embedding.size), None)
         good: list[GalleryRecord] = []
         failures: list[EnrolFailure] = []
@@ -125,9 +151,14 @@ class Gallery:
             else:
                 seen.add(record.record_id)
                 good.append(record)
-        if good:
-            self._store.upsert(model_id, dimension or int(expected or 0), tenant, good)
-        return len(good), failures
+        return CheckedBatch(good=good, failures=failures, dimension=int(expected or 0) or None)
+
+    def store_batch(self, model_id: str, tenant: str, checked: CheckedBatch) -> int:
+        """The second half of `enrol_batch`: stores the valid records; returns how many."""
+        if checked.good:
+            assert checked.dimension is not None  # valid records have one
+            self._store.upsert(model_id, checked.dimension, tenant, checked.good)
+        return len(checked.good)
 
     def search(
         self,

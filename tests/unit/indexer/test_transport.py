@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from kinship.indexer.domain.gallery import Gallery
 from kinship.indexer.domain.model import SearchFilter, Sex
 from kinship.indexer.transport import GalleryExecutor, IndexerServicer
-from kinship.runtime.errors import InvalidArgument
+from kinship.runtime.errors import InvalidArgument, Unavailable
 from kinship.v1 import common_pb2, indexer_pb2
+
+from .conftest import FakeStore
 
 
 def unit(seed):
@@ -177,3 +182,147 @@ def test_requests_without_a_tenant_act_for_the_default_tenant(servicer, store):
         ),
     )
     assert [h.person_id for h in found.results[0].hits] == ["p9"]
+
+
+def _batch(first: int, count: int) -> indexer_pb2.BulkEnrolRequest:
+    return indexer_pb2.BulkEnrolRequest(
+        model_id="m1",
+        records=[
+            indexer_pb2.GalleryRecord(record_id=f"r{i}", person_id=f"p{i}", embedding=unit(i).tolist())
+            for i in range(first, first + count)
+        ],
+    )
+
+
+def test_only_the_last_of_concurrent_bulk_enrolments_into_a_model_flushes(servicer, store):
+    # A flush at the end of each stream would seal the other streams' half-filled segments.
+    async def scenario():
+        first_may_end, second_may_end = asyncio.Event(), asyncio.Event()
+
+        async def stream(first: int, may_end: asyncio.Event):
+            yield _batch(first, 3)
+            await may_end.wait()
+            yield _batch(first + 3, 2)
+
+        async def drain(replies):
+            return [reply async for reply in replies]
+
+        one = asyncio.create_task(drain(servicer.BulkEnrol(stream(0, first_may_end), None)))
+        two = asyncio.create_task(drain(servicer.BulkEnrol(stream(100, second_may_end), None)))
+        while len(store.collections.get("m1", (0, {}))[1]) < 6:  # both streams under way
+            await asyncio.sleep(0.01)
+        first_may_end.set()
+        first = await one
+        flushed_after_first = list(store.flushed)
+        second_may_end.set()
+        second = await two
+        return first, flushed_after_first, second
+
+    first, flushed_after_first, second = asyncio.run(scenario())
+    assert first[-1].done and first[-1].enrolled_total == 5
+    assert second[-1].done and second[-1].enrolled_total == 5
+    assert flushed_after_first == []  # the other stream was still loading
+    assert store.flushed == ["m1"]  # the last stream to end sealed everything
+    assert len(store.collections["m1"][1]) == 10
+
+
+def test_a_lone_bulk_enrolment_flushes_at_its_end(servicer, store):
+    async def one_stream():
+        yield _batch(0, 2)
+
+    async def scenario():
+        return [reply async for reply in servicer.BulkEnrol(one_stream(), None)]
+
+    replies = asyncio.run(scenario())
+    assert replies[-1].done and replies[-1].enrolled_total == 2
+    assert store.flushed == ["m1"]
+
+
+class SlowStore(FakeStore):
+    """Writes take a while, as Milvus's round trips do; counts how many run at once, and can fail one."""
+
+    def __init__(self, seconds: float, fail_batch_with: str | None = None):
+        super().__init__()
+        self._seconds = seconds
+        self._fail_with = fail_batch_with
+        self._lock = threading.Lock()
+        self.running = self.most_at_once = 0
+
+    def upsert(self, model_id, dimension, tenant, records):
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(self._seconds)
+            if self._fail_with and any(r.record_id == self._fail_with for r in records):
+                raise Unavailable("milvus went away")
+            return super().upsert(model_id, dimension, tenant, records)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def _bulk(servicer, batches):
+    async def stream():
+        for batch in batches:
+            yield batch
+
+    async def scenario():
+        return [reply async for reply in servicer.BulkEnrol(stream(), None)]
+
+    return asyncio.run(scenario())
+
+
+def test_a_bulk_stream_stores_several_batches_at_once_and_answers_in_order():
+    store = SlowStore(0.05)
+    executor = GalleryExecutor(8)
+    try:
+        servicer = IndexerServicer(Gallery(store), executor, bulk_depth=4)
+        batches = [_batch(10 * n, 2) for n in range(6)]
+        batches[3].records[1].embedding[:] = [2.0, 0, 0, 0]  # not normalised: refused, the rest stored
+        replies = _bulk(servicer, batches)
+    finally:
+        executor.shutdown()
+    assert store.most_at_once == 4
+    assert [r.received_total for r in replies[:-1]] == [2, 4, 6, 8, 10, 12]
+    assert [r.enrolled_total for r in replies[:-1]] == [2, 4, 6, 7, 9, 11]
+    assert [len(r.failures) for r in replies[:-1]] == [0, 0, 0, 1, 0, 0]
+    assert replies[3].failures[0].record_id == "r31" and replies[3].failures[0].index == 7
+    assert replies[-1].done and replies[-1].enrolled_total == 11 and replies[-1].failed_total == 1
+    assert len(store.collections["m1"][1]) == 11
+
+
+def test_a_record_id_repeated_in_a_later_batch_is_refused_while_the_first_is_still_being_stored():
+    store = SlowStore(0.1)
+    executor = GalleryExecutor(8)
+    try:
+        servicer = IndexerServicer(Gallery(store), executor, bulk_depth=4)
+        replies = _bulk(servicer, [_batch(0, 2), _batch(1, 2)])  # r1 in both
+    finally:
+        executor.shutdown()
+    assert [f.record_id for f in replies[1].failures] == ["r1"]
+    assert "repeats 'r1' earlier in this stream" in replies[1].failures[0].reason
+    assert replies[-1].enrolled_total == 3
+
+
+def test_a_failed_batch_ends_the_stream_with_its_error_after_the_batches_before_it_are_answered():
+    store = SlowStore(0.02, fail_batch_with="r20")
+    executor = GalleryExecutor(8)
+    answered = []
+
+    async def scenario():
+        async def stream():
+            for n in range(6):
+                yield _batch(10 * n, 2)
+
+        async for reply in servicer.BulkEnrol(stream(), None):
+            answered.append(reply)
+
+    try:
+        servicer = IndexerServicer(Gallery(store), executor, bulk_depth=4)
+        with pytest.raises(Unavailable, match="milvus went away"):
+            asyncio.run(scenario())
+    finally:
+        executor.shutdown()
+    # Batches 0 and 1 were stored and answered; batch 2 failed; nothing after it was acknowledged.
+    assert [r.enrolled_total for r in answered] == [2, 4]
