@@ -15,6 +15,7 @@ REPORT_FIELDS = {
     "ingest_rows_per_s",
     "index_build_s",
     "index_settled_s",
+    "search_steady_s",
     "recall_at_10",
     "search_p50_ms",
     "search_p99_ms",
