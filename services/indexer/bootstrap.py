@@ -59,7 +59,8 @@ def settings() -> list[config.Setting]:
             "milvus_workers",
             "KINSHIP_MILVUS_WORKERS",
             8,
-            "threads of the indexer's own pool for blocking Milvus calls (the health ping has its own)",
+            "threads of the indexer's own pool for blocking Milvus calls, and as many again for bulk "
+            "enrolments (the health ping has its own)",
             int,
             config.positive,
         ),
@@ -169,6 +170,9 @@ class IndexerService:
         self.gallery = Gallery(store)
         self._readiness_timeout = readiness_timeout
         self.executor = GalleryExecutor(workers)
+        # Bulk enrolments get their own threads: a load storing several batches per stream
+        # would otherwise hold every thread, and searches would wait behind it.
+        self.bulk_executor = GalleryExecutor(workers, name="indexer-bulk")
         # The health ping has a thread of its own: busy request threads never delay readiness.
         self._ping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-health")
         self._flush_interval = flush_interval
@@ -178,7 +182,13 @@ class IndexerService:
         self._tasks: list[asyncio.Task] = []
 
     def register(self, server: grpc.aio.Server) -> None:
-        servicer = IndexerServicer(self.gallery, self.executor, on_write=self.note_write, bulk_depth=self._bulk_depth)
+        servicer = IndexerServicer(
+            self.gallery,
+            self.executor,
+            on_write=self.note_write,
+            bulk_depth=self._bulk_depth,
+            bulk_executor=self.bulk_executor,
+        )
         indexer_pb2_grpc.add_IndexerServicer_to_server(servicer, server)
         if self._flush_interval > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._flush_loop()))
@@ -231,6 +241,7 @@ class IndexerService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.executor.shutdown()
+        self.bulk_executor.shutdown()
         self._ping_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.store.close)
 

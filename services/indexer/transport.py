@@ -56,8 +56,8 @@ _CONSISTENCY_FROM_PROTO = {
 class GalleryExecutor:
     """The indexer's own bounded pool for blocking gallery work, carrying each call's context."""
 
-    def __init__(self, workers: int):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="indexer-gallery")
+    def __init__(self, workers: int, name: str = "indexer-gallery"):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     async def run(self, context: grpc.aio.ServicerContext | None, function: Callable[..., T], *args: object) -> T:
         remaining = context.time_remaining() if context is not None else None
@@ -89,12 +89,15 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         on_write: Callable[[str], None] = lambda _: None,
         *,
         bulk_depth: int = 1,
+        bulk_executor: GalleryExecutor | None = None,
     ):
         self._gallery = gallery
         self._executor = executor
         self._on_write = on_write
         # Batches of one bulk-enrolment stream stored at once (1: one after another).
         self._bulk_depth = max(1, bulk_depth)
+        # Bulk enrolments run on a pool of their own, so a load never takes the threads searches need.
+        self._bulk_executor = bulk_executor or executor
         # How many bulk enrolments stream into each model now: only the last to end flushes.
         self._bulk_streams: collections.Counter[str] = collections.Counter()
 
@@ -147,7 +150,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                         failures.append(
                             indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message)
                         )
-                checked = await self._executor.run(
+                checked = await self._bulk_executor.run(
                     context, self._gallery.check_batch, model_id, indexed, seen, dimension
                 )
                 dimension = dimension or checked.dimension
@@ -157,7 +160,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                 ]
                 received += len(batch.records)
                 store = asyncio.ensure_future(
-                    self._executor.run(context, self._gallery.store_batch, model_id, tenant, checked)
+                    self._bulk_executor.run(context, self._gallery.store_batch, model_id, tenant, checked)
                 )
                 storing.append((received, failures, store))
                 while storing and (len(storing) >= self._bulk_depth or storing[0][2].done()):
@@ -169,7 +172,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                 # Only the last of concurrent loads into a model flushes: a flush at the end of each would
                 # seal the others' half-filled segments, and Milvus would later merge the small segments
                 # and index them again (docs/indexer.md); the last one's flush seals every stream's rows.
-                await self._executor.run(context, self._gallery.flush, [model_id])
+                await self._bulk_executor.run(context, self._gallery.flush, [model_id])
         finally:
             for _, _, store in storing:  # the stream failed: nobody waits for these any more
                 store.add_done_callback(_ignore_outcome)

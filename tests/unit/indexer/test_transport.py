@@ -326,3 +326,49 @@ def test_a_failed_batch_ends_the_stream_with_its_error_after_the_batches_before_
         executor.shutdown()
     # Batches 0 and 1 were stored and answered; batch 2 failed; nothing after it was acknowledged.
     assert [r.enrolled_total for r in answered] == [2, 4]
+
+
+class BlockingStore(FakeStore):
+    """Writes wait until released, as a bulk load waits on a busy Milvus."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.writing = threading.Semaphore(0)
+
+    def upsert(self, model_id, dimension, tenant, records):
+        if self.collections.get(model_id):  # the first write, which creates the collection, goes through
+            self.writing.release()
+            self.release.wait(10)
+        return super().upsert(model_id, dimension, tenant, records)
+
+
+def test_a_search_is_answered_while_a_bulk_load_holds_every_bulk_thread():
+    store = BlockingStore()
+    searches, bulk = GalleryExecutor(2), GalleryExecutor(2, name="bulk")
+    try:
+        servicer = IndexerServicer(Gallery(store), searches, bulk_depth=4, bulk_executor=bulk)
+        call(servicer.Upsert, indexer_pb2.UpsertRequest(model_id="m1", records=_batch(100, 1).records))
+
+        async def scenario():
+            async def stream():
+                for n in range(4):
+                    yield _batch(10 * n, 2)
+
+            load = asyncio.create_task(servicer.BulkEnrol(stream(), None).__anext__())
+            for _ in range(2):  # both bulk threads are now stuck in a write
+                await asyncio.to_thread(store.writing.acquire, True, 10)
+            query = indexer_pb2.SearchRequest(
+                model_id="m1", queries=[indexer_pb2.QueryEmbedding(embedding=unit(100).tolist())], top_k=1
+            )
+            found = await asyncio.wait_for(servicer.Search(query, None), 5)
+            store.release.set()
+            await load
+            return found
+
+        found = asyncio.run(scenario())
+    finally:
+        store.release.set()
+        searches.shutdown()
+        bulk.shutdown()
+    assert [h.record_id for h in found.results[0].hits] == ["r100"]
