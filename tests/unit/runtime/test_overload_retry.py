@@ -61,7 +61,8 @@ def test_past_the_retries_the_refusal_reaches_the_caller_with_its_hint() -> None
 def test_no_retry_when_the_hint_does_not_fit_in_the_callers_deadline() -> None:
     async def scenario():
         CALL_DEADLINE.set(time.monotonic() + 0.5)  # the caller waits half a second
-        dependency = Dependency(Overloaded("full", retry_after_ms=400))
+        # Jittered 0.5-1.5x, the 600 ms hint is a wait of at least 300 ms: twice that never fits in 500.
+        dependency = Dependency(Overloaded("full", retry_after_ms=600))
         with pytest.raises(errors.ResourceExhausted):
             await clients.call(dependency, "q", service="embedder", timeout=30.0)
         return dependency
