@@ -70,6 +70,10 @@ class GalleryExecutor:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: A bulk batch being stored: the stream's received total after it, its refused records, its store.
+_Storing = tuple[int, list[indexer_pb2.EnrolFailure], "asyncio.Future[int]"]
+
+
 @dataclass
 class _EnrolTotals:
     enrolled: int = 0
@@ -127,9 +131,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         received = 0
         seen: set[str] = set()
         totals = _EnrolTotals()
-        storing: collections.deque[tuple[int, list[indexer_pb2.EnrolFailure], asyncio.Future[int]]] = (
-            collections.deque()
-        )
+        storing: collections.deque[_Storing] = collections.deque()
         try:
             async for batch in request_iterator:
                 if model_id is None:
@@ -187,7 +189,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
     async def _stored(
         self,
         model_id: str,
-        entry: tuple[int, list[indexer_pb2.EnrolFailure], asyncio.Future[int]],
+        entry: _Storing,
         totals: _EnrolTotals,
     ) -> indexer_pb2.BulkEnrolResponse:
         received, failures, store = entry

@@ -108,17 +108,6 @@ class Gallery:
         collection = self._store.upsert(model_id, dimension or records[0].embedding.size, tenant, records)
         return UpsertResult(upserted_count=len(records), collection=collection, tenant=tenant)
 
-    def enrol_batch(
-        self, model_id: str, records: Sequence[tuple[int, GalleryRecord]], tenant: str, seen: set[str]
-    ) -> tuple[int, list[EnrolFailure]]:
-        """Stores the valid records of one bulk-enrolment batch; the others are reported, not raised.
-
-        `records` pairs each record with its position in the stream; `seen` holds the record
-        ids already received in the stream (a repeat is refused, as in Upsert).
-        """
-        checked = self.check_batch(model_id, records, seen)
-        return self.store_batch(model_id, tenant, checked), checked.failures
-
     def check_batch(
         self,
         model_id: str,
@@ -126,9 +115,11 @@ class Gallery:
         seen: set[str],
         dimension: int | None = None,
     ) -> CheckedBatch:
-        """The first half of `enrol_batch`: which records of a batch are valid, and why the others are not.
+        """Which records of one bulk-enrolment batch are valid, and why the others are not.
 
-        A stream checks its batches one after another, in order (`seen` is the stream's), and
+        `records` pairs each record with its position in the stream; `seen` holds the record
+        ids already received in the stream (a repeat is refused, as in Upsert). Bad records
+        are reported, never raised. A stream checks its batches one after another, in order (`seen` is the stream's), and
         may store several at once: `dimension` is the one its first batch settled on, while
         the collection that batch creates may not exist yet.
         """
@@ -154,7 +145,7 @@ class Gallery:
         return CheckedBatch(good=good, failures=failures, dimension=int(expected or 0) or None)
 
     def store_batch(self, model_id: str, tenant: str, checked: CheckedBatch) -> int:
-        """The second half of `enrol_batch`: stores the valid records; returns how many."""
+        """Stores the valid records of a checked batch; returns how many."""
         if checked.good:
             assert checked.dimension is not None  # valid records have one
             self._store.upsert(model_id, checked.dimension, tenant, checked.good)

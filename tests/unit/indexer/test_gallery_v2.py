@@ -56,6 +56,12 @@ def test_reads_default_to_bounded_consistency_and_strong_on_request(gallery, sto
     assert store.last_consistency is Consistency.STRONG
 
 
+def enrol_batch(gallery, model_id, records, tenant, seen):
+    """A bulk batch as the transport handles it: checked, then stored."""
+    checked = gallery.check_batch(model_id, records, seen)
+    return gallery.store_batch(model_id, tenant, checked), checked.failures
+
+
 def test_bulk_enrolment_stores_the_good_records_and_reports_each_bad_one(gallery, store):
     seen: set[str] = set()
     batch = [
@@ -64,15 +70,15 @@ def test_bulk_enrolment_stores_the_good_records_and_reports_each_bad_one(gallery
         (2, rec("bad id", "p", unit(3))),
         (3, rec("c", "p", unit(4), expires_at=-5)),
     ]
-    stored, failures = gallery.enrol_batch("m1", batch, "t", seen)
+    stored, failures = enrol_batch(gallery, "m1", batch, "t", seen)
     assert stored == 1 and [(f.record_id, f.index) for f in failures] == [("b", 1), ("bad id", 2), ("c", 3)]
     assert "L2-normalised" in failures[0].reason and "record_id" in failures[1].reason
     assert "expires_at" in failures[2].reason
-    stored, failures = gallery.enrol_batch("m1", [(4, rec("a", "p", unit(5))), (5, rec("d", "p", unit(6)))], "t", seen)
+    stored, failures = enrol_batch(gallery, "m1", [(4, rec("a", "p", unit(5))), (5, rec("d", "p", unit(6)))], "t", seen)
     assert stored == 1 and failures[0].index == 4 and "repeats" in failures[0].reason
     assert {r.record_id for r in gallery.get_records("m1", ["p"], tenant="t")} == {"a", "d"}
     # A later batch of another dimension is refused record by record, not as a whole.
-    stored, failures = gallery.enrol_batch("m1", [(6, rec("e", "p", unit(7, dim=8)))], "t", seen)
+    stored, failures = enrol_batch(gallery, "m1", [(6, rec("e", "p", unit(7, dim=8)))], "t", seen)
     assert stored == 0 and "4-dimensional" in failures[0].reason
 
 
