@@ -134,6 +134,47 @@ def test_upsert_then_search_finds_the_vector_first(stub, shared_gallery):
     assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
 
 
+def test_a_search_of_many_queries_answers_each_with_its_exact_hits_and_attributes(stub, shared_gallery):
+    model_id, people = shared_gallery
+    queries = unit_vectors(5, seed=7)
+    reply = stub.Search(
+        indexer_pb2.SearchRequest(
+            model_id=model_id,
+            queries=[indexer_pb2.QueryEmbedding(embedding=q.tolist()) for q in queries],
+            top_k=4,
+            consistency=STRONG,
+        )
+    )
+    assert len(reply.results) == len(queries)
+    by_person = {person: (birth_year, sex, region) for person, birth_year, sex, region in SIX_PEOPLE}
+    for query, result in zip(queries, reply.results, strict=True):
+        exact = people @ query  # the six vectors are unit length: their cosine similarities
+        expected = [f"p{i}" for i in np.argsort(-exact)[:4]]
+        assert [hit.person_id for hit in result.hits] == expected
+        for hit in result.hits:
+            index = int(hit.person_id[1:])
+            assert hit.record_id == f"r-{hit.person_id}"
+            assert hit.similarity == pytest.approx(exact[index], abs=1e-4)
+            birth_year, sex, region = by_person[hit.person_id]
+            assert hit.attributes.HasField("birth_year") == (birth_year is not None)
+            assert (hit.attributes.birth_year if birth_year is not None else None) == birth_year
+            assert (hit.attributes.sex, hit.attributes.region, hit.attributes.source) == (sex, region, "test")
+
+
+def test_a_filter_that_admits_no_one_answers_every_query_with_no_hits(stub, shared_gallery):
+    model_id, people = shared_gallery
+    reply = stub.Search(
+        indexer_pb2.SearchRequest(
+            model_id=model_id,
+            queries=[indexer_pb2.QueryEmbedding(embedding=q.tolist()) for q in people[:3]],
+            top_k=5,
+            filter=indexer_pb2.SearchFilter(regions=["XX-00"]),
+            consistency=STRONG,
+        )
+    )
+    assert [list(result.hits) for result in reply.results] == [[], [], []]
+
+
 def test_each_filter_filters(stub, shared_gallery):
     model_id, people = shared_gallery
     query = people[3]
