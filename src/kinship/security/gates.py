@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import hashlib
 import time
 from collections.abc import Sequence
@@ -280,24 +281,62 @@ _ID_FIELDS = {
 
 
 def collect_ids(message: Any, into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """Person and record ids anywhere in a message (repeated floats are never walked)."""
+    """Person and record ids anywhere in a message, each once, in order (repeated floats are never walked)."""
     into = into if into is not None else {"person_ids": [], "record_ids": []}
-    if message is None or not hasattr(message, "ListFields"):
+    if message is None or not hasattr(message, "DESCRIPTOR"):
         return into
-    for descriptor, value in message.ListFields():
-        target = _ID_FIELDS.get(descriptor.name)
-        if target and descriptor.type == descriptor.TYPE_STRING:
-            values = value if descriptor.is_repeated else [value]
-            into[target].extend(v for v in values if v and v not in into[target])
-        elif descriptor.type == descriptor.TYPE_MESSAGE:
-            if descriptor.is_repeated:
-                if descriptor.message_type.GetOptions().map_entry:
-                    continue
-                for item in value:
-                    collect_ids(item, into)
-            else:
-                collect_ids(value, into)
+    seen = {target: set(values) for target, values in into.items()}
+    _collect(message, into, seen)
     return into
+
+
+def _collect(message: Any, into: dict[str, list[str]], seen: dict[str, set[str]]) -> None:
+    for name, target, repeated in _id_plan(message.DESCRIPTOR):
+        if target is None:  # a message field that may hold ids
+            if repeated:
+                for item in getattr(message, name):
+                    _collect(item, into, seen)
+            elif message.HasField(name):
+                _collect(getattr(message, name), into, seen)
+            continue
+        values = getattr(message, name)
+        for value in values if repeated else (values,):
+            if value and value not in seen[target]:
+                seen[target].add(value)
+                into[target].append(value)
+
+
+@functools.cache
+def _id_plan(descriptor: Any) -> tuple[tuple[str, str | None, bool], ...]:
+    """The fields of a message type to read for ids: id strings, and message fields whose type can hold some.
+
+    Worked out once per type: a Search response's hits then cost a few attribute reads
+    each, instead of listing every set field of every hit and its attributes.
+    """
+    plan = []
+    for field_descriptor in descriptor.fields:
+        repeated = field_descriptor.is_repeated
+        target = _ID_FIELDS.get(field_descriptor.name)
+        if target and field_descriptor.type == field_descriptor.TYPE_STRING:
+            plan.append((field_descriptor.name, target, repeated))
+        elif field_descriptor.type == field_descriptor.TYPE_MESSAGE and _may_hold_ids(
+            field_descriptor.message_type, frozenset({descriptor.full_name})
+        ):
+            plan.append((field_descriptor.name, None, repeated))
+    return tuple(plan)
+
+
+def _may_hold_ids(descriptor: Any, visiting: frozenset[str]) -> bool:
+    if descriptor.GetOptions().map_entry or descriptor.full_name in visiting:
+        return False
+    for field_descriptor in descriptor.fields:
+        if field_descriptor.type == field_descriptor.TYPE_STRING and field_descriptor.name in _ID_FIELDS:
+            return True
+        if field_descriptor.type == field_descriptor.TYPE_MESSAGE and _may_hold_ids(
+            field_descriptor.message_type, visiting | {descriptor.full_name}
+        ):
+            return True
+    return False
 
 
 #: Whose ids an event lists: what a change names (request), or what a read returned (response).

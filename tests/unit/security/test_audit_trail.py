@@ -136,6 +136,25 @@ def test_ids_are_collected_from_nested_messages_without_walking_vectors() -> Non
     assert collect_ids(delete) == {"person_ids": ["p3"], "record_ids": ["r9"]}
 
 
+def test_ids_are_listed_once_each_in_order_also_across_the_messages_of_a_stream() -> None:
+    hits = [
+        indexer_pb2.SearchHit(record_id=f"r{i}", person_id=f"p{i // 2}", attributes={"region": "IT-MI"})
+        for i in range(4)
+    ]
+    reply = indexer_pb2.SearchResponse(results=[indexer_pb2.QueryResult(hits=hits), indexer_pb2.QueryResult(hits=hits)])
+    assert collect_ids(reply) == {"person_ids": ["p0", "p1"], "record_ids": ["r0", "r1", "r2", "r3"]}
+    streamed = collect_ids(indexer_pb2.DeleteRequest(person_ids=["p1", "p2"]))
+    collect_ids(indexer_pb2.DeleteRequest(person_ids=["p2", "p3"], record_ids=["r1"]), streamed)
+    assert streamed == {"person_ids": ["p1", "p2", "p3"], "record_ids": ["r1"]}
+    # Ten thousand records, the most one Upsert holds: every id kept, in the order sent.
+    upsert = indexer_pb2.UpsertRequest(
+        records=[indexer_pb2.GalleryRecord(record_id=f"r{i}", person_id=f"p{i}") for i in range(10_000)]
+    )
+    ids = collect_ids(upsert)
+    assert ids["record_ids"] == [f"r{i}" for i in range(10_000)]
+    assert ids["person_ids"] == [f"p{i}" for i in range(10_000)]
+
+
 def test_a_streamed_request_is_let_go_once_it_has_passed_the_gate() -> None:
     # A bulk enrolment streams a million rows (2 GB at 512-d): the gate once kept every message
     # for the audit event, and the indexer's memory grew by the whole load until the stream ended.
