@@ -867,9 +867,9 @@ def _search_columns(
 ) -> list[list[Hit]]:
     """Searches with one request built here and reads the hits straight from the result's columns.
 
-    pymilvus spends about 1.4 ms of CPU on a 10-hit search (its request checks, then a dict
-    per hit), more than the rest of the indexer's handling of the call; on a shared machine
-    that CPU is taken from Milvus. The request is the one pymilvus sends (the same
+    Through pymilvus (its request checks, its interceptors, then a dict per hit) a search
+    cost the calling thread 1.72 ms of CPU at the median, this way 1.18 (docs/benchmarks.md);
+    on a shared machine that CPU is taken from Milvus. The request is the one pymilvus sends (the same
     parameters, consistency level and guarantee timestamp). Falls back to pymilvus's own
     call where its gRPC handler is not the one this was written against.
     """
