@@ -35,6 +35,7 @@ def test_bench_index_loads_searches_and_reports_json(tmp_path):
     report = json.loads(done.stdout)  # --json: the report alone on stdout
     assert REPORT_FIELDS <= set(report)
     assert report["rows"] == 3000 and report["backend"] == "lite" and report["qps_direct"] is None
+    assert report["model_id"].startswith("bench-64d-"), "a kept gallery is measured again by its model id"
     assert report["ingest_rows_per_s"] > 0 and report["qps_service"] > 0
     assert report["recall_at_10"] >= 0.99, "FLAT is exact: the indexer must find what numpy finds"
     assert report["erased_rows"] == 400

@@ -92,7 +92,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure the gallery of this model left by an earlier run with --keep and the same --rows, --dim, "
         "--clusters and --seed (the data is generated again for recall); no loading",
     )
-    bench.add_argument("--keep", action="store_true", help="keep the benchmark's collection afterwards")
+    bench.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the benchmark's collection afterwards (the report names its model_id, for --model-id)",
+    )
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=run)
 
@@ -493,6 +497,8 @@ def run(args: argparse.Namespace) -> int:
         "index_settled_s": None if index_settled_s is None else round(index_settled_s, 2),
         "search_steady_s": None if search_steady_s is None else round(search_steady_s, 2),
         "reused_gallery": bool(args.model_id),
+        # What a later run passes as --model-id to measure a gallery this run kept.
+        "model_id": model_id,
         "recall_at_10": round(recall, 4),
         "search_p50_ms": round(p50, 2),
         "search_p99_ms": round(p99, 2),
