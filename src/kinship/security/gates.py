@@ -319,14 +319,16 @@ def _id_plan(descriptor: Any) -> tuple[tuple[str, str | None, bool], ...]:
         target = _ID_FIELDS.get(field_descriptor.name)
         if target and field_descriptor.type == field_descriptor.TYPE_STRING:
             plan.append((field_descriptor.name, target, repeated))
-        elif field_descriptor.type == field_descriptor.TYPE_MESSAGE and _may_hold_ids(
-            field_descriptor.message_type, frozenset({descriptor.full_name})
-        ):
+        elif field_descriptor.type == field_descriptor.TYPE_MESSAGE and _may_hold_ids(field_descriptor.message_type):
             plan.append((field_descriptor.name, None, repeated))
     return tuple(plan)
 
 
-def _may_hold_ids(descriptor: Any, visiting: frozenset[str]) -> bool:
+def _may_hold_ids(descriptor: Any, visiting: frozenset[str] = frozenset()) -> bool:
+    """Whether a message of this type can hold an id field at any depth (map entries are never walked).
+
+    `visiting`: the types on the path here, so that a recursive type ends the search.
+    """
     if descriptor.GetOptions().map_entry or descriptor.full_name in visiting:
         return False
     for field_descriptor in descriptor.fields:
