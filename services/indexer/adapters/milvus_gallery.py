@@ -810,6 +810,12 @@ class Columns:
         ]
 
 
+def _stub_of(client: MilvusClient) -> Any:
+    """pymilvus's gRPC stub (its connection and credentials), or None where its handler has none."""
+    handler = getattr(client, "_get_connection", lambda: None)()
+    return getattr(handler, "_stub", None)
+
+
 def _write_columns(client: MilvusClient, operation: str, name: str, rows: Columns, timeout: float) -> object:
     """Inserts or upserts rows as one column-wise request.
 
@@ -818,8 +824,7 @@ def _write_columns(client: MilvusClient, operation: str, name: str, rows: Column
     columns directly costs about a tenth of that. Falls back to pymilvus's own call where
     its gRPC handler is not the one this was written against.
     """
-    handler = getattr(client, "_get_connection", lambda: None)()
-    stub = getattr(handler, "_stub", None)
+    stub = _stub_of(client)
     if stub is None:
         return getattr(client, operation)(name, rows.rows(), timeout=timeout)
     fields = [
@@ -873,8 +878,7 @@ def _search_columns(
     parameters, consistency level and guarantee timestamp). Falls back to pymilvus's own
     call where its gRPC handler is not the one this was written against.
     """
-    handler = getattr(client, "_get_connection", lambda: None)()
-    stub = getattr(handler, "_stub", None)
+    stub = _stub_of(client)
     if stub is None:
         results = client.search(
             name,

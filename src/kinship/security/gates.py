@@ -417,10 +417,12 @@ def _tolerant(deserializer, method: str):
 async def _checked_stream(requests, call: CallState):
     """The request stream, each message checked; where the audit lists what a call changes, its ids noted."""
     wants_ids = call.method in _IDS_FROM_REQUEST
+    # The ids noted so far, as sets kept for the whole stream (not rebuilt for each message).
+    seen = {target: set(values) for target, values in call.streamed_ids.items()}
     async for request in requests:
         _refuse_malformed(request)
         if wants_ids:
-            collect_ids(request, call.streamed_ids)
+            _collect(request, call.streamed_ids, seen)
         yield request
 
 
