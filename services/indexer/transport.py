@@ -61,7 +61,7 @@ class GalleryExecutor:
 
     async def run(self, context: grpc.aio.ServicerContext | None, function: Callable[..., T], *args: object) -> T:
         remaining = context.time_remaining() if context is not None else None
-        with deadlines.deadline_scope(remaining):
+        with deadlines.deadline_scope(deadlines.for_work(remaining)):
             call_context = contextvars.copy_context()  # the deadline and log context follow the call
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, partial(call_context.run, function, *args))

@@ -113,6 +113,9 @@ NO_DEADLINE_RETRY_S = 30.0
 # Retries: backoff doubles from the first delay up to the cap, each delay jittered to 50-100 %.
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_CAP_S = 2.0
+# A retry is not started with less time than this left: it could not succeed, and the caller
+# is better told what failed (UNAVAILABLE naming the URI) than DEADLINE_EXCEEDED.
+_SHORTEST_TRY_S = 0.05
 # How often a compaction's state is polled while Delete awaits it.
 _COMPACTION_POLL_S = 0.5
 #: Fields read for every search hit (besides its distance): what a `Hit` carries, no more,
@@ -576,7 +579,7 @@ class MilvusGallery:
             left = deadlines.remaining(self._timeout)
             if retry_until is not None:
                 left = min(left, retry_until - time.monotonic())
-            if left <= delay:
+            if left <= delay + _SHORTEST_TRY_S:  # no time for a try worth making: say what failed
                 raise _unavailable(self._shown_uri, operation, failure, attempts=attempt + 1)
             log.info("retrying milvus call", operation=operation, attempt=attempt + 1, error=_describe(failure))
             time.sleep(delay)  # backoff before a retry, bounded by the caller's deadline

@@ -17,6 +17,22 @@ from collections.abc import Iterator
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kinship_call_deadline", default=None)
 
 
+#: Part of a caller's deadline kept back for the answer's way home (the service's own interceptors,
+#: the network): at most this many seconds, and at most `ANSWER_MARGIN_FRACTION` of the deadline.
+#: Without it, work given the whole deadline ends just as the caller gives up, and the caller sees
+#: DEADLINE_EXCEEDED instead of the error the work found (e.g. UNAVAILABLE naming the Milvus URI).
+ANSWER_MARGIN_S = 0.25
+ANSWER_MARGIN_FRACTION = 0.1
+
+
+def for_work(time_remaining: float | None) -> float | None:
+    """The seconds that work done for a call may take, from the call's `time_remaining()`:
+    the caller's time less the answer margin (None: no deadline)."""
+    if time_remaining is None:
+        return None
+    return time_remaining - min(ANSWER_MARGIN_S, ANSWER_MARGIN_FRACTION * max(time_remaining, 0.0))
+
+
 def remaining(cap: float) -> float:
     """Seconds left before the caller's deadline, at most `cap` (the whole `cap` without a deadline)."""
     deadline = CALL_DEADLINE.get()

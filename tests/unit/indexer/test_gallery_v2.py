@@ -177,6 +177,40 @@ def test_retries_stop_at_the_deadline_and_permanent_errors_are_not_retried(adapt
         adapter._call("search", _Flaky(0, None))
 
 
+class _SlowFailure:
+    """A Milvus that never answers: each try takes its whole timeout, then fails as unavailable."""
+
+    def __init__(self):
+        self.tries = 0
+
+    def __call__(self, client, timeout):
+        self.tries += 1
+        time.sleep(timeout)
+        raise MilvusUnavailableException(message="connection refused")
+
+
+def test_a_milvus_that_never_answers_is_reported_unavailable_before_the_callers_deadline(adapter):
+    # As the service runs it: the work's deadline is the caller's less the answer margin, so the
+    # UNAVAILABLE naming the URI reaches the caller before it gives up (a flaky integration test
+    # saw DEADLINE_EXCEEDED when the last try ran to the caller's own deadline).
+    caller_seconds = 1.0
+    slow = _SlowFailure()
+    started = time.monotonic()
+    with deadlines.deadline_scope(deadlines.for_work(caller_seconds)), pytest.raises(Unavailable) as caught:
+        adapter._call("list collections", slow)
+    elapsed = time.monotonic() - started
+    assert "127.0.0.1:1" in caught.value.message and "connection refused" in caught.value.message
+    assert elapsed <= caller_seconds - 0.09, elapsed  # the margin (a tenth of 1 s) was left for the answer
+    assert slow.tries >= 1
+
+
+def test_the_answer_margin_is_a_tenth_of_the_callers_time_up_to_a_quarter_second():
+    assert deadlines.for_work(None) is None
+    assert deadlines.for_work(5.0) == pytest.approx(4.75)
+    assert deadlines.for_work(0.1) == pytest.approx(0.09)
+    assert deadlines.for_work(-1.0) == -1.0  # already passed: nothing to keep back
+
+
 def test_bad_tenant_or_consistency_in_a_request_is_invalid_argument():
     from kinship.indexer.transport import consistency_from_proto
     from kinship.runtime.tenancy import resolve_tenant
