@@ -60,8 +60,7 @@ class GalleryExecutor:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     async def run(self, context: grpc.aio.ServicerContext | None, function: Callable[..., T], *args: object) -> T:
-        remaining = context.time_remaining() if context is not None else None
-        with deadlines.deadline_scope(deadlines.for_work(remaining)):
+        with deadlines.deadline_scope(deadlines.for_work(_time_remaining(context))):
             call_context = contextvars.copy_context()  # the deadline and log context follow the call
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, partial(call_context.run, function, *args))
@@ -78,6 +77,10 @@ _Storing = tuple[int, list[indexer_pb2.EnrolFailure], "asyncio.Future[int]"]
 class _EnrolTotals:
     enrolled: int = 0
     failed: int = 0
+
+
+def _time_remaining(context: grpc.aio.ServicerContext | None) -> float | None:
+    return context.time_remaining() if context is not None else None
 
 
 def _ignore_outcome(future: asyncio.Future) -> None:
@@ -207,9 +210,15 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         queries = [_vector(q.embedding) for q in request.queries]
         flt = filter_from_proto(request.filter)
         consistency = consistency_from_proto(request.consistency)
-        results = await self._executor.run(
-            context, self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
-        )
+        # On the event loop where the store can (no thread switch); else, or where that failed,
+        # on a gallery thread, which retries within the deadline and says what failed.
+        with deadlines.deadline_scope(deadlines.for_work(_time_remaining(context))):
+            soon = self._gallery.search_soon(request.model_id, queries, request.top_k, flt, tenant, consistency)
+        results = await soon if soon is not None else None
+        if results is None:
+            results = await self._executor.run(
+                context, self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
+            )
         return indexer_pb2.SearchResponse(
             results=[indexer_pb2.QueryResult(hits=[hit_to_proto(h) for h in hits]) for hits in results]
         )

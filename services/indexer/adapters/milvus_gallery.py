@@ -47,6 +47,7 @@ checks it again, so no caller text can change an expression's meaning.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -54,7 +55,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -257,7 +258,8 @@ def redact_uri(uri: str) -> str:
 
 
 class MilvusGallery:
-    """`GalleryStore` over pymilvus. Thread-safe; every method blocks (run it off the event loop).
+    """`GalleryStore` over pymilvus. Thread-safe; every method but `search_soon` and
+    `known_dimension` blocks (run it off the event loop).
 
     The client is created on first use, so that an unreachable server leaves the
     indexer up and NOT_SERVING instead of failing at start.
@@ -373,6 +375,38 @@ class MilvusGallery:
             ),
             model_id,
         )
+
+    def known_dimension(self, model_id: str) -> int | None:
+        return self._dimensions.get(model_id)
+
+    def search_soon(
+        self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
+    ) -> Awaitable[list[list[Hit]] | None] | None:
+        """The search sent as a gRPC future on pymilvus's channel and awaited on the event loop.
+
+        A search through `search` costs two thread switches (to a gallery thread and back)
+        on top of the call; this way the indexer's event loop sends the request and reads the
+        answer itself (docs/benchmarks.md). None where it cannot be sent without blocking (no
+        connection yet, a collection not yet opened by this process, pymilvus's handler not
+        the one this was written against, no time left); the awaitable gives None where the
+        call failed: `search` then answers, retrying within the deadline and saying what failed.
+        """
+        client = self._client
+        stub = _stub_of(client) if client is not None else None
+        index_type = self._index_types.get(model_id)
+        timeout = deadlines.remaining(self._timeout)
+        if stub is None or index_type is None or timeout <= 0:
+            return None
+        params = self._vector_index.search_params_for(index_type, top_k)
+        request = _search_request(
+            collection_name(model_id),
+            queries,
+            top_k,
+            filter_expression(flt, tenant),
+            {"metric_type": "COSINE", "params": params},
+            _CONSISTENCY_LEVEL[consistency],
+        )
+        return _hits_when_answered(stub.Search.future(request, timeout=timeout), len(queries))
 
     def get_records(
         self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
@@ -894,6 +928,21 @@ def _search_columns(
             timeout=timeout,
         )
         return [[_hit(hit) for hit in hits] for hits in results]
+    request = _search_request(name, queries, top_k, expression, search_params, consistency_level)
+    response = stub.Search(request, timeout=timeout)
+    check_status(response.status)
+    return _hits_of(response.results, len(queries))
+
+
+def _search_request(
+    name: str,
+    queries: np.ndarray,
+    top_k: int,
+    expression: str,
+    search_params: dict[str, Any],
+    consistency_level: str,
+) -> milvus_pb2.SearchRequest:
+    """The request pymilvus sends for a search (the same parameters, consistency level and guarantee timestamp)."""
     vectors = np.ascontiguousarray(queries, dtype="<f4")
     placeholder = common_pb2.PlaceholderGroup(
         placeholders=[
@@ -904,7 +953,7 @@ def _search_columns(
     )
     params = {**search_params.get("params", {}), "metric_type": search_params["metric_type"]}
     level = common_pb2.ConsistencyLevel.Value(consistency_level)
-    request = milvus_pb2.SearchRequest(
+    return milvus_pb2.SearchRequest(
         collection_name=name,
         dsl=expression,
         dsl_type=common_pb2.DslType.BoolExprV1,
@@ -923,9 +972,30 @@ def _search_columns(
         consistency_level=level,
         use_default_consistency=False,
     )
-    response = stub.Search(request, timeout=timeout)
-    check_status(response.status)
-    return _hits_of(response.results, len(vectors))
+
+
+async def _hits_when_answered(call: grpc.Future, queries: int) -> list[list[Hit]] | None:
+    """The hits of a search sent as a gRPC future, awaited without a thread; None where it failed."""
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+
+    def wake(_: grpc.Future) -> None:  # runs on grpc's channel thread (or here, if already done)
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits the answer any more
+            loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(None))
+
+    call.add_done_callback(wake)
+    try:
+        await answered
+    except asyncio.CancelledError:
+        call.cancel()  # the caller went away: so does the search
+        raise
+    try:
+        response = call.result()
+        check_status(response.status)
+        return _hits_of(response.results, queries)
+    except (grpc.RpcError, MilvusException) as exc:
+        log.info("search future failed; retrying on a gallery thread", error=_describe(exc))
+        return None
 
 
 def _hits_of(data: schema_pb2.SearchResultData, queries: int) -> list[list[Hit]]:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +36,8 @@ from .model import (
 
 
 class GalleryStore(Protocol):
-    """Where the records live (Milvus in production). Calls block; run them off the event loop.
+    """Where the records live (Milvus in production). Calls block; run them off the event loop,
+    except `search_soon` and `known_dimension`, which never block.
 
     Inputs are already validated: ids, tenants and regions match the strict character sets
     of `rules` and `kinship.runtime.tenancy`. Every read and write is confined to `tenant`.
@@ -55,6 +56,15 @@ class GalleryStore(Protocol):
         self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
     ) -> list[list[Hit]]:
         """Nearest records of `tenant` for each row of `queries`, most similar first."""
+
+    def search_soon(
+        self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
+    ) -> Awaitable[list[list[Hit]] | None] | None:
+        """`search` started without blocking, to be awaited on the event loop; None where the store
+        cannot start it so, and an awaitable that gives None where it failed: `search` answers then."""
+
+    def known_dimension(self, model_id: str) -> int | None:
+        """The model's embedding length where the store already knows it, without asking the backend."""
 
     def get_records(
         self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
@@ -162,10 +172,31 @@ class Gallery:
     ) -> list[list[Hit]]:
         rules.check_model_id(model_id)
         rules.validate_search(queries, top_k, flt)
-        dimension = self._require_dimension(model_id)
-        rules.validate_queries(queries, dimension)
-        matrix = np.stack([np.asarray(q, dtype=np.float32) for q in queries])
+        matrix = _query_matrix(queries, self._require_dimension(model_id))
         return self._store.search(model_id, tenant, matrix, top_k, flt, _read_consistency(consistency))
+
+    def search_soon(
+        self,
+        model_id: str,
+        queries: Sequence[np.ndarray],
+        top_k: int,
+        flt: SearchFilter,
+        tenant: str = DEFAULT_TENANT,
+        consistency: Consistency = Consistency.BOUNDED,
+    ) -> Awaitable[list[list[Hit]] | None] | None:
+        """`search` without a thread, where the store can: checked here as `search` checks.
+
+        None, or an awaitable that gives None, where the store could not answer this way
+        (the model's dimension not yet known, no connection yet, a failed call): the caller
+        then runs the blocking `search`, which looks up, retries and says what failed.
+        """
+        rules.check_model_id(model_id)
+        rules.validate_search(queries, top_k, flt)
+        dimension = self._store.known_dimension(model_id)
+        if dimension is None:
+            return None
+        matrix = _query_matrix(queries, dimension)
+        return self._store.search_soon(model_id, tenant, matrix, top_k, flt, _read_consistency(consistency))
 
     def get_records(
         self,
@@ -254,6 +285,11 @@ class Gallery:
                 metadata={"model_id": model_id},
             )
         return dimension
+
+
+def _query_matrix(queries: Sequence[np.ndarray], dimension: int) -> np.ndarray:
+    rules.validate_queries(queries, dimension)
+    return np.stack([np.asarray(q, dtype=np.float32) for q in queries])
 
 
 def _read_consistency(consistency: Consistency) -> Consistency:

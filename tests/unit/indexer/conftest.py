@@ -33,6 +33,10 @@ class FakeStore:
         self.deleted_in: list[str] = []
         self.compacted: list[str] = []
         self.flushed: list[str] = []
+        # Whether `search_soon` answers (as the Milvus adapter does once a collection is open);
+        # off, every search takes the blocking path. `searched_soon` counts the answers it gave.
+        self.soon = False
+        self.searched_soon = 0
 
     def model_ids(self) -> list[str]:
         return list(self.collections)
@@ -57,6 +61,19 @@ class FakeStore:
             scored = sorted(records, key=lambda r: -float(r.embedding @ query))[:top_k]
             results.append([Hit(r.record_id, r.person_id, float(r.embedding @ query), r.attributes) for r in scored])
         return results
+
+    def known_dimension(self, model_id: str) -> int | None:
+        return self.dimension(model_id)
+
+    def search_soon(self, model_id, tenant, queries, top_k, flt, consistency):
+        if not self.soon:
+            return None
+
+        async def answer() -> list[list[Hit]]:
+            self.searched_soon += 1
+            return self.search(model_id, tenant, queries, top_k, flt, consistency)
+
+        return answer()
 
     def get_records(self, model_id, tenant, person_ids, flt, consistency) -> list[GalleryRecord]:
         self.last_filter, self.last_consistency = flt, consistency

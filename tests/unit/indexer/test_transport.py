@@ -96,6 +96,69 @@ def test_search_translates_filter_and_hits(servicer, store):
     assert [len(r.hits) for r in reply.results] == [0, 0]  # no enrolled man from IT-MI
 
 
+class _ThreadNotingStore(FakeStore):
+    """Notes the thread each search ran on."""
+
+    def __init__(self):
+        super().__init__()
+        self.search_threads: list[str] = []
+
+    def search(self, *args):
+        self.search_threads.append(threading.current_thread().name)
+        return super().search(*args)
+
+
+class _FailingSoonStore(_ThreadNotingStore):
+    """A store whose thread-less search is started but fails (as a Milvus call can)."""
+
+    def search_soon(self, model_id, tenant, queries, top_k, flt, consistency):
+        async def failed():
+            self.searched_soon += 1
+            return None
+
+        return failed()
+
+
+@pytest.mark.parametrize(
+    ("store_type", "soon", "threads"),
+    [
+        (_ThreadNotingStore, True, ["MainThread"]),  # answered on the event loop
+        (_ThreadNotingStore, False, ["indexer-gallery_0"]),  # the store cannot: a gallery thread
+        (_FailingSoonStore, True, ["indexer-gallery_0"]),  # it failed: a gallery thread answers
+    ],
+    ids=["on-the-loop", "cannot", "failed"],
+)
+def test_a_search_is_answered_on_the_event_loop_where_the_store_can_and_on_a_thread_otherwise(
+    store_type, soon, threads
+):
+    store = store_type()
+    store.soon = soon
+    executor = GalleryExecutor(1)
+    servicer = IndexerServicer(Gallery(store), executor)
+    request = indexer_pb2.SearchRequest(
+        model_id="m1", queries=[indexer_pb2.QueryEmbedding(embedding=unit(2).tolist())], top_k=1
+    )
+    try:
+        enrol(servicer)
+        reply = call(servicer.Search, request)
+    finally:
+        executor.shutdown()
+    assert [h.record_id for h in reply.results[0].hits] == ["r2"]  # the same answer every way
+    assert store.search_threads == threads
+    assert store.searched_soon == (1 if soon else 0)
+
+
+def test_the_thread_less_search_checks_what_the_blocking_one_checks(gallery, store):
+    store.soon = True
+    store.upsert("m1", 4, "default", [])
+    with pytest.raises(InvalidArgument, match="top_k"):
+        gallery.search_soon("m1", [unit(1)], 0, SearchFilter())
+    with pytest.raises(InvalidArgument):
+        gallery.search_soon("m1", [np.ones(3, dtype=np.float32) / np.sqrt(3)], 1, SearchFilter())  # wrong length
+    assert gallery.search_soon("unknown-model", [unit(1)], 1, SearchFilter()) is None  # blocking path says NOT_FOUND
+    assert store.searched_soon == 0
+
+
 def test_get_records_translates_the_filter(servicer, store):
     enrol(servicer)
     request = indexer_pb2.GetRecordsRequest(
