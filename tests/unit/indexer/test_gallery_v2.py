@@ -285,3 +285,40 @@ def test_server_collections_get_the_configured_shards_and_lite_its_single_one(ur
     arguments = client.created["faces_m1"]
     assert {k: v for k, v in arguments.items() if k == "num_shards"} == expected
     assert arguments["consistency_level"] == "Bounded"
+
+
+class _RacingIndexesClient:
+    """A Milvus whose create_collection creates the collection and its indexes, but whose last
+    index-state poll says "no index on collection" (Milvus Lite, once in the integration suite);
+    or, with `indexes_appear=False`, one that created the collection without any index."""
+
+    def __init__(self, indexes_appear=True):
+        self.collections, self.loaded, self.indexes_appear = set(), [], indexes_appear
+
+    def has_collection(self, name, timeout=None):
+        return name in self.collections
+
+    def create_collection(self, name, **kwargs):
+        self.collections.add(name)
+        raise MilvusException(code=700, message=f"no index on collection '{name}'")
+
+    def list_indexes(self, name, timeout=None):
+        return [*milvus_gallery._SCALAR_INDEXED, "embedding"] if self.indexes_appear else []
+
+    def load_collection(self, name, timeout=None):
+        self.loaded.append(name)
+
+
+def test_a_collection_whose_creation_misreported_its_indexes_is_loaded_once_they_are_listed():
+    gallery = MilvusGallery("/tmp/g.db")
+    gallery._client = client = _RacingIndexesClient()
+    gallery._create_collection("m1", "faces_m1", 4)
+    assert client.loaded == ["faces_m1"] and gallery.known_dimension("m1") == 4
+
+
+def test_a_collection_left_without_indexes_is_unavailable_naming_what_is_missing():
+    gallery = MilvusGallery("/tmp/g.db")
+    gallery._client = client = _RacingIndexesClient(indexes_appear=False)
+    with deadlines.deadline_scope(0.5), pytest.raises(Unavailable, match="indexes missing: .*embedding"):
+        gallery._create_collection("m1", "faces_m1", 4)
+    assert client.loaded == [] and gallery.known_dimension("m1") is None
