@@ -7,8 +7,9 @@ any field breaks that event's hash; removing or reordering events breaks `seq` a
 `prev` of the one after. `verify` finds the first such break and says where.
 
 The file sink appends under an exclusive `flock` (several server processes may share
-one file), reads the last event for `prev`/`seq`, writes, and fsyncs before it
-returns: the caller sends its response only after that.
+one file), reads the last event for `prev`/`seq` where another writer appended since
+its own last write, writes, and fsyncs before it returns: the caller sends its
+response only after that.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,39 +79,84 @@ def _last_line(handle: IO[bytes]) -> bytes | None:
 
 
 class FileSink:
-    """Appends to one file: flock, read the last event, write, flush, fsync."""
+    """Appends to one file: flock, find the chain's head, write, flush, fsync.
+
+    The file stays open between writes, and the head (seq, hash) this sink wrote last is
+    kept with the file's size after that write: under the lock, an unchanged size means no
+    other writer appended since, so the last line need not be read again. Reading it cost
+    each group commit an open, a 64 KiB read and a JSON parse. A file replaced under the
+    same path (rotation) is noticed by its inode and opened afresh.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # one handle, one writer at a time within the process
+        self._handle: IO[bytes] | None = None
+        self._head: tuple[int, int, str] | None = None  # (file size after our write, seq, hash)
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.append_many([event])[0]
 
     def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """One lock, one write and one fsync for all of `events` (the trail's group commit)."""
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "r+b") as handle:
+        with self._lock:
+            handle = self._open()
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                last = _last_line(handle)
-                if last is None:
-                    seq, prev = 1, GENESIS
-                else:
-                    before = json.loads(last)
-                    seq, prev = int(before["seq"]) + 1, str(before["hash"])
+                size = os.fstat(handle.fileno()).st_size
+                if self._head is not None and self._head[0] == size:
+                    seq, prev = self._head[1] + 1, self._head[2]
+                else:  # first write, or another writer appended since ours
+                    last = _last_line(handle)
+                    if last is None:
+                        seq, prev = 1, GENESIS
+                    else:
+                        before = json.loads(last)
+                        seq, prev = int(before["seq"]) + 1, str(before["hash"])
                 written = []
                 for offset, event in enumerate(events):
                     linked = chain(event, seq + offset, prev)
                     prev = linked["hash"]
                     written.append(linked)
+                data = b"".join(canonical(linked) + b"\n" for linked in written)
                 handle.seek(0, os.SEEK_END)
-                handle.write(b"".join(canonical(linked) + b"\n" for linked in written))
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+                self._head = (size + len(data), written[-1]["seq"], prev) if written else self._head
+            except BaseException:
+                self._head = None  # what reached the file is unknown: read it next time
+                raise
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle, self._head = None, None
+
+    def __del__(self) -> None:  # a sink dropped without close() (tests, a trail rebuilt) frees its file
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.close()
+
+    def _open(self) -> IO[bytes]:
+        """The open file, opened (again) where it is not open yet or the path now names another file."""
+        if self._handle is not None:
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(self._handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self._handle
+            self._handle.close()
+            self._handle, self._head = None, None
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._handle = os.fdopen(fd, "r+b")
         if created:
             # The new file's directory entry must survive a crash too.
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
@@ -117,7 +164,7 @@ class FileSink:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        return written
+        return self._handle
 
 
 class StreamSink:

@@ -57,6 +57,21 @@ def test_concurrent_writers_keep_one_chain(tmp_path) -> None:
     assert trail.verify(path).ok and trail.verify(path).events == 40
 
 
+def test_a_sink_that_keeps_its_file_open_follows_other_writers_and_a_rotated_file(tmp_path) -> None:
+    path = tmp_path / "a.jsonl"
+    mine, other = trail.FileSink(path), trail.FileSink(path)
+    mine.append(_event(1))
+    other.append(_event(2))  # appended behind `mine`'s back: its remembered head is stale now
+    mine.append(_event(3))
+    assert [e["seq"] for e in trail.read_events(path)] == [1, 2, 3] and trail.verify(path).ok
+    path.rename(tmp_path / "a.1.jsonl")  # rotated away: the sink must not go on writing into the old file
+    mine.append(_event(4))
+    assert [e["seq"] for e in trail.read_events(path)] == [1] and trail.verify(path).ok
+    assert trail.verify(tmp_path / "a.1.jsonl").events == 3
+    mine.close()
+    other.close()
+
+
 def test_any_change_removal_or_reordering_is_found_and_located(tmp_path) -> None:
     path = tmp_path / "a.jsonl"
     _write(path)
