@@ -22,6 +22,8 @@ REPORT_FIELDS = {
     "qps_service",
     "qps_direct",
     "erased_rows",
+    "ingest_cpu_ms_per_1000_rows",
+    "search_cpu_ms_per_query",
 }
 
 
@@ -40,6 +42,11 @@ def test_bench_index_loads_searches_and_reports_json(tmp_path):
     assert report["recall_at_10"] >= 0.99, "FLAT is exact: the indexer must find what numpy finds"
     assert report["erased_rows"] == 400
     assert 0 < report["search_p50_ms"] <= report["search_p99_ms"]
+    # CPU per unit of work, per process: the indexer and this bench always (Linux), Milvus where local.
+    ingest_cpu, search_cpu = report["ingest_cpu_ms_per_1000_rows"], report["search_cpu_ms_per_query"]
+    assert {"indexer", "bench"} <= set(ingest_cpu) and ingest_cpu["indexer"] > 0
+    assert {"indexer", "bench"} <= set(search_cpu["service"]) and search_cpu["service"]["indexer"] > 0
+    assert search_cpu["direct"] is None, "Milvus Lite has no direct path"
 
 
 def test_exact_search_leaves_out_the_rows_a_reused_gallery_erased():

@@ -10,7 +10,10 @@ waits for the vector index, then measures in one run:
 - single-query search latency (p50, p99) through the indexer, one query at a time;
 - throughput (QPS) with C concurrent callers through the indexer, and calling Milvus
   directly with pymilvus on the same queries, filter and search parameters;
-- recall@10 of the indexer's answers against exact cosine search computed with numpy.
+- recall@10 of the indexer's answers against exact cosine search computed with numpy;
+- the CPU time each process spent (indexer, a local Milvus, this bench) per 1,000 rows
+  ingested and per search: on a shared machine rows/s and QPS swing with its day, the
+  CPU a unit of work costs much less, and it says where the time went.
 
 Queries are stored vectors plus small noise (queries of random noise would make every
 distance nearly equal and recall meaningless; see docs/milvus-notes.md).
@@ -346,17 +349,60 @@ def throughput(call, queries: np.ndarray, concurrency: int, seconds: float) -> f
     return sum(counts) / (time.perf_counter() - started)
 
 
+def _milvus_pids() -> list[int]:
+    """Local Milvus processes (server or Lite), by their command name."""
+    pids = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "milvus":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a process has used, from /proc (None where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between two readings.
+
+    A process that cannot be read (no /proc, Milvus not on this machine) is left out
+    rather than counted as zero.
+    """
+
+    def __init__(self, pids: dict[str, list[int]]):
+        self._pids = {name: ids for name, ids in pids.items() if ids}
+
+    def read(self) -> dict[str, float]:
+        readings: dict[str, float] = {}
+        for name, ids in self._pids.items():
+            seconds = [process_cpu_seconds(pid) for pid in ids]
+            if all(s is not None for s in seconds):
+                readings[name] = sum(seconds)  # type: ignore[arg-type]
+        return readings
+
+    @staticmethod
+    def per_unit(before: dict[str, float], after: dict[str, float], units: float, scale: float) -> dict[str, float]:
+        """Milliseconds of CPU per `scale` units of work, for each process read both times."""
+        if units <= 0:
+            return {}
+        return {name: round(1000 * (after[name] - before[name]) * scale / units, 3) for name in before if name in after}
+
+
 def milvus_rss_bytes() -> int | None:
     """Resident memory of a local Milvus process (server or Lite), when one runs on this machine."""
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in _milvus_pids():
         with contextlib.suppress(OSError):
-            if (entry / "comm").read_text().strip() == "milvus":
-                for line in (entry / "status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
     return total or None
 
 
@@ -386,7 +432,9 @@ def run(args: argparse.Namespace) -> int:
             ) as channel,
         ):
             stub = indexer_pb2_grpc.IndexerStub(channel)
+            meter = CpuMeter({"indexer": [indexer.process.pid], "milvus": _milvus_pids(), "bench": [os.getpid()]})
             ingest_rate = None
+            ingest_cpu: dict[str, float] = {}
             if not args.model_id:
                 # Create the collection before the clock starts (its creation is not ingest), then erase the probe.
                 probe = _record(0, data[0])
@@ -396,8 +444,10 @@ def run(args: argparse.Namespace) -> int:
                     indexer_pb2.DeleteRequest(model_id=model_id, record_ids=["probe"], tenant=TENANT), timeout=300
                 )
                 streams = enrol_requests(model_id, data, args.concurrency)
+                cpu_before = meter.read()
                 with tqdm(total=args.rows, unit="rows", desc="loading", file=sys.stderr, disable=None) as bar:
                     ingest_rate = ingest(channel, streams, bar)
+                ingest_cpu = CpuMeter.per_unit(cpu_before, meter.read(), args.rows, 1000)
                 del streams
                 say(f"ingest {ingest_rate:,.0f} rows/s; waiting for the index")
             expected_rows = args.rows - (ERASED_ROWS if args.model_id else 0)
@@ -458,9 +508,22 @@ def run(args: argparse.Namespace) -> int:
                     path(query)
                     latencies[path.__name__].append((time.perf_counter() - started) * 1000)
             qps: dict[str, float] = {path.__name__: 0.0 for path in paths}
+            cpu_seconds: dict[str, dict[str, float]] = {path.__name__: {} for path in paths}
+            searches: dict[str, float] = {path.__name__: 0.0 for path in paths}
             for _ in range(QPS_ROUNDS):
                 for path in paths:
-                    qps[path.__name__] += throughput(path, queries, args.concurrency, args.qps_seconds / QPS_ROUNDS)
+                    before, started = meter.read(), time.perf_counter()
+                    rate = throughput(path, queries, args.concurrency, args.qps_seconds / QPS_ROUNDS)
+                    searches[path.__name__] += rate * (time.perf_counter() - started)
+                    qps[path.__name__] += rate
+                    for process, used in CpuMeter.per_unit(before, meter.read(), 1, 1).items():
+                        cpu_seconds[path.__name__][process] = cpu_seconds[path.__name__].get(process, 0.0) + used
+            # What one search cost each process, over every round of each path.
+            search_cpu = {
+                path: {process: round(ms / searches[path], 3) for process, ms in used.items()}
+                for path, used in cpu_seconds.items()
+                if searches[path]
+            }
             qps_service = qps["indexer_search"] / QPS_ROUNDS
             qps_direct = qps["direct_search"] / QPS_ROUNDS if direct is not None else None
             rss = milvus_rss_bytes()
@@ -493,6 +556,8 @@ def run(args: argparse.Namespace) -> int:
         "search_params": search_params["params"],
         "concurrency": args.concurrency,
         "ingest_rows_per_s": None if ingest_rate is None else round(ingest_rate, 1),
+        # Milliseconds of CPU per 1,000 rows loaded, per process (indexer, milvus where local, bench).
+        "ingest_cpu_ms_per_1000_rows": ingest_cpu or None,
         "index_build_s": round(index_build_s, 2),
         "index_settled_s": None if index_settled_s is None else round(index_settled_s, 2),
         "search_steady_s": None if search_steady_s is None else round(search_steady_s, 2),
@@ -507,6 +572,11 @@ def run(args: argparse.Namespace) -> int:
         "qps_service": round(qps_service, 1),
         "qps_direct": None if qps_direct is None else round(qps_direct, 1),
         "qps_ratio": None if not qps_direct else round(qps_service / qps_direct, 3),
+        # Milliseconds of CPU per search during the QPS rounds, per process, for each path.
+        "search_cpu_ms_per_query": {
+            "service": search_cpu.get("indexer_search"),
+            "direct": search_cpu.get("direct_search"),
+        },
         "erased_rows": erased.deleted_count,
         "erase_with_compaction_s": round(erased.compaction_seconds, 2),
         "milvus_rss_bytes": rss,
