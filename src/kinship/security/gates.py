@@ -342,7 +342,9 @@ def _may_hold_ids(descriptor: Any, visiting: frozenset[str] = frozenset()) -> bo
 
 
 #: Whose ids an event lists: what a change names (request), or what a read returned (response).
-_IDS_FROM_REQUEST = {"/kinship.v1.Indexer/Upsert", "/kinship.v1.Indexer/Delete"}
+_IDS_FROM_REQUEST = {"/kinship.v1.Indexer/Upsert", "/kinship.v1.Indexer/Delete", "/kinship.v1.Indexer/BulkEnrol"}
+#: A change that may store part of what it names: its event also says what was refused and how much stored.
+_PARTIAL_CHANGES = {"/kinship.v1.Indexer/BulkEnrol"}
 
 
 class Audit:
@@ -358,7 +360,9 @@ class Audit:
     ) -> None:
         identity = call.identity
         ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
-        if outcome == "OK":
+        partial = _partial_change(call.method, responses)
+        # A stream that failed after some of its batches were stored changed those: it lists what it named.
+        if outcome == "OK" or (partial and partial["enrolled_count"]):
             if call.method in _IDS_FROM_REQUEST and request is None:
                 ids = call.streamed_ids
                 sources = []
@@ -383,11 +387,29 @@ class Audit:
             "purpose": call.purpose,
             "request_digest": _digest(request),
             **ids,
+            **partial,
             "outcome": outcome,
             "reason": reason,
             "refused_by": call.refused_by,
         }
         await self._trail.record(event)
+
+
+def _partial_change(method: str, responses: Sequence[Any]) -> dict[str, Any]:
+    """For a bulk enrolment: how many records were stored, and each refused one (its stream index and id).
+
+    Its `record_ids` are those the stream named; a refused record is not stored, and a repeated
+    record id is refused at its repeat only (its first occurrence is stored): the index says which.
+    """
+    if method not in _PARTIAL_CHANGES:
+        return {}
+    refused = [
+        {"index": failure.index, "record_id": failure.record_id}
+        for response in responses
+        for failure in response.failures
+    ]
+    enrolled = max((response.enrolled_total for response in responses), default=0)
+    return {"enrolled_count": enrolled, "refused_records": refused}
 
 
 # The interceptor -----------------------------------------------------------------
@@ -421,7 +443,7 @@ async def _checked_stream(requests, call: CallState):
     seen = {target: set(values) for target, values in call.streamed_ids.items()}
     async for request in requests:
         _refuse_malformed(request)
-        if wants_ids:
+        if wants_ids and hasattr(request, "DESCRIPTOR"):
             _collect(request, call.streamed_ids, seen)
         yield request
 

@@ -280,3 +280,63 @@ def test_a_failed_group_write_fails_every_caller_in_it_and_the_trail_keeps_worki
     with pytest.raises(OSError):
         sink.fail = True
         asyncio.run(audit.record({"n": 9}))
+
+
+def _bulk_enrolment_event(outcome: str, responses: list) -> dict:
+    """The audit event of a BulkEnrol stream of two batches (r0..r2, then r3 and a repeated r1)."""
+    import asyncio
+
+    from kinship.security.gates import Audit, CallState, _checked_stream
+
+    call = CallState(method="/kinship.v1.Indexer/BulkEnrol", metadata={}, peer="ipv4:127.0.0.1:1")
+    batches = [
+        indexer_pb2.BulkEnrolRequest(records=[indexer_pb2.GalleryRecord(record_id=r, person_id=f"p-{r}") for r in ids])
+        for ids in (["r0", "r1", "r2"], ["r3", "r1"])
+    ]
+    out = io.StringIO()
+
+    async def scenario() -> None:
+        async def source():
+            for batch in batches:
+                yield batch
+
+        async for _ in _checked_stream(source(), call):
+            pass
+        await Audit(trail.AuditTrail([trail.StreamSink(out)]), "indexer").record(call, None, responses, outcome)
+
+    asyncio.run(scenario())
+    return json.loads(out.getvalue())
+
+
+def test_a_bulk_enrolment_is_audited_by_the_ids_it_named_with_each_refused_record_and_the_count_stored() -> None:
+    # Its event once listed only the refused records' ids, as if they were the records it stored.
+    responses = [
+        indexer_pb2.BulkEnrolResponse(
+            received_total=3,
+            enrolled_total=2,
+            failed_total=1,
+            failures=[indexer_pb2.EnrolFailure(record_id="r2", index=2, reason="not L2-normalised")],
+        ),
+        indexer_pb2.BulkEnrolResponse(
+            received_total=5,
+            enrolled_total=3,
+            failed_total=2,
+            failures=[indexer_pb2.EnrolFailure(record_id="r1", index=4, reason="repeats record 1")],
+        ),
+        indexer_pb2.BulkEnrolResponse(received_total=5, enrolled_total=3, failed_total=2, done=True),
+    ]
+    event = _bulk_enrolment_event("OK", responses)
+    assert event["record_ids"] == ["r0", "r1", "r2", "r3"]
+    assert event["person_ids"] == ["p-r0", "p-r1", "p-r2", "p-r3"]
+    assert event["enrolled_count"] == 3
+    assert event["refused_records"] == [{"index": 2, "record_id": "r2"}, {"index": 4, "record_id": "r1"}]
+
+
+def test_a_bulk_enrolment_that_failed_after_storing_batches_still_names_what_it_changed() -> None:
+    stored_first = [indexer_pb2.BulkEnrolResponse(received_total=3, enrolled_total=3)]
+    event = _bulk_enrolment_event("UNAVAILABLE", stored_first)
+    assert event["outcome"] == "UNAVAILABLE"
+    assert event["enrolled_count"] == 3
+    assert event["record_ids"] == ["r0", "r1", "r2", "r3"]  # named; the count says how many were stored
+    nothing_stored = _bulk_enrolment_event("UNAVAILABLE", [])
+    assert (nothing_stored["enrolled_count"], nothing_stored["record_ids"]) == (0, [])
