@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -204,6 +205,26 @@ def test_upsert_with_same_record_id_replaces(stub, model_id, people):
         c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model_id
     ]
     assert info.record_count == 6 and info.dimension == DIM
+
+
+def test_concurrent_writes_of_one_record_leave_one_row(stub, model_id, people):
+    # A client resending an Upsert still in progress: on 2.3 each write reads, deletes and
+    # inserts, and two at once once left two rows of one record.
+    vectors = unit_vectors(24, seed=23)
+
+    def write(i: int) -> None:
+        stub.Upsert(indexer_pb2.UpsertRequest(model_id=model_id, records=[record("r-p2", "p2", vectors[i], 2000)]))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, range(len(vectors))))
+    reply = stub.GetRecords(
+        indexer_pb2.GetRecordsRequest(model_id=model_id, person_ids=["p2"], consistency=STRONG), timeout=30
+    )
+    assert [r.record_id for r in reply.records] == ["r-p2"]
+    (info,) = [
+        c for c in stub.ListCollections(indexer_pb2.ListCollectionsRequest()).collections if c.model_id == model_id
+    ]
+    assert info.record_count == 6
 
 
 def test_get_records_returns_embeddings(stub, model_id, people):

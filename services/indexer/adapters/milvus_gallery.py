@@ -55,7 +55,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -257,6 +257,44 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
+class KeysBeingWritten:
+    """Keys this process is writing now: a write naming any of them waits for the one before.
+
+    Milvus 2.3 has no upsert that keeps a partition-key collection right, so a record is
+    replaced by reading whether it exists, deleting it, and inserting it. Two writes of one
+    record at once (a client retrying a call still in progress, two streams naming one record)
+    would both read it absent and both insert: a duplicate row. Within one indexer process the
+    second now waits; writes from several indexer replicas to one record at the same moment
+    can still race (docs/indexer.md). Writes of different records never wait on each other.
+    """
+
+    def __init__(self, longest_wait: float = NO_DEADLINE_RETRY_S) -> None:
+        self._changed = threading.Condition()
+        self._keys: set[Hashable] = set()
+        self._longest_wait = longest_wait  # for a caller without a deadline
+
+    @contextlib.contextmanager
+    def holding(self, keys: Sequence[Hashable], operation: str) -> Iterator[None]:
+        wanted = set(keys)
+        until = time.monotonic() + deadlines.remaining(self._longest_wait)
+        with self._changed:
+            while not self._keys.isdisjoint(wanted):
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise DeadlineExceeded(
+                        f"the call's deadline passed while another write of the same records was in progress "
+                        f"(could not {operation}): send it again"
+                    )
+                self._changed.wait(left)
+            self._keys |= wanted
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._keys -= wanted
+                self._changed.notify_all()
+
+
 class MilvusGallery:
     """`GalleryStore` over pymilvus. Thread-safe; every method but `search_soon` and
     `known_dimension` blocks (run it off the event loop).
@@ -286,6 +324,7 @@ class MilvusGallery:
         self._create_lock = threading.Lock()
         self._client: MilvusClient | None = None
         self._upsert_works: bool | None = None
+        self._writing = KeysBeingWritten(max(timeout, NO_DEADLINE_RETRY_S))
         # Collections this process is creating: not to be loaded (or read) until every index exists.
         self._creating: set[str] = set()
         # Collections are never dropped by the indexer, so what is learnt about one stays true;
@@ -338,12 +377,17 @@ class MilvusGallery:
         rows = Columns.of(records, tenant, now)
         per_message = max(1, _UPSERT_BYTES // (4 * dimension + 512))
         replace = self._replace_function()
+        # Where rows are replaced by a read, a delete and an insert (Milvus 2.3), two writes of one
+        # record at once would both find it absent and both insert it: here the second waits.
+        keys = [(name, key) for key in rows.strings["key"]]
+        writing = contextlib.nullcontext() if self._upsert_works else self._writing.holding(keys, f"write into {name}")
         written = 0
         try:
-            for start in range(0, len(rows), per_message):
-                chunk = rows.slice(start, start + per_message)
-                self._call(f"upsert into {name}", lambda c, t, chunk=chunk: replace(c, name, chunk, t), model_id)
-                written += len(chunk)
+            with writing:
+                for start in range(0, len(rows), per_message):
+                    chunk = rows.slice(start, start + per_message)
+                    self._call(f"upsert into {name}", lambda c, t, chunk=chunk: replace(c, name, chunk, t), model_id)
+                    written += len(chunk)
         except (Unavailable, DeadlineExceeded) as exc:
             if written:
                 # Honest about partial success: the caller may resend everything (idempotent by record id).
@@ -716,7 +760,9 @@ class MilvusGallery:
                 # the deadline, until every index is listed, and says which are missing if not.
                 if not self._call(f"look up collection {name}", lambda c, t: c.has_collection(name, timeout=t)):
                     raise
-                log.warning("collection created but its creation reported a failure; awaiting its indexes", collection=name)
+                log.warning(
+                    "collection created but its creation reported a failure; awaiting its indexes", collection=name
+                )
             finally:
                 self._creating.discard(name)
             self._call(f"load collection {name}", lambda c, t: self._load_when_complete(c, name, t))
