@@ -182,7 +182,10 @@ def run_all(args: argparse.Namespace) -> int:
         return 2
     tls_dir = args.tls_dir or (Path(os.environ["KINSHIP_TLS_DIR"]) if os.environ.get("KINSHIP_TLS_DIR") else None)
     if tls_dir is not None and args.sample_gallery and not args.as_name:
-        print("kinship serve all: with --tls-dir, --sample-gallery needs --as NAME (an enroller certificate)", file=sys.stderr)
+        print(
+            "kinship serve all: with --tls-dir, --sample-gallery needs --as NAME (an enroller certificate)",
+            file=sys.stderr,
+        )
         return 2
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
     # Listening on every address, the services reach each other on localhost (a name server.crt holds).

@@ -53,5 +53,7 @@ def resolve_tenant(requested: str, *, field: str = "tenant", default: str | None
     if requested:
         return requested
     if default is None:
-        raise InvalidArgument(f"{field} is required: name the tenant (the agency's gallery) this call acts for", field=field)
+        raise InvalidArgument(
+            f"{field} is required: name the tenant (the agency's gallery) this call acts for", field=field
+        )
     return default

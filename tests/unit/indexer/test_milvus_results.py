@@ -123,7 +123,9 @@ class _Unavailable(grpc.RpcError):
 
 def _answer(topks, scores, rows, status_code=0):
     return milvus_pb2.SearchResults(
-        status=common_pb2.Status(error_code=status_code, code=status_code, reason="collection not loaded" if status_code else ""),
+        status=common_pb2.Status(
+            error_code=status_code, code=status_code, reason="collection not loaded" if status_code else ""
+        ),
         results=result(topks, scores, rows),
     )
 
