@@ -188,3 +188,34 @@ def test_a_readiness_timeout_while_calls_keep_completing_is_busy_not_down() -> N
         # No call completes any more: a timed-out check now means not ready.
         assert _wait(lambda: probe.Check(health_pb2.HealthCheckRequest(), timeout=5).status != serving)
         channel.close()
+
+
+def test_calls_refused_at_capacity_leave_one_audit_event_with_their_count(tmp_path) -> None:
+    import json
+
+    service = HeldService()
+    audit_file = tmp_path / "embedder.audit.jsonl"
+    s = settings(max_concurrent_calls=1)
+    s.audit_log = str(audit_file)
+    with ServerThread(lambda _s: service, s) as srv:
+        channel = grpc.insecure_channel(srv.address)
+        stub = embedder_pb2_grpc.EmbedderStub(channel)
+        held = stub.Embed.future(embedder_pb2.EmbedRequest(model_id="hold"), timeout=30)
+        assert _wait(lambda: service.servicer.entered == 1), "the admitted call never started"
+        for _ in range(4):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Embed(embedder_pb2.EmbedRequest(model_id="hold"), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        def shed_events():
+            lines = audit_file.read_text().splitlines() if audit_file.exists() else []
+            return [e for e in map(json.loads, lines) if e.get("refused_by") == "admission control"]
+
+        assert _wait(lambda: shed_events(), timeout=5), "no audit event for the refused calls"
+        (event,) = shed_events()
+        assert event["rpc"] == "/kinship.v1.Embedder/Embed" and event["refused_count"] == 4
+        assert event["outcome"] == "RESOURCE_EXHAUSTED" and event["reason"] == "OVERLOADED"
+        assert event["peers"] and event["peers"][0].startswith("ipv4:127.0.0.1:")
+        service.servicer.release.set()
+        assert held.result().model_id == "echo"
+        channel.close()

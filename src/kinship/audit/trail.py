@@ -48,8 +48,10 @@ def chain(event: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
     return linked
 
 
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_iso(at: float | None = None) -> str:
+    """UTC in milliseconds: now, or `at` (seconds since the epoch)."""
+    moment = datetime.datetime.now(datetime.UTC) if at is None else datetime.datetime.fromtimestamp(at, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Sink(Protocol):

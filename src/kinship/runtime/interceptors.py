@@ -25,6 +25,7 @@ import functools
 import random
 import time
 import uuid
+from collections.abc import Callable
 
 import grpc
 import structlog
@@ -139,16 +140,26 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
       security or admission work, so probes and ghz-style health loads cost grpc alone.
     - A unary method of the service while `admission` has every slot taken: RESOURCE_EXHAUSTED
       with the retry hint (RetryInfo, grpc-retry-pushback-ms) and the request id in the
-      trailers, before any interceptor of the chain runs and without parsing the request.
+      trailers, before any interceptor of the chain runs and without parsing the request;
+      `on_shed` (the security layer's audit) is told of it, and audits such refusals as one
+      event per method a second.
       Only methods already seen to be unary qualify (a method's first call takes the chain),
       so a streaming method is never answered by a unary handler.
     - Everything else: the chain, as grpc would run it.
     """
 
-    def __init__(self, service: str, chain: list[grpc.aio.ServerInterceptor], admission: Admission | None = None):
+    def __init__(
+        self,
+        service: str,
+        chain: list[grpc.aio.ServerInterceptor],
+        admission: Admission | None = None,
+        on_shed: Callable[[str, str, str], None] | None = None,
+    ):
         self._service = service
         self._chain = tuple(chain)
         self._admission = admission
+        # Told (method, peer, reason) of each call refused at capacity: the audit summarises them.
+        self._on_shed = on_shed
         self._unary: set[str] = set()
         self._refusal_log = _RefusalLog()
 
@@ -176,9 +187,12 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         request_id = _request_id(handler_call_details)
         service = self._service
         refusal_log = self._refusal_log
+        on_shed = self._on_shed
 
         async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> None:
             metrics.observe_rpc(service, method, "RESOURCE_EXHAUSTED", 0.0)
+            if on_shed is not None:
+                on_shed(method, context.peer() or "", error.reason)
             refusal_log.note(
                 service=service,
                 rpc=method,

@@ -237,16 +237,19 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     if getattr(settings, "processes", 1) > 1:
         # Several processes share the port (kinship serve NAME --processes N): the kernel spreads connections.
         options = [o for o in options if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 1)]
+    security = build_interceptors(service.name, settings)
     chain = [
         # Order: request id, logging and error mapping outermost; then who calls and may they
         # (refusals audited); admission innermost, so only callers let in take a slot.
         CallContextInterceptor(service.name, access_log_sample=access_log_sample),
-        *build_interceptors(service.name, settings),
+        *security,
         AdmissionInterceptor(admission),
     ]
+    # Refusals at capacity come before the chain: the audit counts them, one event per RPC a second.
+    on_shed = next((i.shed.note for i in security if hasattr(i, "shed")), None)
     server = grpc.aio.server(
         # Health and reflection skip the chain; while admission is full, refusals come before it.
-        interceptors=[RuntimeInterceptor(service.name, chain, admission)],
+        interceptors=[RuntimeInterceptor(service.name, chain, admission, on_shed)],
         options=options,
         # The hard backstop behind admission control: grpc itself refuses past it, no queue.
         maximum_concurrent_rpcs=admission.limit + HARD_LIMIT_HEADROOM,

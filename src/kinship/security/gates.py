@@ -394,6 +394,35 @@ class Audit:
         }
         await self._trail.record(event)
 
+    async def record_shed(self, method: str, entry: dict[str, Any]) -> None:
+        """The event of `entry["count"]` calls of `method` refused at capacity before any gate ran."""
+        await self._trail.record(
+            {
+                "time": now_iso(),
+                "service": self._service,
+                "rpc": method,
+                "request_id": "",
+                "caller": "",
+                "role": "",
+                "tenant": None,
+                "via": None,
+                "auth": "",
+                "peer": entry["peers"][0] if entry["peers"] else "",
+                "case_id": "",
+                "purpose": "",
+                "request_digest": "",
+                "person_ids": [],
+                "record_ids": [],
+                "outcome": "RESOURCE_EXHAUSTED",
+                "reason": entry["reason"],
+                "refused_by": "admission control",
+                "refused_count": entry["count"],
+                "refused_from": now_iso(entry["first"]),
+                "refused_until": now_iso(entry["last"]),
+                "peers": entry["peers"],
+            }
+        )
+
 
 def _partial_change(method: str, responses: Sequence[Any]) -> dict[str, Any]:
     """For a bulk enrolment: how many records were stored, and each refused one (its stream index and id).
@@ -410,6 +439,50 @@ def _partial_change(method: str, responses: Sequence[Any]) -> dict[str, Any]:
     ]
     enrolled = max((response.enrolled_total for response in responses), default=0)
     return {"enrolled_count": enrolled, "refused_records": refused}
+
+
+class ShedAudit:
+    """Calls refused by admission control before any gate ran: one audit event per RPC per interval.
+
+    When a service is full, the runtime refuses calls before parsing or authenticating them,
+    so that shedding stays cheap (runtime/interceptors.py). An fsynced event per refused call
+    would undo that; and such a call read and changed nothing, and named no caller. So each
+    interval with refusals leaves, per RPC, one event: how many were refused, the first and
+    last time, and the first peers. The refused calls do not wait for it.
+    """
+
+    MAX_PEERS = 10
+
+    def __init__(self, audit: Audit, interval: float = 1.0):
+        self._audit = audit
+        self._interval = interval
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._flush: asyncio.TimerHandle | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+
+    def note(self, method: str, peer: str, reason: str) -> None:
+        now = time.time()
+        entry = self._pending.get(method)
+        if entry is None:
+            entry = self._pending[method] = {"count": 0, "first": now, "peers": [], "reason": reason}
+        entry["count"] += 1
+        entry["last"] = now
+        if peer not in entry["peers"] and len(entry["peers"]) < self.MAX_PEERS:
+            entry["peers"].append(peer)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self._interval, self._write)
+
+    def _write(self) -> None:
+        pending, self._pending, self._flush = self._pending, {}, None
+        for method, entry in pending.items():
+            task = asyncio.ensure_future(self._audit.record_shed(method, entry))
+            self._writing.add(task)
+            task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not write the audit event of calls refused at capacity", error=str(task.exception()))
 
 
 # The interceptor -----------------------------------------------------------------
@@ -614,6 +687,8 @@ class SecurityInterceptor(CallInterceptor):
         self.gates = tuple(gates)
         self._audit = audit
         self._enforced = enforced
+        # The runtime's fast refusals at capacity never reach this interceptor: it tells this.
+        self.shed = ShedAudit(audit)
 
     async def enter(self, call, request, context) -> list:
         for gate in self.gates:

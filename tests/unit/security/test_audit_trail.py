@@ -340,3 +340,37 @@ def test_a_bulk_enrolment_that_failed_after_storing_batches_still_names_what_it_
     assert event["record_ids"] == ["r0", "r1", "r2", "r3"]  # named; the count says how many were stored
     nothing_stored = _bulk_enrolment_event("UNAVAILABLE", [])
     assert (nothing_stored["enrolled_count"], nothing_stored["record_ids"]) == (0, [])
+
+
+def test_calls_refused_at_capacity_are_audited_as_one_event_per_rpc_per_interval() -> None:
+    import asyncio
+
+    from kinship.security.gates import Audit, ShedAudit
+
+    out = io.StringIO()
+
+    async def scenario() -> None:
+        shed = ShedAudit(Audit(trail.AuditTrail([trail.StreamSink(out)]), "indexer"), interval=0.05)
+        for n in range(5):
+            shed.note("/kinship.v1.Indexer/Search", f"ipv4:10.0.0.{n % 2}:1", "OVERLOADED")
+        for peer in [f"ipv4:10.0.1.{n}:1" for n in range(12)]:
+            shed.note("/kinship.v1.Indexer/Upsert", peer, "OVERLOADED")
+        assert out.getvalue() == ""  # nobody waits for the event: it comes after the interval
+        await asyncio.sleep(0.2)
+        shed.note("/kinship.v1.Indexer/Search", "ipv4:10.0.0.9:1", "OVERLOADED")
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["rpc"], e["refused_count"]) for e in events] == [
+        ("/kinship.v1.Indexer/Search", 5),
+        ("/kinship.v1.Indexer/Upsert", 12),
+        ("/kinship.v1.Indexer/Search", 1),
+    ]
+    first = events[0]
+    assert first["outcome"] == "RESOURCE_EXHAUSTED" and first["reason"] == "OVERLOADED"
+    assert first["refused_by"] == "admission control" and first["caller"] == ""
+    assert first["peers"] == ["ipv4:10.0.0.0:1", "ipv4:10.0.0.1:1"]
+    assert first["refused_from"] <= first["refused_until"]
+    assert len(events[1]["peers"]) == ShedAudit.MAX_PEERS
+    assert [e["seq"] for e in events] == [1, 2, 3]  # in the one hash chain
