@@ -31,6 +31,7 @@ def test_bench_index_loads_searches_and_reports_json(tmp_path):
     command = [
         sys.executable, "-m", "kinship.cli.main", "bench", "index", "--rows", "3000", "--dim", "64",
         "--concurrency", "2", "--queries", "40", "--qps-seconds", "1.5", "--index-type", "FLAT", "--json",
+        "--indexer-cpus", "0", "--bench-cpus", "0",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -47,6 +48,8 @@ def test_bench_index_loads_searches_and_reports_json(tmp_path):
     assert {"indexer", "bench"} <= set(ingest_cpu) and ingest_cpu["indexer"] > 0
     assert {"indexer", "bench"} <= set(search_cpu["service"]) and search_cpu["service"]["indexer"] > 0
     assert search_cpu["direct"] is None, "Milvus Lite has no direct path"
+    # Each process kept to the CPUs it was given (the indexer from its first thread on).
+    assert report["cpu_affinity"]["indexer"] == [0] and report["cpu_affinity"]["bench"] == [0]
 
 
 def test_exact_search_leaves_out_the_rows_a_reused_gallery_erased():

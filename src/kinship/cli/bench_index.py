@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +100,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the benchmark's collection afterwards (the report names its model_id, for --model-id)",
     )
+    bench.add_argument(
+        "--indexer-cpus",
+        type=cpu_list,
+        default=None,
+        help="CPUs the indexer process may run on, e.g. 1 or 2-3 (Linux): with Milvus started under "
+        "`taskset` on others, the indexer has cores of its own, as in a deployment [default: any]",
+    )
+    bench.add_argument(
+        "--bench-cpus", type=cpu_list, default=None, help="CPUs this bench may run on, e.g. 0 [default: any]"
+    )
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=run)
+
+
+def cpu_list(text: str) -> frozenset[int]:
+    """CPUs such as "1", "0,2" or "2-3", as `taskset -c` takes them; only CPUs this machine has."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as 1, 0,2 or 2-3") from None
+    available = os.cpu_count() or 1
+    if not cpus or max(cpus) >= available or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} names CPUs this machine lacks (it has 0-{available - 1})")
+    return frozenset(cpus)
+
+
+def cpu_affinity(pids: Sequence[int]) -> list[int] | None:
+    """The CPUs these processes may run on (all of them together), or None where that cannot be read."""
+    try:
+        return sorted(set().union(*(os.sched_getaffinity(pid) for pid in pids))) if pids else None
+    except (AttributeError, OSError):  # not Linux, or a process gone
+        return None
 
 
 # Data ---------------------------------------------------------------------------------------
@@ -172,7 +205,10 @@ def running_indexer(args: argparse.Namespace, milvus_uri: str, data_dir: Path) -
         "--milvus-timeout-seconds", "120", "--log-level", "warning",
     ]  # fmt: skip
     log = open(data_dir / "indexer.log", "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    cpus = args.indexer_cpus
+    # Set in the child before it starts a thread, so every thread of the indexer keeps to these CPUs.
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
     indexer = Indexer(process, f"127.0.0.1:{port}")
     try:
         _wait_serving(indexer, data_dir / "indexer.log")
@@ -415,6 +451,9 @@ def run(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr)
 
+    if args.bench_cpus:
+        os.sched_setaffinity(0, args.bench_cpus)  # before any thread of this bench starts
+
     clusters = args.clusters or max(1, args.rows // 100)
     say(f"generating {args.rows:,} clustered {args.dim}-d vectors ({clusters:,} clusters)")
     data = clustered_vectors(args.rows, args.dim, clusters, args.seed)
@@ -433,6 +472,11 @@ def run(args: argparse.Namespace) -> int:
         ):
             stub = indexer_pb2_grpc.IndexerStub(channel)
             meter = CpuMeter({"indexer": [indexer.process.pid], "milvus": _milvus_pids(), "bench": [os.getpid()]})
+            affinity = {
+                "indexer": cpu_affinity([indexer.process.pid]),
+                "milvus": cpu_affinity(_milvus_pids()),
+                "bench": cpu_affinity([os.getpid()]),
+            }
             ingest_rate = None
             ingest_cpu: dict[str, float] = {}
             if not args.model_id:
@@ -582,6 +626,8 @@ def run(args: argparse.Namespace) -> int:
         "milvus_rss_bytes": rss,
         "milvus_rss_per_million_rows_bytes": None if rss is None else int(rss / args.rows * 1_000_000),
         "cpus": os.cpu_count(),
+        # The CPUs each process could run on (--indexer-cpus, --bench-cpus; Milvus as it was started).
+        "cpu_affinity": affinity,
         "machine": platform.machine(),
     }
     if args.json:

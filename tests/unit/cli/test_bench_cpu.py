@@ -46,3 +46,24 @@ def test_several_pids_of_one_name_are_summed():
     meter = CpuMeter({"twice": [os.getpid(), os.getpid()]})
     reading = meter.read()["twice"]
     assert reading == pytest.approx(2 * process_cpu_seconds(os.getpid()), abs=0.05)
+
+
+def test_cpu_lists_read_as_taskset_reads_them_and_name_only_cpus_this_machine_has():
+    import argparse
+
+    from kinship.cli.bench_index import cpu_list
+
+    assert cpu_list("0") == {0}
+    if (os.cpu_count() or 1) >= 2:
+        assert cpu_list("0,1") == cpu_list("0-1") == {0, 1}
+    for bad in ("", "x", "1-a", f"{os.cpu_count()}", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cpu_list(bad)
+
+
+def test_the_affinity_of_processes_is_read_and_a_process_gone_is_none():
+    from kinship.cli.bench_index import cpu_affinity
+
+    assert cpu_affinity([os.getpid()]) == sorted(os.sched_getaffinity(0))
+    assert cpu_affinity([]) is None
+    assert cpu_affinity([2**22 + 12345]) is None  # above Linux's largest pid
