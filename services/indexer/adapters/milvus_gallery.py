@@ -379,8 +379,11 @@ class MilvusGallery:
         replace = self._replace_function()
         # Where rows are replaced by a read, a delete and an insert (Milvus 2.3), two writes of one
         # record at once would both find it absent and both insert it: here the second waits.
-        keys = [(name, key) for key in rows.strings["key"]]
-        writing = contextlib.nullcontext() if self._upsert_works else self._writing.holding(keys, f"write into {name}")
+        writing = (
+            contextlib.nullcontext()
+            if self._upsert_works
+            else self._writing.holding([(name, key) for key in rows.strings["key"]], f"write into {name}")
+        )
         written = 0
         try:
             with writing:

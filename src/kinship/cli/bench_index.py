@@ -471,12 +471,9 @@ def run(args: argparse.Namespace) -> int:
             ) as channel,
         ):
             stub = indexer_pb2_grpc.IndexerStub(channel)
-            meter = CpuMeter({"indexer": [indexer.process.pid], "milvus": _milvus_pids(), "bench": [os.getpid()]})
-            affinity = {
-                "indexer": cpu_affinity([indexer.process.pid]),
-                "milvus": cpu_affinity(_milvus_pids()),
-                "bench": cpu_affinity([os.getpid()]),
-            }
+            pids = {"indexer": [indexer.process.pid], "milvus": _milvus_pids(), "bench": [os.getpid()]}
+            meter = CpuMeter(pids)
+            affinity = {process: cpu_affinity(of) for process, of in pids.items()}
             ingest_rate = None
             ingest_cpu: dict[str, float] = {}
             if not args.model_id:

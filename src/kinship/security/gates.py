@@ -356,7 +356,13 @@ class Audit:
         return refused or call.method in policy.AUDITED
 
     async def record(
-        self, call: CallState, request: Any, responses: Sequence[Any], outcome: str, reason: str = ""
+        self,
+        call: CallState,
+        request: Any,
+        responses: Sequence[Any],
+        outcome: str,
+        reason: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         identity = call.identity
         ids: dict[str, list[str]] = {"person_ids": [], "record_ids": []}
@@ -391,37 +397,21 @@ class Audit:
             "outcome": outcome,
             "reason": reason,
             "refused_by": call.refused_by,
+            **(extra or {}),
         }
         await self._trail.record(event)
 
     async def record_shed(self, method: str, entry: dict[str, Any]) -> None:
         """The event of `entry["count"]` calls of `method` refused at capacity before any gate ran."""
-        await self._trail.record(
-            {
-                "time": now_iso(),
-                "service": self._service,
-                "rpc": method,
-                "request_id": "",
-                "caller": "",
-                "role": "",
-                "tenant": None,
-                "via": None,
-                "auth": "",
-                "peer": entry["peers"][0] if entry["peers"] else "",
-                "case_id": "",
-                "purpose": "",
-                "request_digest": "",
-                "person_ids": [],
-                "record_ids": [],
-                "outcome": "RESOURCE_EXHAUSTED",
-                "reason": entry["reason"],
-                "refused_by": "admission control",
-                "refused_count": entry["count"],
-                "refused_from": now_iso(entry["first"]),
-                "refused_until": now_iso(entry["last"]),
-                "peers": entry["peers"],
-            }
-        )
+        call = CallState(method=method, metadata={}, peer=entry["peers"][0] if entry["peers"] else "")
+        call.refused_by = "admission control"
+        shed = {
+            "refused_count": entry["count"],
+            "refused_from": now_iso(entry["first"]),
+            "refused_until": now_iso(entry["last"]),
+            "peers": entry["peers"],
+        }
+        await self.record(call, None, [], "RESOURCE_EXHAUSTED", entry["reason"], extra=shed)
 
 
 def _partial_change(method: str, responses: Sequence[Any]) -> dict[str, Any]:
