@@ -47,7 +47,6 @@ checks it again, so no caller text can change an expression's meaning.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -84,6 +83,7 @@ from ..domain.model import (
     Sex,
 )
 from ..domain.rules import RECORD_ID_MAX, REGION_MAX, SOURCE_MAX, clamp_similarity
+from .milvus_search_channel import SearchChannel
 
 log = get_logger("kinship.indexer.milvus")
 
@@ -323,6 +323,8 @@ class MilvusGallery:
         self._client_lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._client: MilvusClient | None = None
+        # Searches on the event loop's own channel to where the client connects (see search_soon).
+        self._search_channel: SearchChannel | None = None
         self._upsert_works: bool | None = None
         self._writing = KeysBeingWritten(max(timeout, NO_DEADLINE_RETRY_S))
         # Collections this process is creating: not to be loaded (or read) until every index exists.
@@ -429,20 +431,19 @@ class MilvusGallery:
     def search_soon(
         self, model_id: str, tenant: str, queries: np.ndarray, top_k: int, flt: SearchFilter, consistency: Consistency
     ) -> Awaitable[list[list[Hit]] | None] | None:
-        """The search sent as a gRPC future on pymilvus's channel and awaited on the event loop.
+        """The search sent on the event loop's own channel to Milvus and awaited there.
 
         A search through `search` costs two thread switches (to a gallery thread and back)
         on top of the call; this way the indexer's event loop sends the request and reads the
-        answer itself (docs/benchmarks.md). None where it cannot be sent without blocking (no
-        connection yet, a collection not yet opened by this process, pymilvus's handler not
-        the one this was written against, no time left); the awaitable gives None where the
-        call failed: `search` then answers, retrying within the deadline and saying what failed.
+        answer itself (milvus_search_channel.py). None where it cannot be sent without blocking
+        (no connection yet, a collection not yet opened by this process, no search channel, no
+        time left); the awaitable gives None where the call failed: `search` then answers,
+        retrying within the deadline and saying what failed.
         """
-        client = self._client
-        stub = _stub_of(client) if client is not None else None
+        channel = self._search_channel
         index_type = self._index_types.get(model_id)
         timeout = deadlines.remaining(self._timeout)
-        if stub is None or index_type is None or timeout <= 0:
+        if channel is None or index_type is None or timeout <= 0:
             return None
         params = self._vector_index.search_params_for(index_type, top_k)
         request = _search_request(
@@ -453,7 +454,8 @@ class MilvusGallery:
             {"metric_type": "COSINE", "params": params},
             _CONSISTENCY_LEVEL[consistency],
         )
-        return _hits_when_answered(stub.Search.future(request, timeout=timeout), len(queries))
+        call = channel.search(request, timeout)
+        return None if call is None else _hits_when_answered(call, len(queries))
 
     def get_records(
         self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
@@ -548,6 +550,9 @@ class MilvusGallery:
     def close(self) -> None:
         with self._client_lock:
             client, self._client = self._client, None
+            channel, self._search_channel = self._search_channel, None
+        if channel is not None:
+            channel.close()
         if client is not None:
             with contextlib.suppress(Exception):  # closing a broken connection must not fail shutdown
                 client.close()
@@ -603,7 +608,9 @@ class MilvusGallery:
                         f"cannot connect to Milvus at {self._shown_uri}: {_describe(exc)} "
                         "(check --milvus-uri / KINSHIP_MILVUS_URI; a Milvus Lite file admits one process only)"
                     ) from exc
-                log.info("connected to milvus", uri=self._shown_uri)
+                handler = getattr(self._client, "_get_connection", lambda: None)()
+                self._search_channel = SearchChannel.following(handler, self._token) if handler else None
+                log.info("connected to milvus", uri=self._shown_uri, search_channel=self._search_channel is not None)
             return self._client
 
     def _call(
@@ -1031,27 +1038,17 @@ def _search_request(
     )
 
 
-async def _hits_when_answered(call: grpc.Future, queries: int) -> list[list[Hit]] | None:
-    """The hits of a search sent as a gRPC future, awaited without a thread; None where it failed."""
-    loop = asyncio.get_running_loop()
-    answered = loop.create_future()
+async def _hits_when_answered(call: Awaitable[milvus_pb2.SearchResults], queries: int) -> list[list[Hit]] | None:
+    """The hits of a search sent on the search channel; None where it failed.
 
-    def wake(_: grpc.Future) -> None:  # runs on grpc's channel thread (or here, if already done)
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits the answer any more
-            loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(None))
-
-    call.add_done_callback(wake)
+    Cancelling the caller cancels the call (grpc.aio does so for an awaited call).
+    """
     try:
-        await answered
-    except asyncio.CancelledError:
-        call.cancel()  # the caller went away: so does the search
-        raise
-    try:
-        response = call.result()
+        response = await call
         check_status(response.status)
         return _hits_of(response.results, queries)
     except (grpc.RpcError, MilvusException) as exc:
-        log.info("search future failed; retrying on a gallery thread", error=_describe(exc))
+        log.info("search on the event loop failed; retrying on a gallery thread", error=_describe(exc))
         return None
 
 

@@ -1,17 +1,12 @@
-"""Reading hits from the columns of a Milvus search result, and awaiting a search sent as a gRPC future (no Milvus needed)."""
+"""Reading hits from the columns of a Milvus search result (no Milvus needed)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-
-import grpc
 import pytest
 from pymilvus import DataType, MilvusException
-from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+from pymilvus.grpc_gen import schema_pb2
 
-from kinship.indexer.adapters.milvus_gallery import HIT_FIELDS, UNKNOWN_BIRTH_YEAR, _hits_of, _hits_when_answered
+from kinship.indexer.adapters.milvus_gallery import HIT_FIELDS, UNKNOWN_BIRTH_YEAR, _hits_of
 from kinship.indexer.domain.model import Sex
 
 
@@ -80,91 +75,3 @@ def test_a_result_missing_an_output_field_is_an_error_naming_it():
     fields = tuple(f for f in HIT_FIELDS if f != "region")
     with pytest.raises(MilvusException, match="region"):
         _hits_of(result([1], [0.8], [row("r1", "p1")], fields=fields), queries=1)
-
-
-# A search sent as a gRPC future, awaited on the event loop ------------------------------
-
-
-class _Future:
-    """The part of a grpc.Future the adapter uses; settled from another thread, as grpc's channel thread does."""
-
-    def __init__(self):
-        self.callbacks, self.cancelled, self.outcome = [], False, None
-
-    def add_done_callback(self, callback):
-        self.callbacks.append(callback)
-
-    def cancel(self):
-        self.cancelled = True
-        return True
-
-    def result(self):
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-        return self.outcome
-
-    def settle_from_another_thread(self, outcome, after=0.01):
-        def settle():
-            time.sleep(after)
-            self.outcome = outcome
-            for callback in self.callbacks:
-                callback(self)
-
-        threading.Thread(target=settle).start()
-
-
-class _Unavailable(grpc.RpcError):
-    def code(self):
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self):
-        return "connection refused"
-
-
-def _answer(topks, scores, rows, status_code=0):
-    return milvus_pb2.SearchResults(
-        status=common_pb2.Status(
-            error_code=status_code, code=status_code, reason="collection not loaded" if status_code else ""
-        ),
-        results=result(topks, scores, rows),
-    )
-
-
-def test_a_search_future_is_read_when_grpc_settles_it_from_its_own_thread():
-    future = _Future()
-
-    async def main():
-        future.settle_from_another_thread(_answer([1], [0.8], [row("r1", "p1")]))
-        return await _hits_when_answered(future, queries=1)
-
-    hits = asyncio.run(main())
-    assert [[h.record_id for h in q] for q in hits] == [["r1"]] and hits[0][0].similarity == pytest.approx(0.8)
-
-
-@pytest.mark.parametrize("outcome", [_Unavailable(), "refused"], ids=["grpc-error", "milvus-status"])
-def test_a_failed_search_future_gives_none_so_the_retrying_path_answers(outcome):
-    future = _Future()
-    failure = outcome if isinstance(outcome, Exception) else _answer([0], [], [], status_code=101)
-
-    async def main():
-        future.settle_from_another_thread(failure)
-        return await _hits_when_answered(future, queries=1)
-
-    assert asyncio.run(main()) is None
-
-
-def test_a_cancelled_search_cancels_its_future():
-    future = _Future()
-
-    async def main():
-        task = asyncio.ensure_future(_hits_when_answered(future, queries=1))
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        # grpc settles a cancelled call later; nobody is woken for it any more.
-        future.settle_from_another_thread(_Unavailable(), after=0)
-        await asyncio.sleep(0.05)
-
-    asyncio.run(main())
-    assert future.cancelled
