@@ -282,6 +282,28 @@ def test_a_failed_group_write_fails_every_caller_in_it_and_the_trail_keeps_worki
         asyncio.run(audit.record({"n": 9}))
 
 
+def test_the_writer_thread_ends_when_idle_and_the_next_event_starts_another(tmp_path, monkeypatch) -> None:
+    import asyncio
+    import threading
+    import time
+
+    monkeypatch.setattr(trail, "_WRITER_IDLE_S", 0.05)
+    path = tmp_path / "indexer.audit.jsonl"
+    audit = trail.AuditTrail([trail.FileSink(path)])
+
+    def writers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "audit-writer"]
+
+    asyncio.run(audit.record({"n": 1}))
+    deadline = time.monotonic() + 5
+    while writers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writers() == []  # idle: no thread left behind
+    asyncio.run(audit.record({"n": 2}))  # another loop, a new writer
+    result = trail.verify(path)
+    assert result.ok and result.events == 2
+
+
 def _bulk_enrolment_event(outcome: str, responses: list) -> dict:
     """The audit event of a BulkEnrol stream of two batches (r0..r2, then r3 and a repeated r1)."""
     import asyncio
