@@ -1,0 +1,58 @@
+"""Searches on the event loop's own channel, against real Milvus (Lite and the 2.3.5 server).
+
+The channel follows pymilvus's connection (its address, headers and TLS); this proves on
+both backends, with the pinned pymilvus, that it opens and answers the same hits as the
+blocking path, so a pymilvus change that hid what it follows would fail here, not only
+make searches slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from kinship.indexer.adapters.milvus_gallery import MilvusGallery
+from kinship.indexer.domain.model import Attributes, Consistency, GalleryRecord, SearchFilter
+
+DIM = 16
+
+
+@pytest.fixture(params=["lite", "server"])
+def gallery(request, tmp_path):
+    uri = str(tmp_path / "gallery.db") if request.param == "lite" else request.getfixturevalue("milvus_server").uri
+    store = MilvusGallery(uri, timeout=60)
+    yield store
+    store.close()
+
+
+def test_a_search_on_the_event_loop_answers_what_the_blocking_path_answers(gallery):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(8, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [
+        GalleryRecord(f"r{i}", f"p{i}", vectors[i], Attributes(birth_year=1980 + i, region="IT-MI"))
+        for i in range(len(vectors))
+    ]
+    model_id = "channel-model"
+    gallery.upsert(model_id, DIM, "t1", records)
+    queries = vectors[[2, 5]]
+    blocking = gallery.search(model_id, "t1", queries, 3, SearchFilter(), Consistency.STRONG)
+
+    async def on_the_loop():
+        soon = gallery.search_soon(model_id, "t1", queries, 3, SearchFilter(), Consistency.STRONG)
+        assert soon is not None, "no search channel: pymilvus's connection no longer says where it goes"
+        return await soon
+
+    hits = asyncio.run(on_the_loop())
+    assert [[h.record_id for h in q] for q in hits] == [[h.record_id for h in q] for q in blocking]
+    assert [hits[0][0].record_id, hits[1][0].record_id] == ["r2", "r5"]
+    assert hits[0][0].attributes.birth_year == 1982 and hits[0][0].similarity == pytest.approx(1.0, abs=1e-4)
+    # Another tenant's search on the same channel sees none of these records.
+    other = asyncio.run(_soon(gallery, model_id, "t2", queries))
+    assert other == [[], []]
+
+
+async def _soon(gallery, model_id, tenant, queries):
+    return await gallery.search_soon(model_id, tenant, queries, 3, SearchFilter(), Consistency.STRONG)
