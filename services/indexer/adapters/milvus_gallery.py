@@ -608,7 +608,7 @@ class MilvusGallery:
                         f"cannot connect to Milvus at {self._shown_uri}: {_describe(exc)} "
                         "(check --milvus-uri / KINSHIP_MILVUS_URI; a Milvus Lite file admits one process only)"
                     ) from exc
-                handler = getattr(self._client, "_get_connection", lambda: None)()
+                handler = _handler_of(self._client)
                 self._search_channel = SearchChannel.following(handler, self._token) if handler else None
                 log.info("connected to milvus", uri=self._shown_uri, search_channel=self._search_channel is not None)
             return self._client
@@ -911,10 +911,14 @@ class Columns:
         ]
 
 
+def _handler_of(client: MilvusClient) -> Any:
+    """pymilvus's connection handler (address, credentials, stub), or None where the client has none."""
+    return getattr(client, "_get_connection", lambda: None)()
+
+
 def _stub_of(client: MilvusClient) -> Any:
     """pymilvus's gRPC stub (its connection and credentials), or None where its handler has none."""
-    handler = getattr(client, "_get_connection", lambda: None)()
-    return getattr(handler, "_stub", None)
+    return getattr(_handler_of(client), "_stub", None)
 
 
 def _write_columns(client: MilvusClient, operation: str, name: str, rows: Columns, timeout: float) -> object:

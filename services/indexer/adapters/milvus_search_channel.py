@@ -37,6 +37,8 @@ _CHANNEL_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", True),
 )
+#: Channels closing on their loop (close() called from the loop itself), until they are closed.
+_CLOSING: set[asyncio.Task[None]] = set()
 _CERTIFICATE_FILES = ("_server_pem_path", "_client_pem_path", "_client_key_path", "_ca_pem_path")
 
 
@@ -95,7 +97,9 @@ class SearchChannel:
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(channel.close())
+            closing = loop.create_task(channel.close())
+            _CLOSING.add(closing)  # the loop keeps only a weak reference to a task
+            closing.add_done_callback(_CLOSING.discard)
         elif loop.is_running():
             with contextlib.suppress(Exception):  # shutting down: a channel that will not close is dropped
                 asyncio.run_coroutine_threadsafe(channel.close(), loop).result(timeout=5)
