@@ -483,6 +483,9 @@ class MilvusGallery:
         return self._delete_matching(model_id, f"{tenant_expression(tenant)} and ({' or '.join(clauses)})")
 
     def purge_expired(self, model_id: str, now: int) -> int:
+        # Opened as a search opens it: after a restart the purge is the first call and finds it released.
+        if self.dimension(model_id) is None:  # dropped since it was listed
+            return 0
         erased = self._delete_matching(model_id, expired_expression(now))
         if erased:
             log.info("retention purge", collection=collection_name(model_id), erased=erased)
@@ -1183,7 +1186,8 @@ def _is_missing_collection(exc: MilvusException) -> bool:
 
 def _is_not_loaded(exc: MilvusException) -> bool:
     text = _describe(exc).lower()
-    return "not loaded" in text or "collection not load" in text
+    # The server: "collection not loaded"; Lite: "... is in state 'released'; call load() before ...".
+    return "not loaded" in text or "collection not load" in text or "call load()" in text
 
 
 # Words of pymilvus/Milvus messages for failures that a later try may not meet.

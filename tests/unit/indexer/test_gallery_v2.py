@@ -177,6 +177,34 @@ def test_retries_stop_at_the_deadline_and_permanent_errors_are_not_retried(adapt
         adapter._call("search", _Flaky(0, None))
 
 
+class _LoadingClient:
+    """Enough of pymilvus's client for the adapter to load a collection: records what it loaded."""
+
+    def __init__(self):
+        self.loaded = []
+
+    def list_indexes(self, name, timeout=None):
+        return [*milvus_gallery._SCALAR_INDEXED, "embedding"]
+
+    def load_collection(self, name, timeout=None):
+        self.loaded.append(name)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "collection not loaded[collection=449]",  # the 2.3.5 server
+        "Collection 'faces_m' is in state 'released'; call load() before search/get/query",  # Lite
+    ],
+)
+def test_a_collection_found_released_is_loaded_then_the_call_retried(adapter, words):
+    client = adapter._client = _LoadingClient()
+    released_once = _Flaky(1, MilvusException(code=101, message=words))
+    with deadlines.deadline_scope(5.0):
+        assert adapter._call("find records to delete", released_once, "m") == "answer"
+    assert client.loaded == [milvus_gallery.collection_name("m")] and len(released_once.timeouts) == 2
+
+
 class _SlowFailure:
     """A Milvus that never answers: each try takes its whole timeout, then fails as unavailable."""
 
