@@ -1,10 +1,11 @@
 """An append-only, hash-chained audit log.
 
-Each event is one JSON line. It carries `seq` (1, 2, 3, ...), `prev` (the `hash` of
-the event before; 64 zeros for the first) and its own `hash`: the SHA-256 of the
-event's canonical JSON (sorted keys, no spaces) without the `hash` field. Changing
-any field breaks that event's hash; removing or reordering events breaks `seq` and
-`prev` of the one after. `verify` finds the first such break and says where.
+Each event is one JSON line (one longer than 16 KiB, several: `in_parts`). It carries
+`seq` (1, 2, 3, ...), `prev` (the `hash` of the event before; 64 zeros for the first) and
+its own `hash`: the SHA-256 of the event's canonical JSON (sorted keys, no spaces)
+without the `hash` field. Changing any field breaks that event's hash; removing or
+reordering events breaks `seq` and `prev` of the one after. `verify` finds the first
+such break and says where.
 
 The file sink appends under an exclusive `flock` (several server processes may share
 one file), reads the last event for `prev`/`seq` where another writer appended since
@@ -30,6 +31,16 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 GENESIS = "0" * 64
+#: The longest line an event is written as. Container runtimes cut longer log lines into
+#: 16 KiB pieces, which a cluster's log pipeline may not join again: a longer event is
+#: written as several, each with a share of its id lists (`in_parts`).
+MAX_LINE_BYTES = 16 * 1024
+#: What a line holds beside the event: seq, prev, hash, the stream mark, part and parts, with room to spare.
+_CHAIN_BYTES = 320
+#: The lists that grow with a call (ids named or returned, refused records); every other field is bounded.
+_LISTED = ("person_ids", "record_ids", "refused_records")
+#: A bound on those other fields together (case id and purpose are cut at 200 characters, ids at 128, ...).
+_BOUNDED_FIELDS_BYTES = 4096
 #: Read backwards in chunks this big to find the last line of the file.
 _TAIL_CHUNK = 64 * 1024
 #: A writer thread without events for this long ends (the next event starts another).
@@ -56,6 +67,39 @@ def now_iso(at: float | None = None) -> str:
     """UTC in milliseconds: now, or `at` (seconds since the epoch)."""
     moment = datetime.datetime.now(datetime.UTC) if at is None else datetime.datetime.fromtimestamp(at, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def in_parts(event: dict[str, Any], max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
+    """The event, or where its line would pass `max_line_bytes`, the events that together make it.
+
+    Each part repeats every field but the id lists, lists the next share of the ids in their
+    order, and says `part` (1, 2, ...) of `parts`; a query for a person finds the part that
+    lists them. An event that fits is returned as it is, without `part`.
+    """
+    lists = {name: event[name] for name in _LISTED if event.get(name)}
+    # A bound first, without serialising (every audited call comes here): a character takes at
+    # most 6 bytes of JSON (an escaped control character), and an item at most 48 more (quotes,
+    # comma; a refused record's keys and index).
+    rough = sum(6 * len(str(item)) + 48 for items in lists.values() for item in items)
+    budget = max_line_bytes - _CHAIN_BYTES
+    if rough + _BOUNDED_FIELDS_BYTES <= budget:
+        return [event]
+    if rough <= 8 * budget and len(canonical(event)) <= budget:  # near the bound: measured
+        return [event]
+    fixed = len(canonical({**event, **{name: [] for name in lists}}))
+    parts: list[dict[str, list[Any]]] = []
+    current: dict[str, list[Any]] = {name: [] for name in lists}
+    size = fixed
+    for name, items in lists.items():
+        for item in items:
+            cost = len(canonical(item)) + 1
+            if size + cost > budget and any(current.values()):
+                parts.append(current)
+                current, size = {name: [] for name in lists}, fixed
+            current[name].append(item)
+            size += cost
+    parts.append(current)
+    return [{**event, **share, "part": number, "parts": len(parts)} for number, share in enumerate(parts, start=1)]
 
 
 class Sink(Protocol):
@@ -250,7 +294,9 @@ class AuditTrail:
                 continue
             failure: Exception | None = None
             try:
-                self._write([event for event, _ in group])
+                # A long event's parts are written together, next to each other (on this thread:
+                # a million-row enrolment's event takes seconds to cut).
+                self._write([part for event, _ in group for part in in_parts(event)])
             except Exception as exc:  # noqa: BLE001 - each caller of the group gets the failure
                 failure = exc
             with self._lock:

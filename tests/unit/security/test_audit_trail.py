@@ -396,3 +396,63 @@ def test_calls_refused_at_capacity_are_audited_as_one_event_per_rpc_per_interval
     assert first["refused_from"] <= first["refused_until"]
     assert len(events[1]["peers"]) == ShedAudit.MAX_PEERS
     assert [e["seq"] for e in events] == [1, 2, 3]  # in the one hash chain
+
+
+def test_an_event_that_fits_a_line_is_written_as_it_is() -> None:
+    search = _event(1, person_ids=[f"p{n}" for n in range(20)], record_ids=[f"r{n}" for n in range(20)])
+    assert trail.in_parts(search) == [search]
+    # Near the bound the size is measured, not guessed: a non-ASCII id that still fits stays whole.
+    near = _event(1, person_ids=["é" * 100] * 20)
+    assert trail.in_parts(near) == [near]
+
+
+def test_a_long_event_is_written_in_parts_each_a_line_a_container_runtime_keeps_whole() -> None:
+    import asyncio
+
+    # A 3,000-record enrolment: its ids make a line of about 100 KB, which a container
+    # runtime's log driver would cut at 16 KiB.
+    people = [f"person-{n:06d}-of-a-long-enrolment" for n in range(3000)]
+    records = [f"record-{n:06d}-of-a-long-enrolment" for n in range(3000)]
+    refused = [{"index": n, "record_id": records[n]} for n in range(0, 3000, 7)]
+    event = _event(
+        1, rpc="/kinship.v1.Indexer/BulkEnrol", person_ids=people, record_ids=records, refused_records=refused
+    )
+    stream = io.StringIO()
+    audit = trail.AuditTrail([trail.StreamSink(stream)])
+    asyncio.run(audit.record(event))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) > 10 and all(len(line.encode()) <= trail.MAX_LINE_BYTES for line in lines)
+    parts = [json.loads(line) for line in lines]
+    assert [p["part"] for p in parts] == list(range(1, len(parts) + 1)) and {p["parts"] for p in parts} == {len(parts)}
+    # Together they list every id once, in order; every other field is the event's own.
+    assert [i for p in parts for i in p["person_ids"]] == people
+    assert [i for p in parts for i in p["record_ids"]] == records
+    assert [r for p in parts for r in p["refused_records"]] == refused
+    listed = set(trail._LISTED) | {"part", "parts", "seq", "prev", "hash", "stream"}
+    assert all(
+        {k: v for k, v in p.items() if k not in listed} == {k: v for k, v in event.items() if k not in listed}
+        for p in parts
+    )
+    # Consecutive in one chain, and a query for a person finds the part that lists them.
+    assert [p["seq"] for p in parts] == list(range(1, len(parts) + 1))
+    (found,) = trail.query(parts, person_id=people[2500])
+    assert people[2500] in found["person_ids"]
+
+
+def test_the_parts_of_a_long_event_are_written_together_and_the_file_verifies(tmp_path) -> None:
+    import asyncio
+
+    path = tmp_path / "indexer.audit.jsonl"
+    audit = trail.AuditTrail([trail.FileSink(path)])
+    big = _event(1, record_ids=[f"r{n:05d}" for n in range(5000)])
+
+    async def together() -> None:
+        await asyncio.gather(audit.record(_event(0)), audit.record(big), audit.record(_event(2)))
+
+    asyncio.run(together())
+    assert trail.verify(path).ok
+    events = list(trail.read_events(path))
+    numbers = [e.get("part") for e in events]
+    first = numbers.index(1)
+    assert numbers[first : first + events[first]["parts"]] == list(range(1, events[first]["parts"] + 1))
+    assert sum(len(e["record_ids"]) for e in events if "part" in e) == 5000
