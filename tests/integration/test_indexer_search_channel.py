@@ -3,7 +3,8 @@
 The channel follows pymilvus's connection (its address, headers and TLS); this proves on
 both backends, with the pinned pymilvus, that it opens and answers the same hits as the
 blocking path, so a pymilvus change that hid what it follows would fail here, not only
-make searches slower.
+make searches slower. The last test covers the other way round: a pymilvus without the
+stub our requests are sent on, where writes and searches take pymilvus's own calls.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from kinship.indexer.adapters import milvus_gallery
 from kinship.indexer.adapters.milvus_gallery import MilvusGallery
 from kinship.indexer.domain.model import Attributes, Consistency, GalleryRecord, SearchFilter
 
@@ -56,3 +58,26 @@ def test_a_search_on_the_event_loop_answers_what_the_blocking_path_answers(galle
 
 async def _soon(gallery, model_id, tenant, queries):
     return await gallery.search_soon(model_id, tenant, queries, 3, SearchFilter(), Consistency.STRONG)
+
+
+def test_where_pymilvus_has_no_stub_writes_and_searches_take_its_own_calls_and_answer_alike(gallery, monkeypatch):
+    """The fallbacks for a pymilvus whose handler lacks the stub our requests are sent on."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(8, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [
+        GalleryRecord(f"r{i}", f"p{i % 3}", vectors[i], Attributes(birth_year=1970 + i, region="FR-75"))
+        for i in range(len(vectors))
+    ]
+    model_id = "fallback-model"
+    gallery.upsert(model_id, DIM, "t1", records[:4])  # on the stub
+    queries = vectors[[1, 6]]
+    with monkeypatch.context() as patched:
+        patched.setattr(milvus_gallery, "_stub_of", lambda client: None)
+        gallery.upsert(model_id, DIM, "t1", records[4:])  # pymilvus's own insert or upsert
+        fallback = gallery.search(model_id, "t1", queries, 4, SearchFilter(), Consistency.STRONG)
+    on_stub = gallery.search(model_id, "t1", queries, 4, SearchFilter(), Consistency.STRONG)
+    assert [[h.record_id for h in q] for q in fallback] == [[h.record_id for h in q] for q in on_stub]
+    assert [fallback[0][0].record_id, fallback[1][0].record_id] == ["r1", "r6"]
+    assert fallback[1][0].attributes == on_stub[1][0].attributes and fallback[1][0].attributes.birth_year == 1976
+    assert [h.similarity for h in fallback[0]] == pytest.approx([h.similarity for h in on_stub[0]], abs=1e-5)
