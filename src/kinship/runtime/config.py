@@ -275,6 +275,14 @@ def load_settings(service: str) -> list[Setting]:
             non_negative,
         ),
         Setting(
+            "event_loop",
+            "KINSHIP_EVENT_LOOP",
+            "uvloop",
+            "the event loop the server runs on: uvloop (libuv; less CPU per call) or asyncio (Python's own)",
+            str.lower,
+            choices=("uvloop", "asyncio"),
+        ),
+        Setting(
             "processes",
             f"KINSHIP_{upper}_PROCESSES",
             1,
