@@ -29,14 +29,19 @@ def gallery(request, tmp_path):
     store.close()
 
 
-def test_a_search_on_the_event_loop_answers_what_the_blocking_path_answers(gallery):
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(8, DIM)).astype(np.float32)
+def _records(*, seed: int, people: int, born_from: int, region: str) -> tuple[np.ndarray, list[GalleryRecord]]:
+    """8 unit vectors, and a record of each: r{i} of person p{i % people}, born `born_from` + i."""
+    vectors = np.random.default_rng(seed).normal(size=(8, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     records = [
-        GalleryRecord(f"r{i}", f"p{i}", vectors[i], Attributes(birth_year=1980 + i, region="IT-MI"))
+        GalleryRecord(f"r{i}", f"p{i % people}", vectors[i], Attributes(birth_year=born_from + i, region=region))
         for i in range(len(vectors))
     ]
+    return vectors, records
+
+
+def test_a_search_on_the_event_loop_answers_what_the_blocking_path_answers(gallery):
+    vectors, records = _records(seed=3, people=8, born_from=1980, region="IT-MI")
     model_id = "channel-model"
     gallery.upsert(model_id, DIM, "t1", records)
     queries = vectors[[2, 5]]
@@ -62,13 +67,7 @@ async def _soon(gallery, model_id, tenant, queries):
 
 def test_where_pymilvus_has_no_stub_writes_and_searches_take_its_own_calls_and_answer_alike(gallery, monkeypatch):
     """The fallbacks for a pymilvus whose handler lacks the stub our requests are sent on."""
-    rng = np.random.default_rng(11)
-    vectors = rng.normal(size=(8, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    records = [
-        GalleryRecord(f"r{i}", f"p{i % 3}", vectors[i], Attributes(birth_year=1970 + i, region="FR-75"))
-        for i in range(len(vectors))
-    ]
+    vectors, records = _records(seed=11, people=3, born_from=1970, region="FR-75")
     model_id = "fallback-model"
     gallery.upsert(model_id, DIM, "t1", records[:4])  # on the stub
     queries = vectors[[1, 6]]
