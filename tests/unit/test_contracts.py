@@ -127,3 +127,21 @@ def test_generated_modules_import_on_their_own(module: str) -> None:
         [sys.executable, "-c", f"import kinship.v1.{module}_pb2_grpc"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_relation_values_only_grow() -> None:
+    # kinship.v1 only grows: the first values keep their numbers, grandparents are added after them.
+    from kinship.v1 import common_pb2
+
+    values = {v.name: v.number for v in common_pb2.Relation.DESCRIPTOR.values}
+    assert values == {
+        "RELATION_UNSPECIFIED": 0,
+        "RELATION_FATHER": 1,
+        "RELATION_MOTHER": 2,
+        "RELATION_SIBLING": 3,
+        "RELATION_SELF": 4,
+        "RELATION_BROTHER": 5,
+        "RELATION_SISTER": 6,
+        "RELATION_GRANDFATHER": 7,
+        "RELATION_GRANDMOTHER": 8,
+    }

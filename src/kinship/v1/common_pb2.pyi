@@ -22,6 +22,8 @@ class Relation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RELATION_SELF: _ClassVar[Relation]
     RELATION_BROTHER: _ClassVar[Relation]
     RELATION_SISTER: _ClassVar[Relation]
+    RELATION_GRANDFATHER: _ClassVar[Relation]
+    RELATION_GRANDMOTHER: _ClassVar[Relation]
 SEX_UNSPECIFIED: Sex
 SEX_FEMALE: Sex
 SEX_MALE: Sex
@@ -32,6 +34,8 @@ RELATION_SIBLING: Relation
 RELATION_SELF: Relation
 RELATION_BROTHER: Relation
 RELATION_SISTER: Relation
+RELATION_GRANDFATHER: Relation
+RELATION_GRANDMOTHER: Relation
 
 class BoundingBox(_message.Message):
     __slots__ = ("x_min", "y_min", "x_max", "y_max")
