@@ -19,6 +19,8 @@ RELATION_FROM_PB = {
     common_pb2.RELATION_SELF: Relation.SELF,
     common_pb2.RELATION_BROTHER: Relation.BROTHER,
     common_pb2.RELATION_SISTER: Relation.SISTER,
+    common_pb2.RELATION_GRANDFATHER: Relation.GRANDFATHER,
+    common_pb2.RELATION_GRANDMOTHER: Relation.GRANDMOTHER,
 }
 RELATION_TO_PB = {domain: pb for pb, domain in RELATION_FROM_PB.items()}
 
@@ -36,7 +38,9 @@ def relation_from_pb(value: int, field: str) -> Relation:
         return RELATION_FROM_PB[value]
     except KeyError:
         raise InvalidArgument(
-            f"{field}: unknown relation {value}; use father, mother, brother, sister, sibling or self", field=field
+            f"{field}: unknown relation {value}; use father, mother, brother, sister, sibling, grandfather, "
+            "grandmother or self",
+            field=field,
         ) from None
 
 

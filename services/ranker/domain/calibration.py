@@ -5,11 +5,27 @@ similarity s of one comparison to log10 LR = (slope * s + intercept) / ln 10,
 the log10 of P(s | kin) / P(s | not kin), bounded by +-max_abs_log10_lr so that no
 single comparison says more than the data it was fitted on could.
 
-Which calibration: kin relations are calibrated on the kinship model's similarity,
-per relation and, where the candidate's sex is known, per sex of the candidate
-(father-son and father-daughter pairs do not look alike in the same way).
-Siblings have a calibration of their own only where the artifact was fitted on
-sibling pairs; otherwise the artifact names the one it borrows. RELATION_SELF is
+Which calibration: kin relations are calibrated on the kinship model's similarity
+(with the identity cosine of the same faces as a second witness), per relation and,
+where the candidate's sex is known, per sex of the candidate (father-son and
+father-daughter pairs do not look alike in the same way). `calibration_name` takes
+the most specific name the artifact has, in this order:
+
+- father / mother: `father-son` or `father-daughter` (`mother-son`,
+  `mother-daughter`) by the candidate's sex, else `father` (`mother`).
+- brother: `brother-brother` (candidate male) or `brother-sister` (candidate
+  female), else `brother`, else `sibling`.
+- sister: `sister-sister` (candidate female) or `brother-sister` (candidate male),
+  else `sister`, else `sibling`.
+- sibling (the relative's sex not given): `sibling`.
+- grandfather / grandmother: `grandfather-grandson` or `grandfather-granddaughter`
+  (`grandmother-grandson`, `grandmother-granddaughter`), else `grandfather`
+  (`grandmother`). Nothing is borrowed for a grandparent: an artifact without
+  either is refused for that relation (FAILED_PRECONDITION), see
+  `require_calibration`.
+
+Artifacts fitted before sibling pairs existed have only `sibling` (borrowed from
+parent-child pairs, as their manifest says) and fall back to it. RELATION_SELF is
 identity evidence (an earlier photo of the missing person) on the identity model,
 discounted for the age gap between the photo and now.
 """
@@ -21,28 +37,68 @@ import math
 import numpy as np
 
 from kinship.artifacts import ArtifactError, Calibration, RelationCalibration
+from kinship.runtime.errors import FailedPrecondition
 
-from .model import Relation, Sex
+from .model import GRANDPARENTS, Relation, Sex
 
 _LN10 = math.log(10.0)
 
 _PARENT = {Relation.FATHER: "father", Relation.MOTHER: "mother"}
 _CHILD = {Sex.MALE: "son", Sex.FEMALE: "daughter"}
-_SIBLING = {Relation.BROTHER: "brother", Relation.SISTER: "sister", Relation.SIBLING: "sibling"}
+_GRANDPARENT = {Relation.GRANDFATHER: "grandfather", Relation.GRANDMOTHER: "grandmother"}
+_GRANDCHILD = {Sex.MALE: "grandson", Sex.FEMALE: "granddaughter"}
+#: Per sibling relation: the pair name by the candidate's sex, then the fallbacks in order.
+_SIBLING = {
+    Relation.BROTHER: ({Sex.MALE: "brother-brother", Sex.FEMALE: "brother-sister"}, ("brother", "sibling")),
+    Relation.SISTER: ({Sex.FEMALE: "sister-sister", Sex.MALE: "brother-sister"}, ("sister", "sibling")),
+    Relation.SIBLING: ({}, ("sibling",)),
+}
+
+
+def _candidates(relation: Relation, candidate_sex: Sex) -> tuple[str, ...]:
+    """The calibration names that could serve, most specific first."""
+    if relation is Relation.SELF:
+        return ("self",)
+    if relation in _PARENT:
+        parent = _PARENT[relation]
+        specific = (f"{parent}-{_CHILD[candidate_sex]}",) if candidate_sex in _CHILD else ()
+        return (*specific, parent)
+    if relation in _GRANDPARENT:
+        grandparent = _GRANDPARENT[relation]
+        specific = (f"{grandparent}-{_GRANDCHILD[candidate_sex]}",) if candidate_sex in _GRANDCHILD else ()
+        return (*specific, grandparent)
+    if relation in _SIBLING:
+        by_sex, fallbacks = _SIBLING[relation]
+        return (*((by_sex[candidate_sex],) if candidate_sex in by_sex else ()), *fallbacks)
+    raise ValueError(f"no calibration for relation {relation}")
 
 
 def calibration_name(relation: Relation, candidate_sex: Sex, available: Calibration) -> str:
-    """The most specific calibration the artifact has for this relation and candidate sex."""
-    if relation is Relation.SELF:
-        return "self"
-    if relation in _PARENT:
-        parent = _PARENT[relation]
-        specific = f"{parent}-{_CHILD[candidate_sex]}" if candidate_sex in _CHILD else ""
-        return specific if specific in available.relations else parent
-    if relation in _SIBLING:
-        name = _SIBLING[relation]
-        return name if name in available.relations else "sibling"
-    raise ValueError(f"no calibration for relation {relation}")
+    """The most specific calibration the artifact has for this relation and candidate sex.
+
+    The last fallback of a parent, sibling or self relation is one that `check_calibration`
+    requires, so it is returned even when absent (the caller's `Calibration.get` then says
+    so). A grandparent has no required fallback: without one, FailedPrecondition.
+    """
+    names = _candidates(relation, candidate_sex)
+    for name in names:
+        if name in available.relations:
+            return name
+    if relation in GRANDPARENTS:
+        raise FailedPrecondition(
+            f"relation {relation.value} cannot be scored: the calibration {available.calibration_id} has no "
+            f"{' or '.join(repr(n) for n in names)} calibration (it has {sorted(available.relations)}) and a "
+            f"grandparent's evidence is never borrowed from another relation; use an artifact with grandparent "
+            f"calibrations (one trained on grandparent pairs), or leave the {relation.value} out",
+            reason="RELATION_NOT_CALIBRATED",
+        )
+    return names[-1]
+
+
+def require_calibration(relation: Relation, candidate_sex: Sex, available: Calibration | None) -> None:
+    """Refuses (FailedPrecondition) a relation the calibration cannot score; uncalibrated (None) scores all."""
+    if available is not None:
+        calibration_name(relation, candidate_sex, available)
 
 
 def log10_lr(

@@ -24,10 +24,13 @@ class Relation(enum.Enum):
     SELF = "self"
     BROTHER = "brother"
     SISTER = "sister"
+    GRANDFATHER = "grandfather"
+    GRANDMOTHER = "grandmother"
 
 
 PARENTS = frozenset({Relation.FATHER, Relation.MOTHER})
 SIBLINGS = frozenset({Relation.BROTHER, Relation.SISTER, Relation.SIBLING})
+GRANDPARENTS = frozenset({Relation.GRANDFATHER, Relation.GRANDMOTHER})
 
 
 class Sex(enum.Enum):

@@ -14,8 +14,11 @@ For each relative r and candidate c:
    space (a face enrolled before the artifact existed has no kinship vector) gets no
    evidence from that relative: log10 LR 0, similarity 0, no record id.
 2. Calibration. `calibration.calibration_name(relation, candidate sex, calibration)`
-   picks the most specific calibration (father-son before father); the candidate's
-   sex is the one its records agree on (unspecified when they disagree or say none).
+   picks the most specific calibration (father-son before father, brother-sister
+   before sister before sibling, grandmother-grandson before grandmother; see
+   `calibration`); the candidate's sex is the one its records agree on (unspecified
+   when they disagree or say none). A grandparent the artifact has no calibration for
+   is refused (FAILED_PRECONDITION), never scored with another relation's.
    llr_i = `calibration.log10_lr(cal, s_i, t_i)`, bounded by the calibration's
    max_abs_log10_lr, where t_i is the photo's best identity cosine over the
    candidate's records: a kin relation's calibration weighs it as a second, weaker
@@ -46,6 +49,15 @@ For each relative r and candidate c:
      genetic correlation between full siblings). With any parent given, each
      sibling's weight is halved again: a sibling's resemblance to the missing person
      runs largely through the parents already counted.
+   - GRANDFATHER and GRANDMOTHER each get 0.5 (GRANDPARENT_WEIGHT), for the same
+     reason as siblings: a grandparent passes on about a quarter of the genome, not
+     half, and passes it on through a parent, so the resemblance is weaker evidence
+     and partly the same evidence as that parent's. With any parent given (father or
+     mother, whichever side the grandparent is on: the request does not say), each
+     grandparent's weight is halved again, to 0.25: what the grandparent passed on is
+     already counted in the parent's resemblance. Several relatives with the same
+     grandparent relation share its weight, 1/count each, like other repeated
+     relations (a grandfather and a grandmother do not share: they are two people).
    - SELF counts in full (w = 1; several SELF relatives are one person and share
      it, 1/count each): it is direct identity evidence, discounted per photo for the
      age gap in step 2 rather than here.
@@ -60,7 +72,7 @@ Uncalibrated: fusion "mean-max-cosine-v1" (no artifact)
 --------------------------------------------------------
 Today's baseline, and it says so: score(c) = mean over relatives of the best identity
 cosine (max over the relative's photos x c's records); every relative weighs the same
-(fusion weight 1/relatives). log10 LRs are 0, the posterior is the prior, no
+(fusion weight 1/relatives), grandparents included. log10 LRs are 0, the posterior is the prior, no
 candidate is strong, and the fusion method text says UNCALIBRATED.
 
 Evidence of a relative (both modes) reports its best photo: the highest similarity
@@ -90,6 +102,7 @@ from kinship.runtime.errors import FailedPrecondition
 
 from . import calibration as cal
 from .model import (
+    GRANDPARENTS,
     PARENTS,
     SIBLINGS,
     CalibrationSummary,
@@ -109,7 +122,8 @@ FUSION_NAME = "summed-calibrated-llr-v1"
 FUSION_METHOD = (
     f"{FUSION_NAME}: sum over relatives of weight x calibrated log10 likelihood ratio (each relative's photos "
     "averaged by quality); parents count in full, relatives sharing a relation share one weight, k siblings "
-    "weigh 1/(1+0.5(k-1)) each and half that beside a parent, self counts in full (discounted for its age gap)"
+    "weigh 1/(1+0.5(k-1)) each and half that beside a parent, a grandparent weighs 0.5 and half that beside a "
+    "parent, self counts in full (discounted for its age gap)"
 )
 UNCALIBRATED_NAME = "mean-max-cosine-v1"
 UNCALIBRATED_FUSION_METHOD = (
@@ -124,6 +138,8 @@ MIN_PHOTO_WEIGHT = 0.05
 DUPLICATE_COSINE = 0.98
 #: Expected genetic correlation of full siblings: the discount of each extra sibling.
 SIBLING_CORRELATION = 0.5
+#: Weight of one grandparent (about a quarter of the genome, through a parent); halved beside a parent.
+GRANDPARENT_WEIGHT = 0.5
 DEFAULT_PRIOR = 0.001
 DEFAULT_STRONG_LOG10_LR = 2.0
 
@@ -286,12 +302,16 @@ def fusion_weights(relations: Sequence[Relation]) -> np.ndarray:
     count = {relation: sum(1 for r in relations if r is relation) for relation in set(relations)}
     siblings = sum(1 for r in relations if r in SIBLINGS)
     sibling_weight = 1.0 / (1.0 + SIBLING_CORRELATION * (siblings - 1)) if siblings else 0.0
+    grandparent_weight = GRANDPARENT_WEIGHT
     if any(r in PARENTS for r in relations):
         sibling_weight *= 0.5
+        grandparent_weight *= 0.5
     weights = []
     for relation in relations:
         if relation in SIBLINGS:
             weights.append(sibling_weight)
+        elif relation in GRANDPARENTS:
+            weights.append(grandparent_weight / count[relation])
         elif relation in PARENTS or relation is Relation.SELF:
             weights.append(1.0 / count[relation])
         else:

@@ -19,7 +19,9 @@
 
 When an artifact is loaded the identity model is the one it is bound to: a request
 naming another model id is refused (FAILED_PRECONDITION), since the calibration and
-the gallery's kinship vectors belong to that model.
+the gallery's kinship vectors belong to that model. So is a request naming a
+grandparent when the artifact has no grandparent calibration for it, before any photo
+is embedded (`calibration.require_calibration`, for the sex known of the candidate).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from kinship.runtime.errors import (
 )
 
 from . import scoring
-from .calibration import photo_age_gap
+from .calibration import photo_age_gap, require_calibration
 from .model import (
     CompareKinshipInput,
     Comparison,
@@ -56,6 +58,7 @@ from .model import (
     Relation,
     ScoringDescription,
     SearchFilter,
+    Sex,
 )
 from .ports import FaceEmbedder, GalleryIndex
 from .scoring import RelativeFaces, ScoringConfig
@@ -134,6 +137,7 @@ class KinshipRanker:
         query = validate(request, self._options.limits)
         config = self._scoring.with_prior(query.prior_probability)
         model_id = self._identity_model(query.model_id)
+        self._check_relations(query, query.missing_person.sex)
         jobs = self._relative_jobs(query)
         faces, model_id = await self._embed(jobs, model_id)
         family = self._family(query, faces)
@@ -156,6 +160,8 @@ class KinshipRanker:
         query = comparison.query
         config = self._scoring.with_prior(query.prior_probability)
         model_id = self._identity_model(query.model_id)
+        known_sex = comparison.candidate_sex if comparison.candidate_photos else query.missing_person.sex
+        self._check_relations(query, known_sex)
         jobs = self._relative_jobs(query)
         candidate_jobs = [
             _PhotoJob(photo, f"candidate_photos.photos[{k}]", "the candidate's photo")
@@ -217,6 +223,16 @@ class KinshipRanker:
                 reason="ARTIFACT_BOUND_TO_ANOTHER_MODEL",
             )
         return config.identity_model_id
+
+    def _check_relations(self, query: KinshipQuery, candidate_sex: Sex) -> None:
+        """Every relation must have a calibration for a candidate of the sex known (FAILED_PRECONDITION).
+
+        Only a grandparent can lack one (`check_calibration` requires the others' fallbacks).
+        With the sex known, the gallery's filter passes only candidates of that sex; unknown,
+        the grandparent's calibration for a candidate of unknown sex is needed.
+        """
+        for relation in dict.fromkeys(r.relation for r in query.relatives):
+            require_calibration(relation, candidate_sex, self._scoring.calibration)
 
     def _needs_kinship(self, query: KinshipQuery) -> bool:
         return self._scoring.calibrated and any(r.relation is not Relation.SELF for r in query.relatives)

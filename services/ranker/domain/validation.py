@@ -160,13 +160,17 @@ def _check_relatives(relatives: Sequence[RelativeInput], limits: Limits, year: i
     if not relatives:
         bad(
             "relatives",
-            "at least one relative is needed; add the father, mother, a brother or sister, or an earlier photo (self)",
+            "at least one relative is needed; add the father, mother, a brother or sister, a grandparent, or an "
+            "earlier photo (self)",
         )
     total_photos = 0
     for i, relative in enumerate(relatives):
         at = f"relatives[{i}]"
         if relative.relation is Relation.UNSPECIFIED:
-            bad(f"{at}.relation", "relation is not set; use father, mother, brother, sister, sibling or self")
+            bad(
+                f"{at}.relation",
+                "relation is not set; use father, mother, brother, sister, sibling, grandfather, grandmother or self",
+            )
         if len(relative.label.strip()) > limits.max_label_chars:
             bad(f"{at}.label", f"label is longer than {limits.max_label_chars} characters")
         if relative.person_id and not _PERSON_ID.match(relative.person_id):
