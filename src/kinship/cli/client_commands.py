@@ -46,6 +46,8 @@ RELATIONS = {
     "brother": common_pb2.RELATION_BROTHER,
     "sister": common_pb2.RELATION_SISTER,
     "sibling": common_pb2.RELATION_SIBLING,
+    "grandfather": common_pb2.RELATION_GRANDFATHER,
+    "grandmother": common_pb2.RELATION_GRANDMOTHER,
     "self": common_pb2.RELATION_SELF,
 }
 SEXES = {
@@ -59,8 +61,8 @@ CALL_TIMEOUT = 120.0
 LEAD_NOTICE = "A candidate is a lead for a person to verify, never an identification."
 RELATIVE_SYNTAX = "RELATION[@WHEN][:LABEL]=IMAGE[,IMAGE...]"
 RELATIVE_HELP = (
-    "a relative and their photos; RELATION is father, mother, brother, sister, sibling (sex unknown) or self "
-    "(an earlier photo of the missing person); @WHEN is the age at the photos (self@6=kid.jpg) or the year "
+    "a relative and their photos; RELATION is father, mother, brother, sister, sibling (sex unknown), "
+    "grandfather, grandmother or self (an earlier photo of the missing person); @WHEN is the age at the photos (self@6=kid.jpg) or the year "
     "they were taken (self@1998=kid.jpg); :LABEL names the relative in the output (sister:anna=a.jpg)"
 )
 

@@ -15,7 +15,20 @@ from collections.abc import Sequence
 from .page import LEAD_NOT_IDENTIFICATION, PALETTE, esc, now_utc, render_page
 from .svg import Axis, Chart, Series, Style, linear_axis, nice_range, probit_axis
 
-RELATIONS = {"fd": "father–daughter", "fs": "father–son", "md": "mother–daughter", "ms": "mother–son"}
+#: Relation codes of the data sets (KinFaceW's four, FIW's eleven) as the report names them.
+RELATIONS = {
+    "fd": "father–daughter",
+    "fs": "father–son",
+    "md": "mother–daughter",
+    "ms": "mother–son",
+    "bb": "brother–brother",
+    "ss": "sister–sister",
+    "sibs": "brother–sister",
+    "gfgd": "grandfather–granddaughter",
+    "gfgs": "grandfather–grandson",
+    "gmgd": "grandmother–granddaughter",
+    "gmgs": "grandmother–grandson",
+}
 LIMITS = (
     "Measured on a research data set (KinFaceW-style pairs of cropped faces), not on casework: figures on "
     "other photos, ages and populations will differ. " + LEAD_NOT_IDENTIFICATION

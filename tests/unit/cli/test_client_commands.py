@@ -71,6 +71,24 @@ def test_relative_syntax(tmp_path: Path) -> None:
         cc.parse_relative("father", 0)
 
 
+def test_grandparents_parse_and_are_in_the_help(tmp_path: Path, capsys) -> None:
+    a = _touch(tmp_path / "a.jpg")
+    grandpa = cc.parse_relative(f"grandfather={a}", 0)
+    assert grandpa.relation == common_pb2.RELATION_GRANDFATHER == 7 and grandpa.label == ""
+    granny = cc.parse_relative(f"Grandmother@1970:nonna={a}", 1)
+    assert granny.relation == common_pb2.RELATION_GRANDMOTHER == 8 and granny.label == "nonna"
+    assert granny.photos[0].capture_year == 1970
+    args = build_parser().parse_args(["find", "--relative", f"grandmother={a}", "--relative", f"father={a}"])
+    relations = [r.relation for r in cc.build_find_request(args).relatives]
+    assert relations == [common_pb2.RELATION_GRANDMOTHER, common_pb2.RELATION_FATHER]
+    with pytest.raises(cc.CommandError, match="grandfather, grandmother"):
+        cc.parse_relative(f"grandson={a}", 0)
+    for command in ("find", "compare"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        assert "grandfather, grandmother" in " ".join(capsys.readouterr().out.split())
+
+
 def test_find_request_from_flags(tmp_path: Path) -> None:
     a = _touch(tmp_path / "dad.jpg")
     args = build_parser().parse_args(

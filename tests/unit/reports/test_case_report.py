@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from kinship.ranker.domain.verbal import verbal_scale
-from kinship.reports.case import UNCALIBRATED_NOTICE, crop_face, load_gallery_photos, render_case_report
+from kinship.reports.case import (
+    UNCALIBRATED_NOTICE,
+    crop_face,
+    load_gallery_photos,
+    relation_name,
+    render_case_report,
+)
 from kinship.reports.page import LEAD_NOT_IDENTIFICATION
 from kinship.v1 import common_pb2, ranker_pb2
 
@@ -354,3 +360,10 @@ def test_pdf_without_chromium_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     argv = ["find", "--relative", f"father={tmp_path / 'dad.jpg'}", "--pdf", str(tmp_path / "c.pdf")]
     assert main([*argv, "--ranker", "127.0.0.1:9"]) == 1
     assert "--pdf needs a headless Chromium" in capsys.readouterr().err
+
+
+def test_every_relation_has_its_name() -> None:
+    assert relation_name(common_pb2.RELATION_GRANDFATHER) == "grandfather"
+    assert relation_name(common_pb2.RELATION_GRANDMOTHER) == "grandmother"
+    assert relation_name(common_pb2.RELATION_SISTER) == "sister"
+    assert relation_name(99) == "relation 99"

@@ -232,3 +232,10 @@ def test_eval_and_train_accept_report():
     assert str(args.report) == "e.html"
     args = parser.parse_args(["train", "--dataset", "d", "--report", "e.html"])
     assert str(args.report) == "e.html"
+
+
+def test_fiw_relation_codes_have_names():
+    # FIW's eleven relation codes (and KinFaceW's four among them) are named, not shown as bare codes.
+    for code in ("fd", "fs", "md", "ms", "bb", "ss", "sibs", "gfgd", "gfgs", "gmgd", "gmgs"):
+        assert code in ev.RELATIONS
+    assert ev.RELATIONS["sibs"] == "brother–sister" and ev.RELATIONS["gmgs"] == "grandmother–grandson"
