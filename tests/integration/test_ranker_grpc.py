@@ -392,10 +392,10 @@ def test_health_follows_the_dependencies(ranker, fakes):
             "relatives[0].photos[0]: the photo of 'self' was refused: image cannot be decoded",
         ),
         (
-            ranker_pb2.FindRelativesRequest(relatives=[relative(7, b"dad.jpg")]),
+            ranker_pb2.FindRelativesRequest(relatives=[relative(99, b"dad.jpg")]),  # 7 and 8 are grandparents
             grpc.StatusCode.INVALID_ARGUMENT,
             ["relatives[0].relation"],
-            "unknown relation 7",
+            "unknown relation 99",
         ),
         (
             ranker_pb2.FindRelativesRequest(
