@@ -61,6 +61,7 @@ class FiwDataset:
 
     @property
     def families(self) -> tuple[str, ...]:
+        """Families with at least one kin pair (556 of FIW-train's 570)."""
         return tuple(sorted({p.family for p in self.pairs}))
 
     def images_of(self) -> dict[tuple[str, str], list[int]]:
