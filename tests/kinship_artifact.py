@@ -87,3 +87,13 @@ def make_test_artifact(
         metrics={},
         software_version="test",
     )
+
+
+def no_artifact(folder: Path) -> Path:
+    """An artifacts folder whose ACTIVE says `none`: the suite serves no kinship model (uncalibrated).
+
+    (An empty folder is no longer uncalibrated: without ACTIVE the shipped artifact is served.)
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ACTIVE").write_text("none\n")
+    return folder

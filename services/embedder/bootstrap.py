@@ -17,6 +17,7 @@ from kinship.embedder.adapters.model_pack import DEFAULT_PACK, LoadedPack, Runti
 from kinship.embedder.adapters.providers import resolve_providers
 from kinship.embedder.adapters.yunet import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from kinship.embedder.domain.batching import MicroBatcher
+from kinship.embedder.domain.pipeline import ColumnView
 from kinship.embedder.domain.service import FaceEmbeddingService, ServedModel
 from kinship.embedder.domain.tiling import MultiScale
 from kinship.embedder.transport import DEFAULT_MAX_BATCH_ITEMS, EmbedderServicer
@@ -257,16 +258,21 @@ def runtime_options(settings: SimpleNamespace) -> RuntimeOptions:
     )
 
 
-def batched(model: ServedModel, settings: SimpleNamespace, batchers: list[MicroBatcher]) -> ServedModel:
-    """The model with its recognizer behind a MicroBatcher (same detector and aligner, so kinship still pairs)."""
+def batched_recognizer(recognizer, settings: SimpleNamespace, batchers: list[MicroBatcher]) -> MicroBatcher:
     batcher = MicroBatcher(
-        model.pipeline.recognizer,
+        recognizer,
         max_batch=settings.batch_max_size,
         max_wait=settings.batch_max_wait_ms / 1000.0,
         runners=settings.batch_runners,
         thread_init=partial(lower_this_thread, settings.worker_nice),
     )
     batchers.append(batcher)
+    return batcher
+
+
+def batched(model: ServedModel, settings: SimpleNamespace, batchers: list[MicroBatcher]) -> ServedModel:
+    """The model with its recognizer behind a MicroBatcher (same detector and aligner, so kinship still pairs)."""
+    batcher = batched_recognizer(model.pipeline.recognizer, settings, batchers)
     return ServedModel(info=model.info, pipeline=model.pipeline.with_recognizer(batcher))
 
 
@@ -303,11 +309,10 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
             )
         )
     batchers: list[MicroBatcher] = []
-    identity = batched(pack.model, settings, batchers)
-    models = [identity] + [batched(other.model, settings, batchers) for other in packs[1:]]
+    kinship = None
     if artifact is None:
         log.info(
-            "no kinship artifact is active: serving the identity model only (kinship train makes one)",
+            "kinship artifact: ACTIVE says none, serving the identity model only",
             artifacts_dir=str(settings.artifacts_dir),
         )
     else:
@@ -319,11 +324,31 @@ async def build(settings: SimpleNamespace) -> EmbedderService:
             pack,
             intra_op_threads=recognizer_threads(settings),
         )
-        # The kinship network shares the identity model's (batched) front end, so one detection feeds both.
-        kinship_model = ServedModel(
-            info=kinship.model.info, pipeline=identity.pipeline.with_recognizer(kinship.recognizer)
+    if kinship is not None and kinship.joint is not None:
+        # One joint graph (identity trunk + kinship head) behind one batcher; both models are views of it,
+        # so a request for both runs the trunk once per face.
+        joint = batched_recognizer(kinship.joint, settings, batchers)
+        identity = ServedModel(
+            info=pack.model.info,
+            pipeline=pack.model.pipeline.with_recognizer(ColumnView(joint, *kinship.joint.identity_columns)),
         )
-        models.append(batched(kinship_model, settings, batchers))
+        kinship_model = ServedModel(
+            info=kinship.model.info,
+            pipeline=identity.pipeline.with_recognizer(ColumnView(joint, *kinship.joint.kinship_columns)),
+        )
+    else:
+        identity = batched(pack.model, settings, batchers)
+        kinship_model = None
+        if kinship is not None:
+            # A format 1 network shares the identity model's (batched) front end, so one detection feeds both.
+            kinship_model = batched(
+                ServedModel(info=kinship.model.info, pipeline=identity.pipeline.with_recognizer(kinship.recognizer)),
+                settings,
+                batchers,
+            )
+    models = [identity] + [batched(other.model, settings, batchers) for other in packs[1:]]
+    if kinship_model is not None:
+        models.append(kinship_model)
     if settings.default_model_id:
         chosen = [m for m in models if m.info.model_id == settings.default_model_id]
         if not chosen:

@@ -164,14 +164,15 @@ def scoring_config(settings: SimpleNamespace) -> ScoringConfig:
     )
     if artifact is None:
         log.warning(
-            "no trained kinship artifact: the ranker runs UNCALIBRATED (identity cosine only, no likelihood "
-            "ratios, no strong candidates); train one with `kinship train` into the artifacts folder",
+            "the artifacts folder's ACTIVE says none: the ranker runs UNCALIBRATED (identity cosine only, no "
+            "likelihood ratios, no strong candidates); remove ACTIVE to serve the shipped artifact, or train one",
             artifacts_dir=str(settings.artifacts_dir),
         )
     else:
         log.info(
             "kinship artifact loaded",
             artifact_id=artifact.artifact_id,
+            shipped=artifact.shipped,
             calibration_id=artifact.calibration.calibration_id,
             identity_model_id=artifact.identity_model_id,
             kinship_model_id=artifact.kinship_model_id,

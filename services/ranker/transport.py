@@ -156,6 +156,9 @@ def description_to_pb(description: ScoringDescription) -> ranker_pb2.DescribeSco
             for c in description.calibrations
         ],
         artifact_metrics=dict(description.artifact_metrics),
+        artifact_licence=description.artifact_licence,
+        artifact_training_data=description.artifact_training_data,
+        artifact_shipped=description.artifact_shipped,
     )
 
 

@@ -7,9 +7,20 @@ An artifact is a folder under the artifacts directory (by default
       ACTIVE                     one line: the id of the artifact the services load
       <artifact-id>/
         manifest.json            what it is, what it is bound to, how it was made and measured
-        kinship.onnx             the kinship network: aligned face -> kinship embedding
+        head.onnx                format 2: the kinship head over the identity model's feature map
+        kinship.onnx             format 1: the whole kinship network, aligned face -> kinship embedding
 
-The network takes what the identity model of the same pack takes (an aligned
+Format 2 (what `kinship train` writes now) ships only a head that reads the bound
+identity model's own feature map and identity output (see `kinship.kinship_head`):
+the embedder grafts it onto the identity graph and one run of the trunk gives both
+vectors. Format 1 artifacts still load (their network runs beside the identity model).
+
+Without an ACTIVE file the suite serves the artifact shipped inside the package
+(`kinship.shipped`, trained on FIW families; see docs/model-packs.md): a fresh
+install is calibrated. ACTIVE holding `none` serves no kinship model (uncalibrated
+identity cosine), on purpose.
+
+A format 1 network takes what the identity model of the same pack takes (an aligned
 112x112 face, RGB, float32 0..255, NCHW, input `data`) and returns an
 L2-normalised kinship embedding (output `embedding`). It is bound to one identity
 model id: it shares that model's detector and alignment, and its calibration of
@@ -34,11 +45,20 @@ from typing import Any
 from kinship.runtime.errors import ConfigError
 
 #: Bumped whenever the manifest's meaning changes; older readers refuse newer formats.
-ARTIFACT_FORMAT = "kinship-artifact/1"
+ARTIFACT_FORMAT = "kinship-artifact/2"
+#: Formats this version reads: 1 (a whole network), 2 (a head over the identity model's feature map).
+READABLE_FORMATS = ("kinship-artifact/1", "kinship-artifact/2")
 MANIFEST = "manifest.json"
 ACTIVE = "ACTIVE"
+#: What ACTIVE says to serve no kinship model at all (not even the shipped one).
+NO_ARTIFACT = "none"
+#: The id `kinship eval --artifact` and the CLI accept for the shipped artifact.
+DEFAULT_ARTIFACT = "default"
 NETWORK_INPUT = "data"
 NETWORK_OUTPUT = "embedding"
+#: network kinds: a whole network (format 1) or a head over the identity graph (format 2).
+NETWORK_KIND_NETWORK = "network"
+NETWORK_KIND_HEAD = "head"
 
 
 class ArtifactError(ConfigError):
@@ -106,6 +126,17 @@ class KinshipArtifact:
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     software_version: str = ""
+    network_kind: str = NETWORK_KIND_NETWORK
+    #: The terms the weights are under (research use, from the training data's terms), "" when unstated.
+    licence: str = ""
+    #: True for the artifact shipped inside the package (served when no ACTIVE file exists).
+    shipped: bool = False
+    #: Format 2: the identity graph's tensors the head reads ({"feature_map": "bn1", "identity": "fc1"}).
+    head_inputs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        return "kinship-artifact/2" if self.network_kind == NETWORK_KIND_HEAD else "kinship-artifact/1"
 
     def network_bytes(self) -> bytes:
         """The network file, after checking its sha256 against the manifest."""
@@ -153,7 +184,7 @@ def calibration_to_dict(calibration: Calibration) -> dict[str, Any]:
     }
 
 
-def load_artifact(folder: Path | str) -> KinshipArtifact:
+def load_artifact(folder: Path | str, *, shipped: bool = False) -> KinshipArtifact:
     """Reads and checks one artifact folder's manifest (the network's sha256 is checked when read)."""
     folder = Path(folder)
     try:
@@ -162,10 +193,10 @@ def load_artifact(folder: Path | str) -> KinshipArtifact:
         raise ArtifactError(f"{folder} holds no {MANIFEST}: it is not a kinship artifact") from None
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder / MANIFEST} cannot be read: {exc}") from exc
-    if manifest.get("format") != ARTIFACT_FORMAT:
+    if manifest.get("format") not in READABLE_FORMATS:
         raise ArtifactError(
-            f"{folder / MANIFEST} has format {manifest.get('format')!r}; this version reads {ARTIFACT_FORMAT!r}: "
-            "train a new artifact with this version (kinship train)"
+            f"{folder / MANIFEST} has format {manifest.get('format')!r}; this version reads "
+            f"{', '.join(repr(f) for f in READABLE_FORMATS)}: train a new artifact with this version (kinship train)"
         )
     try:
         network = manifest["network"]
@@ -183,7 +214,13 @@ def load_artifact(folder: Path | str) -> KinshipArtifact:
             training=manifest.get("training", {}),
             metrics={k: float(v) for k, v in manifest.get("metrics", {}).items()},
             software_version=manifest.get("software_version", ""),
+            network_kind=network.get("kind", NETWORK_KIND_NETWORK),
+            licence=manifest.get("licence", ""),
+            shipped=shipped,
+            head_inputs=dict(network.get("inputs", {})),
         )
+        if artifact.network_kind not in (NETWORK_KIND_NETWORK, NETWORK_KIND_HEAD):
+            raise ValueError(f"unknown network kind {artifact.network_kind!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{folder / MANIFEST} is incomplete or malformed ({exc!r}): train again") from exc
     if artifact.kinship_model_id != kinship_model_id(artifact.artifact_id, artifact.identity_model_id):
@@ -191,8 +228,41 @@ def load_artifact(folder: Path | str) -> KinshipArtifact:
     return artifact
 
 
+def shipped_artifact_dir() -> Path:
+    """The folder of the artifact shipped in the package (`kinship.shipped`): the one named in its ACTIVE file."""
+    import importlib.resources
+
+    root = Path(str(importlib.resources.files("kinship.shipped")))
+    artifact_id = active_artifact_id(root)
+    if artifact_id is None:
+        raise ArtifactError(f"the package's shipped artifacts ({root}) name no artifact: reinstall kinship-search")
+    return root / artifact_id
+
+
+def load_shipped() -> KinshipArtifact:
+    """The artifact shipped in the package, checked."""
+    return load_artifact(shipped_artifact_dir(), shipped=True)
+
+
+def resolve_artifact(reference: str, artifacts_dir: Path | str) -> KinshipArtifact:
+    """`default` (the shipped one), an artifact id in `artifacts_dir`, or a path to an artifact folder."""
+    if reference == DEFAULT_ARTIFACT:
+        return load_shipped()
+    candidate = Path(reference)
+    if (candidate / MANIFEST).is_file():
+        return load_artifact(candidate)
+    if (Path(artifacts_dir) / reference / MANIFEST).is_file():
+        return load_artifact(Path(artifacts_dir) / reference)
+    if (shipped_artifact_dir().parent / reference / MANIFEST).is_file():
+        return load_artifact(shipped_artifact_dir().parent / reference, shipped=True)
+    raise ArtifactError(
+        f"no artifact {reference!r}: give 'default' (the shipped artifact), an artifact id in {artifacts_dir}, "
+        "or the path of an artifact folder (one holding manifest.json)"
+    )
+
+
 def active_artifact_id(artifacts_dir: Path | str) -> str | None:
-    """The id named in ACTIVE, or None when no artifact has been trained here."""
+    """The id named in ACTIVE, or None when there is no ACTIVE file (or it is empty)."""
     marker = Path(artifacts_dir) / ACTIVE
     try:
         text = marker.read_text().strip()
@@ -202,9 +272,12 @@ def active_artifact_id(artifacts_dir: Path | str) -> str | None:
 
 
 def load_active(artifacts_dir: Path | str) -> KinshipArtifact | None:
-    """The active artifact, checked; None when there is none (the suite then runs uncalibrated)."""
+    """The active artifact, checked: the one ACTIVE names, the shipped one when there is no ACTIVE file,
+    None when ACTIVE says `none` (the suite then runs uncalibrated)."""
     artifact_id = active_artifact_id(artifacts_dir)
     if artifact_id is None:
+        return load_shipped()
+    if artifact_id == NO_ARTIFACT:
         return None
     folder = Path(artifacts_dir) / artifact_id
     if not folder.is_dir():
@@ -229,6 +302,9 @@ def write_artifact(
     metrics: Mapping[str, float],
     software_version: str,
     activate: bool = True,
+    network_kind: str = NETWORK_KIND_NETWORK,
+    head_inputs: Mapping[str, str] | None = None,
+    licence: str = "",
 ) -> KinshipArtifact:
     """Writes a new artifact folder (never over an existing one) and, by default, makes it active.
 
@@ -241,23 +317,32 @@ def write_artifact(
         raise ArtifactError(f"artifact {folder} exists already; artifacts are never overwritten")
     staging = root / f".{artifact_id}.partial"
     staging.mkdir(parents=True, exist_ok=False)
-    network_file = "kinship.onnx"
+    head = network_kind == NETWORK_KIND_HEAD
+    network_file = "head.onnx" if head else "kinship.onnx"
     (staging / network_file).write_bytes(network)
+    described = {
+        "kind": network_kind,
+        "file": network_file,
+        "sha256": hashlib.sha256(network).hexdigest(),
+        "dimension": dimension,
+        "output": NETWORK_OUTPUT,
+    }
+    if head:
+        # Which tensors of the bound identity graph the head reads (see kinship.kinship_head).
+        described["inputs"] = dict(head_inputs or {})
+        described["input_format"] = "the bound identity model's feature map and raw identity output"
+    else:
+        described["input"] = NETWORK_INPUT
+        described["input_format"] = "aligned 112x112 face, RGB, float32 0..255, NCHW (as the identity model)"
     manifest = {
-        "format": ARTIFACT_FORMAT,
+        "format": "kinship-artifact/2" if head else "kinship-artifact/1",
+        "licence": licence,
         "artifact_id": artifact_id,
         "created_at": created_at,
         "software_version": software_version,
         "identity_model_id": identity_model_id,
         "kinship_model_id": kinship_model_id(artifact_id, identity_model_id),
-        "network": {
-            "file": network_file,
-            "sha256": hashlib.sha256(network).hexdigest(),
-            "dimension": dimension,
-            "input": NETWORK_INPUT,
-            "output": NETWORK_OUTPUT,
-            "input_format": "aligned 112x112 face, RGB, float32 0..255, NCHW (as the identity model)",
-        },
+        "network": described,
         "dataset": dict(dataset),
         "training": dict(training),
         "metrics": dict(metrics),
@@ -272,7 +357,8 @@ def write_artifact(
 
 def activate_artifact(artifacts_dir: Path | str, artifact_id: str) -> None:
     root = Path(artifacts_dir)
-    load_artifact(root / artifact_id)  # refuse to activate something unreadable
+    if artifact_id != NO_ARTIFACT:
+        load_artifact(root / artifact_id)  # refuse to activate something unreadable
     temporary = root / f".{ACTIVE}.tmp"
     temporary.write_text(artifact_id + "\n")
     os.replace(temporary, root / ACTIVE)

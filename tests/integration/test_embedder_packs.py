@@ -28,6 +28,7 @@ from kinship.runtime.config import resolve
 from kinship.runtime.server import ServerThread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 from tests.conftest import SHARED, require_path, sample_image
+from tests.kinship_artifact import no_artifact
 
 IMAGENET = {"channels": "rgb", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 
@@ -196,7 +197,7 @@ def stub(pack_dir, tmp_path_factory):
     values = {
         "host": "127.0.0.1",
         "port": 0,
-        "artifacts_dir": tmp_path_factory.mktemp("no-artifacts"),
+        "artifacts_dir": no_artifact(tmp_path_factory.mktemp("no-artifacts")),
         "model_packs": str(pack_dir),
         "max_batch_items": 16,
     }

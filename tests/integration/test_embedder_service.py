@@ -29,7 +29,7 @@ from kinship.runtime.config import resolve
 from kinship.runtime.server import ServerThread
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 from tests.conftest import sample_image
-from tests.kinship_artifact import make_test_artifact
+from tests.kinship_artifact import make_test_artifact, no_artifact
 
 GROUP_FACES = 6
 DIMENSION = 128
@@ -43,7 +43,9 @@ def embedder_settings(artifacts_dir):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # An artifacts folder with no ACTIVE file: the embedder serves the identity model only.
-    with ServerThread(bootstrap.build, embedder_settings(tmp_path_factory.mktemp("no-artifacts"))) as running:
+    with ServerThread(
+        bootstrap.build, embedder_settings(no_artifact(tmp_path_factory.mktemp("no-artifacts")))
+    ) as running:
         yield running
 
 
@@ -282,6 +284,46 @@ def test_embed_with_the_kinship_model_additional_gives_both_vectors_for_every_fa
     alone = kinship_stub.Embed(embedder_pb2.EmbedRequest(image=group_photo, model_id=kinship_id), timeout=60)
     assert (alone.model_id, alone.dimension) == (kinship_id, KINSHIP_DIMENSION)
     assert vectors(alone) == pytest.approx(kinship_vectors, abs=1e-5)
+
+
+# The embedder of a fresh install: the shipped artifact, its head grafted onto the identity graph -------
+
+
+@pytest.fixture(scope="module")
+def shipped_stub(tmp_path_factory):
+    with (
+        ServerThread(bootstrap.build, embedder_settings(tmp_path_factory.mktemp("fresh-artifacts"))) as running,
+        grpc.insecure_channel(running.address) as chan,
+    ):
+        yield embedder_pb2_grpc.EmbedderStub(chan), running
+
+
+def test_a_fresh_embedder_serves_the_shipped_kinship_head_in_one_pass(shipped_stub, group_photo, group_result):
+    from kinship.artifacts import load_shipped
+
+    stub, running = shipped_stub
+    shipped = load_shipped()
+    identity, kinship = stub.ListModels(embedder_pb2.ListModelsRequest(), timeout=10).models
+    assert (kinship.model_id, kinship.artifact_id) == (shipped.kinship_model_id, shipped.artifact_id)
+    assert kinship.recognizer.endswith("+ head.onnx") and kinship.dimension == shipped.dimension
+    both = stub.Embed(
+        embedder_pb2.EmbedRequest(image=group_photo, additional_model_ids=[shipped.kinship_model_id]), timeout=60
+    )
+    # The identity vectors of the joint graph are those of the identity model alone (another embedder).
+    assert vectors(both) == pytest.approx(vectors(group_result), abs=1e-5)
+    kin = np.array([list(f.additional_embeddings[0].values) for f in both.faces], np.float32)
+    ident = np.array(vectors(both), np.float32)
+    assert np.linalg.norm(kin, axis=1) == pytest.approx(np.ones(GROUP_FACES), abs=1e-5)
+    # The head changes the identity direction, but not beyond recognition (it starts from the identity layer).
+    agreement = np.einsum("nd,nd->n", kin, ident)
+    assert np.all(agreement > 0.3) and np.all(agreement < 0.999)
+    # One joint recognizer behind one batcher: both models' vectors came from one run per batch.
+    (joint,) = [b for b in running.running.service._batchers if b.dimension == DIMENSION + shipped.dimension]
+    before = joint.batches
+    stub.Embed(
+        embedder_pb2.EmbedRequest(image=group_photo, additional_model_ids=[shipped.kinship_model_id]), timeout=60
+    )
+    assert joint.batches == before + 1
 
 
 def test_bad_additional_model_ids_are_refused_naming_the_entry(kinship_stub, kinship_artifact, portrait_photo):

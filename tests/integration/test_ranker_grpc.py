@@ -36,7 +36,7 @@ from kinship.v1 import (
     ranker_pb2_grpc,
 )
 from tests.conftest import free_port
-from tests.kinship_artifact import hand_calibration
+from tests.kinship_artifact import hand_calibration, no_artifact
 
 MODEL = "fake-3d"
 UNINDEXED = "served-but-not-indexed"  # the embedder serves it, the gallery has no collection for it
@@ -276,8 +276,10 @@ def running_ranker(settings):
 
 @pytest.fixture
 def ranker(fakes, tmp_path):
-    """Uncalibrated: the artifacts folder is empty."""
-    yield from running_ranker(ranker_settings(fakes.embedder_address, fakes.indexer_address, tmp_path / "none"))
+    """Uncalibrated: the artifacts folder's ACTIVE says none."""
+    yield from running_ranker(
+        ranker_settings(fakes.embedder_address, fakes.indexer_address, no_artifact(tmp_path / "none"))
+    )
 
 
 @pytest.fixture

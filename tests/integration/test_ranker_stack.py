@@ -40,7 +40,7 @@ from kinship.v1 import (
     ranker_pb2,
     ranker_pb2_grpc,
 )
-from tests.kinship_artifact import make_test_artifact
+from tests.kinship_artifact import make_test_artifact, no_artifact
 
 KINSHIP_DIMENSION = 32
 
@@ -127,7 +127,9 @@ def stack(tmp_path_factory, group_photo, portrait_photo):
         with (
             ServerThread(
                 ranker_bootstrap.build,
-                resolved(ranker_bootstrap.settings(), artifacts_dir=str(data_dir / "no-artifacts"), **addresses),
+                resolved(
+                    ranker_bootstrap.settings(), artifacts_dir=str(no_artifact(data_dir / "no-artifacts")), **addresses
+                ),
             ) as plain,
             ServerThread(
                 ranker_bootstrap.build, resolved(ranker_bootstrap.settings(), artifacts_dir=str(artifacts), **addresses)

@@ -153,9 +153,10 @@ def _load_bytes(folder: Traversable, file: ModelFile, *, dynamic_batch: bool = F
     return prepared
 
 
-def recognizer_bytes(spec: PackSpec = DEFAULT_PACK) -> bytes:
-    """The pack's recognizer, verified and prepared for onnxruntime: what the kinship network is built from."""
-    return _load_bytes(_pack_folder(spec), spec.recognizer)
+def recognizer_bytes(spec: PackSpec = DEFAULT_PACK, *, dynamic_batch: bool = False) -> bytes:
+    """The pack's recognizer, verified and prepared for onnxruntime: what the kinship network is built from
+    (with `dynamic_batch`, exactly the graph the embedder serves and grafts a kinship head onto)."""
+    return _load_bytes(_pack_folder(spec), spec.recognizer, dynamic_batch=dynamic_batch)
 
 
 def load_pack(

@@ -4,7 +4,9 @@ The detector, aligner and recognizer are interfaces; the real ones (YuNet, the
 insightface 5-point alignment, SFace on onnxruntime) live in `adapters`, and unit
 tests use small hand-written fakes. Models that share a detector and an aligner (the
 identity model and the kinship network bound to it) embed the same aligned crop, so
-a face is detected and aligned once however many models embed it.
+a face is detected and aligned once however many models embed it. Recognizers that
+are column views of one joint network (`ColumnView`: the identity and kinship outputs
+of one graph) run that network once for all of them.
 """
 
 from __future__ import annotations
@@ -106,6 +108,30 @@ class AttributeEstimator(Protocol):
         """Age and sex of the detected face."""
 
 
+class ColumnView:
+    """A FaceRecognizer that is some columns of a joint recognizer's output (e.g. identity | kinship).
+
+    Alone it runs the joint recognizer itself; in one pipeline run beside other views of
+    the same joint recognizer, the joint recognizer runs once and each view takes its columns.
+    """
+
+    def __init__(self, joint: FaceRecognizer, start: int, stop: int):
+        if not 0 <= start < stop <= joint.dimension:
+            raise ValueError(f"columns {start}:{stop} are not within the joint output's {joint.dimension}")
+        self.joint = joint
+        self.columns = slice(start, stop)
+        self.dimension = stop - start
+
+    def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
+        return self.embed_batch([aligned_bgr])[0]
+
+    def embed_batch(self, faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        return self.take(self.joint.embed_batch(faces_bgr))
+
+    def take(self, joint_rows: np.ndarray) -> np.ndarray:
+        return np.asarray(joint_rows, dtype=np.float32)[:, self.columns]
+
+
 def l2_normalise(vector: np.ndarray) -> np.ndarray:
     """The unit vector of `vector`, float32; raises ValueError on a zero or non-finite vector."""
     values = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -167,9 +193,31 @@ class FacePipeline:
         """L2-normalised embeddings of aligned faces, in one recognizer run; ValueError when it misbehaves."""
         if not crops:
             return []
-        raw = np.asarray(self._recognizer.embed_batch(list(crops)), dtype=np.float32)
-        if raw.ndim != 2 or raw.shape[0] != len(crops):
-            raise ValueError(f"the recognizer returned {raw.shape} for {len(crops)} faces")
+        return self._normalised(self._recognizer.embed_batch(list(crops)), len(crops))
+
+    def embed_with(self, crops: Sequence[np.ndarray], also: Sequence[FacePipeline]) -> list[list[np.ndarray]]:
+        """This pipeline's and each of `also`'s embeddings of the same crops; joint networks run once."""
+        pipelines = [self, *also]
+        if not crops:
+            return [[] for _ in pipelines]
+        joint_rows: dict[int, np.ndarray] = {}
+        out = []
+        for pipeline in pipelines:
+            recognizer = pipeline._recognizer
+            if isinstance(recognizer, ColumnView):
+                key = id(recognizer.joint)
+                if key not in joint_rows:
+                    joint_rows[key] = np.asarray(recognizer.joint.embed_batch(list(crops)), dtype=np.float32)
+                raw = recognizer.take(joint_rows[key])
+            else:
+                raw = recognizer.embed_batch(list(crops))
+            out.append(pipeline._normalised(raw, len(crops)))
+        return out
+
+    def _normalised(self, raw_rows, count: int) -> list[np.ndarray]:
+        raw = np.asarray(raw_rows, dtype=np.float32)
+        if raw.ndim != 2 or raw.shape[0] != count:
+            raise ValueError(f"the recognizer returned {raw.shape} for {count} faces")
         if raw.shape[1] != self.dimension:
             raise ValueError(f"the recognizer returned {raw.shape[1]} values, not {self.dimension}")
         return [l2_normalise(row) for row in raw]
@@ -216,8 +264,7 @@ class FacePipeline:
                 continue
             kept.append((detection, aligned, details))
         crops = [aligned for _, aligned, _ in kept]
-        primary = self.embed_many(crops)
-        others = [other.embed_many(crops) for other in also]
+        primary, *others = self.embed_with(crops, also)
         faces = []
         for i, (detection, _, details) in enumerate(kept):
             faces.append(
@@ -249,12 +296,13 @@ class FacePipeline:
         details = assess(1.0, box, None, aligned)
         if details.overall < min_quality:
             return []
+        primary, *others = self.embed_with([aligned], also)
         return [
             EmbeddedFace(
                 detection=detection,
-                embedding=self.embed_many([aligned])[0],
+                embedding=primary[0],
                 quality=details.overall,
-                additional_embeddings=tuple(other.embed_many([aligned])[0] for other in also),
+                additional_embeddings=tuple(vectors[0] for vectors in others),
                 details=details,
                 pre_aligned=True,
             )

@@ -289,3 +289,6 @@ class ScoringDescription:
     scoring: ScoringInfo
     calibrations: tuple[CalibrationSummary, ...]
     artifact_metrics: Mapping[str, float]
+    artifact_licence: str = ""
+    artifact_training_data: str = ""
+    artifact_shipped: bool = False

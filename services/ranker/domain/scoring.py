@@ -147,6 +147,23 @@ DEFAULT_STRONG_LOG10_LR = 2.0
 # --- How this ranker scores ----------------------------------------------------------
 
 
+def training_data(artifact: KinshipArtifact) -> str:
+    """The artifact's training data in one line, from its manifest's `dataset`."""
+    data = artifact.dataset
+    name = str(data.get("name", "")) or "unknown data"
+    parts = [name]
+    if data.get("families"):
+        parts.append(f"{data['families']} families")
+    if data.get("images"):
+        parts.append(f"{data['images']} images")
+    split = data.get("split")
+    if isinstance(split, Mapping) and split:
+        parts.append("split by family " + "/".join(f"{k} {v}" for k, v in split.items()))
+    if data.get("terms"):
+        parts.append(str(data["terms"]))
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """The artifact's calibration (None: uncalibrated), its model ids, the prior and the threshold."""
@@ -158,6 +175,9 @@ class ScoringConfig:
     prior_probability: float = DEFAULT_PRIOR
     strong_candidate_log10_lr: float = DEFAULT_STRONG_LOG10_LR
     artifact_metrics: Mapping[str, float] = field(default_factory=dict)
+    artifact_licence: str = ""
+    artifact_training_data: str = ""
+    artifact_shipped: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prior_probability < 1.0:
@@ -185,6 +205,9 @@ class ScoringConfig:
             prior_probability=prior_probability,
             strong_candidate_log10_lr=strong_candidate_log10_lr,
             artifact_metrics=dict(artifact.metrics),
+            artifact_licence=artifact.licence,
+            artifact_training_data=training_data(artifact),
+            artifact_shipped=artifact.shipped,
         )
 
     @property
@@ -227,7 +250,14 @@ class ScoringConfig:
                 )
                 for name, rel in sorted(self.calibration.relations.items())
             )
-        return ScoringDescription(self.info(), calibrations, dict(self.artifact_metrics))
+        return ScoringDescription(
+            self.info(),
+            calibrations,
+            dict(self.artifact_metrics),
+            artifact_licence=self.artifact_licence,
+            artifact_training_data=self.artifact_training_data,
+            artifact_shipped=self.artifact_shipped,
+        )
 
 
 # --- One relative's faces --------------------------------------------------------------

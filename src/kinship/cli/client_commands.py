@@ -616,7 +616,7 @@ def describe_scoring(info: ranker_pb2.ScoringInfo) -> str:
     """One line: calibrated by which artifact and calibration, or plainly not."""
     if not info.calibrated:
         return (
-            "UNCALIBRATED: no trained kinship artifact (run `kinship train`); scores are identity cosine "
+            "UNCALIBRATED: no kinship artifact (ACTIVE says none); scores are identity cosine "
             "similarities, not evidence, and no candidate can be strong"
         )
     return (
@@ -904,6 +904,12 @@ def scoring_status_lines(ranker: dict) -> list[str]:
             f"          {cal.name:<16} {cal.kin_pairs} kin / {cal.non_kin_pairs} non-kin pairs, "
             f"|log10 LR| <= {cal.max_abs_log10_lr:g}: {cal.fitted_on}"
         )
+    if described.scoring.calibrated:
+        shipped = " (shipped with kinship-search)" if described.artifact_shipped else ""
+        lines.append(f"          artifact  {described.scoring.artifact_id}{shipped}")
+        if described.artifact_training_data:
+            lines.append(f"          trained on {described.artifact_training_data}")
+        lines.append(f"          licence   {described.artifact_licence or 'not stated by the artifact'}")
     if described.artifact_metrics:
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(described.artifact_metrics.items()))
         lines.append(f"          held-out metrics: {metrics}")

@@ -188,7 +188,7 @@ class RelationCalibration(_message.Message):
     def __init__(self, name: _Optional[str] = ..., fitted_on: _Optional[str] = ..., kin_pairs: _Optional[int] = ..., non_kin_pairs: _Optional[int] = ..., max_abs_log10_lr: _Optional[float] = ...) -> None: ...
 
 class DescribeScoringResponse(_message.Message):
-    __slots__ = ("scoring", "calibrations", "artifact_metrics")
+    __slots__ = ("scoring", "calibrations", "artifact_metrics", "artifact_licence", "artifact_training_data", "artifact_shipped")
     class ArtifactMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,7 +199,13 @@ class DescribeScoringResponse(_message.Message):
     SCORING_FIELD_NUMBER: _ClassVar[int]
     CALIBRATIONS_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_METRICS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_LICENCE_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_TRAINING_DATA_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHIPPED_FIELD_NUMBER: _ClassVar[int]
     scoring: ScoringInfo
     calibrations: _containers.RepeatedCompositeFieldContainer[RelationCalibration]
     artifact_metrics: _containers.ScalarMap[str, float]
-    def __init__(self, scoring: _Optional[_Union[ScoringInfo, _Mapping]] = ..., calibrations: _Optional[_Iterable[_Union[RelationCalibration, _Mapping]]] = ..., artifact_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    artifact_licence: str
+    artifact_training_data: str
+    artifact_shipped: bool
+    def __init__(self, scoring: _Optional[_Union[ScoringInfo, _Mapping]] = ..., calibrations: _Optional[_Iterable[_Union[RelationCalibration, _Mapping]]] = ..., artifact_metrics: _Optional[_Mapping[str, float]] = ..., artifact_licence: _Optional[str] = ..., artifact_training_data: _Optional[str] = ..., artifact_shipped: _Optional[bool] = ...) -> None: ...

@@ -282,11 +282,17 @@ def test_status_prints_how_the_ranker_scores() -> None:
             )
         ],
         artifact_metrics={"auc": 0.83},
+        artifact_licence="Research use only (FIW terms)",
+        artifact_training_data="fiw-train, 556 families",
+        artifact_shipped=True,
     )
     lines = cc.scoring_status_lines({"status": "SERVING", "scoring": json.loads(cc.to_json(described))})
     assert "calibrated: artifact kin-7, calibration cal-7" in lines[0]
     assert "father-son" in lines[1] and "156 kin" in lines[1] and "KinFaceW-I" in lines[1]
-    assert lines[2].strip() == "held-out metrics: auc 0.83"
+    assert lines[2].strip() == "artifact  kin-7 (shipped with kinship-search)"
+    assert lines[3].strip() == "trained on fiw-train, 556 families"
+    assert lines[4].strip() == "licence   Research use only (FIW terms)"
+    assert lines[5].strip() == "held-out metrics: auc 0.83"
     bare = ranker_pb2.DescribeScoringResponse(scoring=_scoring(False))
     (line,) = cc.scoring_status_lines({"scoring": json.loads(cc.to_json(bare))})
     assert "UNCALIBRATED" in line

@@ -169,3 +169,25 @@ def test_models_report_their_kind_artifact_and_binding(suite):
         IDENTITY,
         False,
     )
+
+
+def test_views_of_one_joint_recognizer_run_it_once_and_take_their_columns():
+    from kinship.embedder.domain.pipeline import ColumnView
+
+    joint_vector = np.concatenate([unit_vector(8, 2), unit_vector(4, 3)])
+    joint = RecordingRecognizer(dimension=12, vector=joint_vector)
+    detector = FakeDetector([detection(0.8, x=60), detection(0.95, x=10)])
+    identity = FacePipeline(detector, CropAligner(), ColumnView(joint, 0, 8))
+    kinship = identity.with_recognizer(ColumnView(joint, 8, 12))
+    faces = identity.run(IMAGE, also=[kinship])
+    assert len(faces) == 2
+    assert joint.batches == [2]  # one run for both faces and both models
+    for face in faces:
+        assert face.embedding.shape == (8,) and face.embedding[2] > 0.99
+        (kin,) = face.additional_embeddings
+        assert kin.shape == (4,) and kin[3] > 0.99
+    # alone, a view still runs its joint recognizer
+    (alone,) = kinship.run_aligned(np.zeros((112, 112, 3), np.uint8))
+    assert alone.embedding.shape == (4,) and len(joint.batches) == 2
+    with pytest.raises(ValueError, match="not within"):
+        ColumnView(joint, 8, 13)

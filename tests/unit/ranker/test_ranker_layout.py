@@ -93,6 +93,10 @@ def write_test_artifact(folder, calibration=None, identity_model_id="ident-1"):
 
 def test_the_active_artifact_sets_the_scoring(tmp_path):
     flags = {"artifacts_dir": str(tmp_path), "prior_probability": "0.01"}
+    shipped = bootstrap.scoring_config(config.resolve(bootstrap.settings(), flags, env={}))
+    assert shipped.calibrated and shipped.artifact_shipped  # no ACTIVE file: the artifact shipped in the package
+    assert "research use" in shipped.artifact_licence.lower() and "FIW" in shipped.artifact_training_data
+    (tmp_path / "ACTIVE").write_text("none\n")
     with structlog.testing.capture_logs() as logs:
         bare = bootstrap.scoring_config(config.resolve(bootstrap.settings(), flags, env={}))
     assert not bare.calibrated and bare.prior_probability == 0.01
