@@ -45,6 +45,41 @@ def find_top(query: Path, env: dict[str, str]) -> dict:
     return json.loads(found.stdout)
 
 
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "kinship.cli.main", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def check_shipped_artifact_answers(data_dir: Path, env: dict[str, str]) -> None:
+    """A fresh data directory serves the shipped artifact: calibrated, named, licensed, and LRs per relative."""
+    from kinship.artifacts import load_shipped
+
+    shipped = load_shipped()
+    status = run_cli(env, "status").stdout
+    assert "calibrated: artifact " + shipped.artifact_id in status and "UNCALIBRATED" not in status
+    assert "shipped with kinship-search" in status and "trained on fiw-train" in status
+    assert "licence   Research use only" in status
+    gallery = data_dir / "sample" / "gallery"
+    grandmother, father = gallery / "group-person-1.jpg", gallery / "group-person-2.jpg"
+    found = json.loads(
+        run_cli(
+            env, "find", "--relative", f"grandmother={grandmother}", "--relative", f"father={father}", "--json"
+        ).stdout
+    )
+    assert found["scoring"]["calibrated"] and found["scoring"]["artifact_id"] == shipped.artifact_id
+    assert found["candidates"]
+    for candidate in found["candidates"]:
+        relations = sorted(e["relation"] for e in candidate["evidence"])
+        assert relations == ["RELATION_FATHER", "RELATION_GRANDMOTHER"]
+        for evidence in candidate["evidence"]:
+            assert abs(float(evidence.get("log10_likelihood_ratio", 0.0))) < 10
+    text = run_cli(env, "find", "--relative", f"grandmother={grandmother}", "--relative", f"father={father}").stdout
+    assert "grandmother" in text and "father" in text and "log10 LR" in text
+
+
 def stop_suite(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     return process.wait(60)
@@ -65,6 +100,7 @@ def test_sample_gallery_is_enrolled_once_and_the_example_query_finds_its_person(
         reply = find_top(query, env)
         assert reply["candidates"][0]["person_id"] == "tom-hanks"
         assert reply["candidates"][0]["attributes"]["birth_year"] == 1956
+        check_shipped_artifact_answers(data_dir, env)
     finally:
         assert stop_suite(process) == 0
 

@@ -15,19 +15,27 @@ noisy one:
     wait, for the latency the batching costs;
 (c) the shipped SFace file in a plain session (only its unused inputs dropped, so that
     onnxruntime runs it at all) against the prepared one, one face at a time, and the
-    cosine between their embeddings.
+    cosine between their embeddings;
+(d) the kinship model's cost: one embedder serving the shipped kinship artifact (its head
+    grafted onto the identity graph) asked for identity AND kinship vectors of a whole
+    photo, against one serving no artifact asked for the identity vector alone, by a lone
+    caller, in alternating rounds; the ratio of their p50 latencies is what the kinship
+    model adds to Embed.
+
+(a)-(c) run the embedder with no kinship artifact (ACTIVE says none) so that they
+measure the identity model alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -174,17 +182,23 @@ def free_port() -> int:
 class EmbedderProcess:
     """`kinship serve embedder` on a free port as a child process, stopped on exit."""
 
-    def __init__(self, extra: list[str]):
+    def __init__(self, extra: list[str], *, artifact: bool = False):
+        import tempfile
+
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._extra = extra
         self.process: subprocess.Popen | None = None
+        # An artifacts folder without ACTIVE serves the shipped artifact; ACTIVE "none" serves none.
+        self._folder = tempfile.TemporaryDirectory(prefix="kinship-bench-artifacts-")
+        if not artifact:
+            (Path(self._folder.name) / "ACTIVE").write_text("none\n")
 
     def __enter__(self) -> EmbedderProcess:
         from kinship.cli.serve import wait_serving
 
         cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "embedder", "--port", str(self.port)]
-        cmd += ["--log-level", "warning", "--artifacts-dir", os.devnull + "-none", *self._extra]
+        cmd += ["--log-level", "warning", "--artifacts-dir", self._folder.name, *self._extra]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         if not wait_serving(self.address, time.monotonic() + 180, self.process):
             self.__exit__(None, None, None)
@@ -198,6 +212,7 @@ class EmbedderProcess:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self._folder.cleanup()
 
 
 async def _drive(address: str, requests: list, concurrency: int, seconds: float) -> tuple[Timing, int]:
@@ -239,6 +254,33 @@ def drive(address: str, requests: list, concurrency: int, seconds: float) -> tup
     return asyncio.run(_drive(address, requests, concurrency, seconds))
 
 
+def measure_kinship_cost(photo: bytes, seconds: float, rounds: int = 4) -> dict:
+    """(d): Embed of a whole photo, identity + kinship (shipped artifact) vs identity alone (none), alternating."""
+    from kinship.artifacts import load_shipped
+    from kinship.v1 import embedder_pb2
+
+    kinship_id = load_shipped().kinship_model_id
+    both = [embedder_pb2.EmbedRequest(image=photo, additional_model_ids=[kinship_id])]
+    alone = [embedder_pb2.EmbedRequest(image=photo)]
+    with_latencies: list[float] = []
+    without_latencies: list[float] = []
+    with EmbedderProcess([], artifact=True) as served, EmbedderProcess([]) as plain:
+        for _ in range(rounds):
+            for address, requests, into in (
+                (served.address, both, with_latencies),
+                (plain.address, alone, without_latencies),
+            ):
+                timing, _ = drive(address, requests, 1, seconds / rounds)
+                into.append(timing.p50_ms)
+    with_p50, without_p50 = median(with_latencies), median(without_latencies)
+    return {
+        "kinship_model_id": kinship_id,
+        "embed_p50_ms_with_kinship": with_p50,
+        "embed_p50_ms_identity_only": without_p50,
+        "kinship_latency_ratio": with_p50 / without_p50,
+    }
+
+
 def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], None]) -> dict:
     from kinship.embedder.bootstrap import available_cores
     from kinship.v1 import embedder_pb2
@@ -267,7 +309,10 @@ def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], Non
     progress("(b) lone caller without the batching wait")
     with EmbedderProcess(["--batch-max-wait-ms", "0"]) as server:
         lone_no_wait, _ = drive(server.address, crop_requests, 1, seconds / 2)
+    progress("(d) whole photo: identity + kinship (shipped artifact) vs identity alone, alternating rounds")
+    kinship = measure_kinship_cost(photo, seconds)
     return {
+        **kinship,
         "cores": cores,
         "concurrency": concurrency,
         "seconds_per_measurement": seconds,
@@ -308,6 +353,9 @@ def describe(result: dict) -> str:
             f"(c) prepared vs plain SFace session: {result['prep_speedup']:.2f}x "
             f"({result['prep_prepared_faces_per_s']:.1f} vs {result['prep_plain_faces_per_s']:.1f} faces/s, {result['cores']} threads), "
             f"min cosine {result['prep_min_cosine']:.7f}",
+            f"(d) Embed of a whole photo (6 faces), lone caller: identity + kinship {result['embed_p50_ms_with_kinship']:.1f} ms "
+            f"p50 vs identity alone {result['embed_p50_ms_identity_only']:.1f} ms = {result['kinship_latency_ratio']:.2f}x "
+            f"({result['kinship_model_id']})",
             f"errors: {result['service_errors']}",
         ]
     )

@@ -4,8 +4,17 @@
     kinship train --dataset DIR [--data-dir D | --artifacts-dir A] [--eval-folds all|none|1,2] [--json]
                   [--report eval.html]
 
-Both read a data set laid out like KinFaceW (pairs.csv with folds, images/), in
-place; both need PyTorch (`pip install 'kinship-search[train]'`). See docs/kinship.md.
+`kinship train` on a FIW folder (images/<family>/<member>/, members.csv, pairs.csv)
+trains the v2 model: a kinship head over the identity model's feature map, learned
+on FIW training families, calibrated on validation families and measured on test
+families (kinship.training.head_training). On a KinFaceW-like folder (pairs.csv with
+folds, images/) both commands run the cross-validated v1 protocol. Data sets are read
+in place; training needs PyTorch (`pip install 'kinship-search[train]'`). See docs/kinship.md.
+
+    kinship eval --artifact ID|PATH|default --dataset DIR [--aligned] [--json]
+
+measures a fixed artifact on any folder of images/ and pairs.csv (relation,kin,image1,
+image2): nothing is fitted there (kinship.training.artifact_eval).
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 
 DEFAULTS = {"epochs": 150, "augmented_views": 8, "dimension": 128, "seed": 0}
+#: Epochs of the v2 head on FIW (contrastive batches over all training families each epoch).
+FIW_EPOCHS = 35
 
 
 def _folds(text: str) -> list[int] | None:
@@ -44,8 +55,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=int,
-        default=DEFAULTS["epochs"],
-        help="training epochs per projection (one step each: the whole training set is one batch)",
+        default=None,
+        help=f"training epochs (default {DEFAULTS['epochs']} per projection on KinFaceW-like folders, "
+        f"{FIW_EPOCHS} for the head on FIW)",
     )
     parser.add_argument(
         "--augmented-views",
@@ -77,6 +89,22 @@ def register(subparsers) -> None:
     )
     _common(evaluate)
     evaluate.add_argument("--folds", type=_folds, default=None, help="test folds, e.g. 1,3 (default: all)")
+    evaluate.add_argument(
+        "--artifact",
+        metavar="ID|PATH|default",
+        help="measure this fixed artifact instead (nothing fitted on --dataset): 'default' is the shipped one",
+    )
+    evaluate.add_argument(
+        "--aligned", action="store_true", help="with --artifact: the images are crops aligned to 112x112 already"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "validation", "train", "all"),
+        default="test",
+        help="with --artifact on a FIW folder: the families to draw pairs from (default test: never trained on)",
+    )
+    evaluate.add_argument("--data-dir", type=Path, help="with --artifact ID: the data directory holding artifacts/")
+    evaluate.add_argument("--artifacts-dir", type=Path, help="with --artifact ID: the artifacts folder")
     evaluate.set_defaults(func=run_eval)
 
     train = subparsers.add_parser(
@@ -95,6 +123,15 @@ def register(subparsers) -> None:
         "--eval-folds", type=_folds, default=None, help="folds to measure before training: all (default), none, or 1,2"
     )
     train.add_argument("--no-activate", action="store_true", help="write the artifact without making it active")
+    train.add_argument("--rank", type=int, default=16, help="FIW: rank of the head's change of the identity layer")
+    train.add_argument(
+        "--max-families", type=int, default=0, help="FIW: train on this many families only (a quick run; 0: all)"
+    )
+    train.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="FIW: where the feature maps are cached (default <data-dir>/cache; an interrupted run resumes there)",
+    )
     train.set_defaults(func=run_train)
 
 
@@ -113,9 +150,12 @@ def _progress_factory(quiet: bool):
     from tqdm import tqdm
 
     def factory(label: str, total: int):
-        bar = tqdm(total=total, desc=label, unit="face", file=sys.stderr, mininterval=1.0, leave=True)
+        unit = "epoch" if "epoch" in label else "face"
+        bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, mininterval=1.0, leave=True)
 
         def update(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.total = total
             bar.update(done - bar.n)
             if done >= total:
                 bar.close()
@@ -139,12 +179,12 @@ def _prepare(args):
     # The model pack logs what it loads; keep stdout for the result (--json) alone.
     configure_logging(level="warning", fmt="console")
     for name in ("epochs", "dimension", "threads"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be 1 or more")
     if args.augmented_views < 0:
         raise ConfigError("--augmented-views must be 0 or more")
     dataset = load_dataset(args.dataset)
-    params = TrainParams(dimension=args.dimension, epochs=args.epochs, threads=args.threads)
+    params = TrainParams(dimension=args.dimension, epochs=args.epochs or DEFAULTS["epochs"], threads=args.threads)
     prepared = pipeline.prepare(
         dataset,
         augmented_views=args.augmented_views,
@@ -211,9 +251,47 @@ def _emit(args, result: dict) -> None:
         _print_summary(result)
 
 
+def run_eval_artifact(args) -> int:
+    from kinship import artifacts
+    from kinship.runtime.logs import configure_logging
+    from kinship.training.artifact_eval import evaluate_artifact
+
+    configure_logging(level="warning", fmt="console")
+    target = args.artifacts_dir or artifacts.default_artifacts_dir(_data_dir(args))
+    artifact = artifacts.resolve_artifact(args.artifact, target)
+    result = evaluate_artifact(
+        artifact,
+        args.dataset,
+        aligned=args.aligned,
+        part=args.split,
+        threads=args.threads,
+        progress=(_progress_factory(args.quiet) or (lambda _l, _t: None))("faces", 0),
+    )
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        d = result["dataset"]
+        part = f", {d['part']} families" if d["part"] else ""
+        print(
+            f"artifact {artifact.artifact_id}{' (shipped)' if artifact.shipped else ''} on {d['path']}{part}: "
+            f"{d['pairs']:,} pairs of {d['images']:,} images"
+            + (f" ({d['undetected']} without a detected face, resized whole)" if d["undetected"] else "")
+        )
+        _print_head_result(result)
+    return 0
+
+
 def run_eval(args) -> int:
     from kinship.training import pipeline
 
+    if args.artifact:
+        try:
+            return run_eval_artifact(args)
+        except ConfigError as exc:
+            print(f"kinship eval: {exc}", file=sys.stderr)
+            return 2
     try:
         dataset, params, prepared = _prepare(args)
         folds = _check_folds(args.folds, dataset.folds)
@@ -246,14 +324,145 @@ def _metrics_summary(result: dict | None) -> dict[str, float]:
     }
 
 
+def is_fiw(folder: Path) -> bool:
+    """A FIW layout (members.csv beside pairs.csv and images/) rather than a KinFaceW-like one."""
+    return (folder / "members.csv").is_file() and (folder / "images").is_dir()
+
+
+def _data_dir(args) -> Path:
+    return args.data_dir or Path(os.environ.get("KINSHIP_DATA_DIR") or config.default_data_dir())
+
+
+def _print_head_result(result: dict, out=sys.stdout) -> None:
+    overall, base = result["verification"]["overall"], result["baseline"]["overall"]
+    print(
+        f"  all relations: AUC {overall['auc']:.3f} (identity cosine {base['auc']:.3f}), mean accuracy of "
+        f"fd/fs/md/ms/bb/ss/sibs {overall['mean_accuracy_core']:.3f} (identity {base['mean_accuracy_core']:.3f}), "
+        f"TAR@FAR1% {overall['tar_at_far_1pct']:.3f}, Cllr {overall['cllr']:.3f} (min {overall['cllr_min']:.3f})",
+        file=out,
+    )
+    for code, r in result["per_relation"].items():
+        if "auc" not in r:
+            print(f"  {code}: {r['pairs']} pairs, no calibration", file=out)
+            continue
+        print(
+            f"  {code:<5} AUC {r['auc']:.3f} (identity {r['baseline']['auc']:.3f})  accuracy {r['accuracy']:.3f} "
+            f"(identity {r['baseline']['accuracy']:.3f})  TAR@FAR1% {r['tar_at_far_1pct']:.3f}  "
+            f"Cllr {r['cllr']:.3f}  [{r['calibration']}, {r['pairs']} pairs]",
+            file=out,
+        )
+
+
+def run_train_fiw(args, target: Path) -> int:
+    import datetime as dt
+
+    from kinship import artifacts
+    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, recognizer_bytes
+    from kinship.kinship_head import IDENTITY_FEATURE_MAP, IDENTITY_OUTPUT
+    from kinship.runtime.logs import configure_logging
+    from kinship.training import head_training
+    from kinship.training.fiw import load_fiw
+    from kinship.training.pipeline import new_artifact_id
+
+    _require_torch()
+    configure_logging(level="warning", fmt="console")
+    if args.max_families < 0 or args.rank < 1:
+        raise ConfigError("--max-families must be 0 or more and --rank 1 or more")
+    say = _say(args.quiet)
+    dataset = load_fiw(args.dataset)
+    if args.max_families:
+        dataset = head_training.restrict(dataset, args.max_families)
+    params = head_training.HeadParams(
+        rank=args.rank,
+        epochs=args.epochs or FIW_EPOCHS,
+        seed=args.seed,
+        threads=args.threads,
+        views=2 + min(args.augmented_views, 1),
+    )
+    if say:
+        say(
+            f"FIW: {len(dataset.families)} families, {len(dataset.images):,} crops, {len(dataset.pairs):,} kin pairs; "
+            f"caching feature maps ({params.views} views) then training the head"
+        )
+    cache_root = args.cache_dir or (_data_dir(args) / "cache")
+    run = head_training.run(
+        dataset,
+        recognizer_bytes(dynamic_batch=True),
+        cache_root,
+        params,
+        report=say,
+        progress_factory=_progress_factory(args.quiet),
+    )
+    now = dt.datetime.now(dt.UTC)
+    artifact = artifacts.write_artifact(
+        target,
+        artifact_id=new_artifact_id(now),
+        identity_model_id=DEFAULT_PACK.model_id,
+        network=run.head.onnx(),
+        dimension=int(run.head.left.shape[0]),
+        calibration=run.calibration,
+        created_at=now.isoformat(timespec="seconds"),
+        dataset={
+            "name": dataset.root.name,
+            "kind": "fiw",
+            "families": len(dataset.families),
+            "images": len(dataset.images),
+            "kin_pairs": len(dataset.pairs),
+            "digest": head_training.dataset_digest(dataset),
+            "split": {part: len(fams) for part, fams in run.split.items()},
+            "split_rule": "salted sha256 of the family id (kinship-fiw-split-v1): test 20%, validation 15%",
+            "terms": "FIW: non-commercial research and educational use only",
+        },
+        training={
+            **params.as_dict(),
+            "method": "identity layer fine-tuned (NT-Xent over family-distinct kin pairs), change cut to rank "
+            f"{params.rank}; calibrated on validation families, measured on test families",
+            "losses": [round(v, 4) for v in run.head.losses],
+            "seconds": round(run.head.seconds, 1),
+            "cache_seconds": round(run.cache_seconds, 1),
+            "thresholds": run.thresholds,
+            "test": run.test,
+        },
+        metrics=head_training.summary_metrics(run.test) if run.test else {},
+        software_version=software_version(),
+        activate=not args.no_activate,
+        network_kind=artifacts.NETWORK_KIND_HEAD,
+        head_inputs={"feature_map": IDENTITY_FEATURE_MAP, "identity": IDENTITY_OUTPUT},
+        licence=head_training.LICENCE,
+    )
+    summary = {
+        "artifact_id": artifact.artifact_id,
+        "path": str(artifact.path),
+        "kinship_model_id": artifact.kinship_model_id,
+        "identity_model_id": artifact.identity_model_id,
+        "calibration_id": artifact.calibration.calibration_id,
+        "calibrations": sorted(artifact.calibration.relations),
+        "active": not args.no_activate,
+        "test": run.test,
+    }
+    if args.output:
+        args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        if run.test:
+            print(f"held-out test families ({len(run.split['test'])}), never used to fit anything:")
+            _print_head_result(run.test)
+        state = "active" if not args.no_activate else "written, not active"
+        print(f"artifact {artifact.artifact_id} ({state}) in {artifact.path}")
+        print(f"  calibrations: {', '.join(sorted(artifact.calibration.relations))}")
+        print("  restart the embedder and the ranker (kinship serve ...) to load it")
+    return 0
+
+
 def run_train(args) -> int:
     from kinship import artifacts
     from kinship.training import pipeline
 
     try:
-        target = args.artifacts_dir or artifacts.default_artifacts_dir(
-            args.data_dir or Path(os.environ.get("KINSHIP_DATA_DIR") or config.default_data_dir())
-        )
+        target = args.artifacts_dir or artifacts.default_artifacts_dir(_data_dir(args))
+        if is_fiw(args.dataset):
+            return run_train_fiw(args, target)
         dataset, params, prepared = _prepare(args)
         folds = _check_folds(args.eval_folds, dataset.folds)
         if args.report and not folds:
