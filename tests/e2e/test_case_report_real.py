@@ -1,7 +1,7 @@
 """The case report of real FindRelatives answers, opened in headless Chromium.
 
 `kinship serve all` runs as real processes on a fresh data directory (no trained
-artifact, so the ranker is uncalibrated and says so). The gallery holds the sample
+artifact: ACTIVE says none, so the ranker is uncalibrated and says so). The gallery holds the sample
 gallery that `make run` enrols and ten KinFaceW-I sons (read from ../shared, never
 copied into the repository). Two searches go through the real CLI with `--report`:
 the sample query (an earlier photo of Tom Hanks, "self") with the sample gallery's
@@ -27,6 +27,7 @@ from kinship.reports.case import UNCALIBRATED_NOTICE, load_gallery_photos
 from tests.browser import assert_clean_and_offline
 from tests.e2e import test_case_report_browser as browser
 from tests.e2e.test_suite_end_to_end import as_portrait, father_son_pairs, kinship_cli, serve_all
+from tests.kinship_artifact import no_artifact
 
 SONS = 10
 A4_POINTS = (595.28, 841.89)  # 210 x 297 mm in PDF points (1/72 inch)
@@ -38,6 +39,7 @@ driver = browser.driver  # the module-scoped headless Chromium (skips, or fails 
 def suite(driver, kinfacew_dir: Path, tmp_path_factory):
     """The three services with the sample gallery and SONS KinFaceW-I sons enrolled."""
     data_dir = tmp_path_factory.mktemp("data")
+    no_artifact(data_dir / "artifacts")  # ACTIVE says none: the uncalibrated page is what is checked here
     sons_dir = tmp_path_factory.mktemp("sons")
     pairs = father_son_pairs(kinfacew_dir, SONS)
     with serve_all(data_dir) as running:
