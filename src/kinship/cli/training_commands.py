@@ -353,6 +353,18 @@ def _print_head_result(result: dict, out=sys.stdout) -> None:
         )
 
 
+def _artifact_summary(artifact, *, active: bool) -> dict:
+    """What `kinship train --json` says of the artifact it wrote (both protocols)."""
+    return {
+        "artifact_id": artifact.artifact_id,
+        "path": str(artifact.path),
+        "kinship_model_id": artifact.kinship_model_id,
+        "identity_model_id": artifact.identity_model_id,
+        "calibration_id": artifact.calibration.calibration_id,
+        "active": active,
+    }
+
+
 def run_train_fiw(args, target: Path) -> int:
     import datetime as dt
 
@@ -431,13 +443,8 @@ def run_train_fiw(args, target: Path) -> int:
         licence=head_training.LICENCE,
     )
     summary = {
-        "artifact_id": artifact.artifact_id,
-        "path": str(artifact.path),
-        "kinship_model_id": artifact.kinship_model_id,
-        "identity_model_id": artifact.identity_model_id,
-        "calibration_id": artifact.calibration.calibration_id,
+        **_artifact_summary(artifact, active=not args.no_activate),
         "calibrations": sorted(artifact.calibration.relations),
-        "active": not args.no_activate,
         "test": run.test,
     }
     if args.output:
@@ -486,12 +493,7 @@ def run_train(args) -> int:
         print(f"kinship train: {exc}", file=sys.stderr)
         return 2
     summary = {
-        "artifact_id": artifact.artifact_id,
-        "path": str(artifact.path),
-        "kinship_model_id": artifact.kinship_model_id,
-        "identity_model_id": artifact.identity_model_id,
-        "calibration_id": artifact.calibration.calibration_id,
-        "active": not args.no_activate,
+        **_artifact_summary(artifact, active=not args.no_activate),
         "evaluation": result,
     }
     _write_report(args, result)
