@@ -54,6 +54,11 @@ def missing_person_from_pb(known: ranker_pb2.MissingPerson) -> MissingPerson:
         birth_year_min=birth_year.min if birth_year.HasField("min") else None,
         birth_year_max=birth_year.max if birth_year.HasField("max") else None,
         regions=tuple(known.regions),
+        soft_birth_year=known.soft.birth_year,
+        soft_regions=known.soft.regions,
+        # 0 (unset in proto3) means the ranker's default penalty.
+        birth_year_log10_lr_per_year=known.soft.birth_year_log10_lr_per_year or None,
+        region_log10_lr=known.soft.region_log10_lr or None,
     )
 
 
@@ -120,6 +125,15 @@ def candidate_to_pb(candidate: RankedCandidate) -> ranker_pb2.Candidate:
         log10_likelihood_ratio=candidate.log10_likelihood_ratio,
         posterior_probability=candidate.posterior_probability,
         strong_candidate=candidate.strong_candidate,
+        facts=[
+            ranker_pb2.FactEvidence(
+                fact=f.fact,
+                detail=f.detail,
+                log10_likelihood_ratio=f.log10_likelihood_ratio,
+                years_outside=f.years_outside,
+            )
+            for f in candidate.facts
+        ],
     )
 
 

@@ -67,6 +67,14 @@ class MissingPerson:
     birth_year_min: int | None = None
     birth_year_max: int | None = None
     regions: tuple[str, ...] = ()
+    #: Soft facts: a candidate outside the birth years or regions stays, with a stated penalty
+    #: (`scoring.SoftFacts`) instead of being filtered out. Hard (False) by default.
+    soft_birth_year: bool = False
+    soft_regions: bool = False
+    #: log10 LR per year outside a soft birth-year window and for a region outside soft regions
+    #: (<= 0; None = the ranker's defaults).
+    birth_year_log10_lr_per_year: float | None = None
+    region_log10_lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,17 @@ class RankedCandidate:
     log10_likelihood_ratio: float = 0.0
     posterior_probability: float = 0.0
     strong_candidate: bool = False
+    facts: tuple[FactEvidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class FactEvidence:
+    """A soft fact's effect on one candidate: its log10 LR is added to the fused one."""
+
+    fact: str  # "birth_year" or "region"
+    detail: str
+    log10_likelihood_ratio: float
+    years_outside: int = 0
 
 
 @dataclass(frozen=True)

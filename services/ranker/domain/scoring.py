@@ -107,6 +107,7 @@ from .model import (
     SIBLINGS,
     CalibrationSummary,
     DetectedFace,
+    FactEvidence,
     GalleryRecord,
     PersonAttributes,
     RankedCandidate,
@@ -141,6 +142,11 @@ SIBLING_CORRELATION = 0.5
 #: Weight of one grandparent (about a quarter of the genome, through a parent); halved beside a parent.
 GRANDPARENT_WEIGHT = 0.5
 DEFAULT_PRIOR = 0.001
+#: Soft facts (issue 26): log10 LR per year a candidate's birth year lies outside a soft window (an LR
+#: of 0.56 a year: a registered year a few years off is common, decades off is rare), and for a region
+#: outside soft regions (an LR of 0.1). A request may state its own (MissingPerson.soft).
+SOFT_BIRTH_YEAR_LOG10_LR_PER_YEAR = -0.25
+SOFT_REGION_LOG10_LR = -1.0
 DEFAULT_STRONG_LOG10_LR = 2.0
 
 
@@ -547,6 +553,7 @@ class CandidateScores:
     score: np.ndarray  # (candidates,): what ranks (fused log10 LR, or mean cosine when uncalibrated)
     attributes: Mapping[str, PersonAttributes] = field(default_factory=dict)  # by record id
     first_record: tuple[str, ...] = ()  # (candidates,)
+    facts: tuple[tuple[FactEvidence, ...], ...] = ()  # (candidates,): soft-fact penalties, see apply_soft_facts
 
     def __len__(self) -> int:
         return len(self.person_ids)
@@ -704,6 +711,7 @@ def candidate(scores: CandidateScores, c: int, rank: int) -> RankedCandidate:
         log10_likelihood_ratio=float(scores.log10_lr[c]),
         posterior_probability=float(scores.posterior[c]),
         strong_candidate=bool(scores.strong[c]),
+        facts=scores.facts[c] if scores.facts else (),
     )
 
 
@@ -711,3 +719,82 @@ def rank(scores: CandidateScores, top_n: int) -> tuple[RankedCandidate, ...]:
     """Best first (ties by person id), ranks from 1, at most `top_n`, with evidence per relative."""
     order = sorted(range(len(scores)), key=lambda c: (-scores.score[c], scores.person_ids[c]))[:top_n]
     return tuple(candidate(scores, c, position) for position, c in enumerate(order, start=1))
+
+
+# --- Soft facts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SoftFacts:
+    """The soft part of what is known: a window and regions a candidate may lie outside, at a price."""
+
+    birth_year_min: int | None = None
+    birth_year_max: int | None = None
+    regions: tuple[str, ...] = ()
+    birth_year_log10_lr_per_year: float = SOFT_BIRTH_YEAR_LOG10_LR_PER_YEAR
+    region_log10_lr: float = SOFT_REGION_LOG10_LR
+
+    @property
+    def any(self) -> bool:
+        return self.birth_year_min is not None or self.birth_year_max is not None or bool(self.regions)
+
+    def _window(self) -> str:
+        low = "" if self.birth_year_min is None else str(self.birth_year_min)
+        high = "" if self.birth_year_max is None else str(self.birth_year_max)
+        return low if low == high else f"{low}-{high}"
+
+    def of(self, attributes: PersonAttributes) -> tuple[FactEvidence, ...]:
+        """The penalties one record's attributes earn (none inside, or where the fact is unknown)."""
+        facts = []
+        year = attributes.birth_year
+        if year is not None and (self.birth_year_min is not None or self.birth_year_max is not None):
+            below = self.birth_year_min - year if self.birth_year_min is not None else 0
+            above = year - self.birth_year_max if self.birth_year_max is not None else 0
+            outside = max(below, above, 0)
+            if outside:
+                facts.append(
+                    FactEvidence(
+                        fact="birth_year",
+                        detail=f"born {year}, {outside} year(s) outside {self._window()}",
+                        log10_likelihood_ratio=outside * self.birth_year_log10_lr_per_year,
+                        years_outside=outside,
+                    )
+                )
+        if self.regions and attributes.region and attributes.region not in self.regions:
+            facts.append(
+                FactEvidence(
+                    fact="region",
+                    detail=f"region {attributes.region} outside {', '.join(self.regions)}",
+                    log10_likelihood_ratio=self.region_log10_lr,
+                )
+            )
+        return tuple(facts)
+
+
+def apply_soft_facts(scores: CandidateScores, soft: SoftFacts, records: Sequence[GalleryRecord]) -> CandidateScores:
+    """Adds each candidate's soft-fact penalties to its fused log10 LR (and its score when calibrated).
+
+    A person with several records takes the one that fits best (smallest penalty): one
+    record registered correctly is enough. Uncalibrated, the score is a cosine, not a
+    log10 LR, so the penalty is shown and added to the (zero) log10 LR but ranks nothing.
+    """
+    if not soft.any or not len(scores):
+        return scores
+    by_person: dict[str, tuple[FactEvidence, ...]] = {}
+    for record in records:
+        facts = soft.of(record.attributes)
+        known = by_person.get(record.person_id)
+        if known is None or sum(f.log10_likelihood_ratio for f in facts) > sum(f.log10_likelihood_ratio for f in known):
+            by_person[record.person_id] = facts
+    facts = tuple(by_person.get(p, ()) for p in scores.person_ids)
+    penalty = np.array([sum(f.log10_likelihood_ratio for f in fs) for fs in facts], dtype=np.float64)
+    fused = scores.log10_lr + penalty
+    config = scores.config
+    return dataclasses.replace(
+        scores,
+        log10_lr=fused,
+        score=fused if config.calibrated else scores.score,
+        posterior=posterior_probability(fused, config.prior_probability) if config.calibrated else scores.posterior,
+        strong=fused >= config.strong_candidate_log10_lr if config.calibrated else scores.strong,
+        facts=facts,
+    )

@@ -5,15 +5,22 @@
    and, when a trained artifact is loaded, the artifact's kinship model as an
    additional model (`EmbedRequest.additional_model_ids`); the most prominent face of
    each photo stands for it, with both vectors and its quality.
-2. Candidates: one identity-space search with every photo's identity vector and, when
-   calibrated, one kinship-space search with the kinship vectors of the kin
-   relatives' photos (SELF is identity evidence and searches identity only). Both are
-   filtered by what is known of the missing person, the relatives' own person ids
-   excluded. The candidates are the union of the people found; `retrieved` says
-   which relative's search found whom, in either space.
+2. Candidates. Calibrated, the whole family is one query (`family_query`): before
+   its bounds the fused score is an inner product with the record's combined
+   [kinship; identity] vector plus a constant, so one search per calibration group
+   (candidate sex) of the gallery's combined collection (`kinship.family_vectors`)
+   returns the pool that rescoring orders: max(10 x top_n, `family_pool`) records,
+   within the indexer's top_k limit. Without a combined collection, or uncalibrated:
+   one identity-space search with every photo's identity vector and, when calibrated,
+   one kinship-space search with the kin relatives' photos (SELF searches identity
+   only), the union of the people found. Every search is filtered by what is known of
+   the missing person, the relatives' own person ids excluded; with soft facts
+   (birth years, regions) a second search without them joins the pool, and
+   `scoring.apply_soft_facts` adds their stated penalty. `retrieved` says which
+   relative's search found whom (the family query counts for every relative).
 3. Exact rescoring: every candidate's records are fetched from the identity
    collection (and the kinship collection when a kin relative needs it) WITH the same
-   filter, so a person is never scored on, nor shown with, a record that fails it;
+   filter (without the soft facts), so a person is never scored on, nor shown with, a record that fails it;
    the two collections' records pair by record id. Then `scoring` scores, fuses and
    ranks. CompareKinship goes through the same steps 1 and 3 for one candidate.
 
@@ -27,12 +34,14 @@ is embedded (`calibration.require_calibration`, for the sex known of the candida
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
+from kinship.family_vectors import family_model_id
 from kinship.runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -44,6 +53,7 @@ from kinship.runtime.errors import (
 
 from . import scoring
 from .calibration import photo_age_gap, require_calibration
+from .family_query import family_queries
 from .model import (
     CompareKinshipInput,
     Comparison,
@@ -70,9 +80,17 @@ T = TypeVar("T")
 GET_RECORDS_BATCH = 1000
 
 
+#: The indexer's limit on top_k per search.
+MAX_SEARCH_TOP_K = 1000
+
+
 @dataclass(frozen=True)
 class RankerOptions:
     candidate_k: int = 100
+    #: Records one family-query search returns at least (0: no family query, the per-photo union only).
+    family_pool: int = 1000
+    #: Run the per-photo searches beside the family query as well (they add latency; see docs/kinship.md).
+    per_photo_search: bool = False
     max_concurrent_embeds: int = 4
     limits: Limits = Limits()
 
@@ -97,6 +115,29 @@ async def _gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def soft_facts_of(query: KinshipQuery) -> scoring.SoftFacts:
+    """The facts the caller marked soft, with the penalties it stated or the ranker's defaults."""
+    known = query.missing_person
+    per_year = known.birth_year_log10_lr_per_year
+    region = known.region_log10_lr
+    return scoring.SoftFacts(
+        birth_year_min=known.birth_year_min if known.soft_birth_year else None,
+        birth_year_max=known.birth_year_max if known.soft_birth_year else None,
+        regions=known.regions if known.soft_regions else (),
+        birth_year_log10_lr_per_year=scoring.SOFT_BIRTH_YEAR_LOG10_LR_PER_YEAR if per_year is None else per_year,
+        region_log10_lr=scoring.SOFT_REGION_LOG10_LR if region is None else region,
+    )
+
+
+def widened(search_filter: SearchFilter, soft: scoring.SoftFacts) -> SearchFilter:
+    """The filter without the facts that are soft."""
+    if soft.birth_year_min is not None or soft.birth_year_max is not None:
+        search_filter = dataclasses.replace(search_filter, birth_year_min=None, birth_year_max=None)
+    if soft.regions:
+        search_filter = dataclasses.replace(search_filter, regions=())
+    return search_filter
 
 
 def search_filter_of(query: KinshipQuery) -> SearchFilter:
@@ -142,9 +183,15 @@ class KinshipRanker:
         faces, model_id = await self._embed(jobs, model_id)
         family = self._family(query, faces)
         search_filter = search_filter_of(query)
-        retrieved_by = await self._candidates(family, model_id, search_filter)
-        records = await self._records(model_id, sorted(retrieved_by), search_filter, self._needs_kinship(query))
+        soft = soft_facts_of(query)
+        # Soft facts widen what is fetched and scored; the hard filter still bounds one search
+        # so that the window's own best candidates are never crowded out of the pool.
+        wide_filter = widened(search_filter, soft)
+        filters = [search_filter, wide_filter] if wide_filter != search_filter else [search_filter]
+        retrieved_by = await self._candidates(family, model_id, filters, query)
+        records = await self._records(model_id, sorted(retrieved_by), wide_filter, self._needs_kinship(query))
         scored = scoring.score_candidates(family, records, retrieved_by, config, model_id=model_id)
+        scored = scoring.apply_soft_facts(scored, soft, records)
         candidates = scoring.rank(scored, query.top_n)
         return Ranking(
             candidates=candidates,
@@ -340,10 +387,67 @@ class KinshipRanker:
 
     # -- 2. candidate generation -------------------------------------------------------------
 
+    def pool_size(self, top_n: int) -> int:
+        """How many records one family-query search returns: max(10 x top_n, family_pool), within the indexer's limit."""
+        return min(max(10 * top_n, self._options.family_pool), MAX_SEARCH_TOP_K)
+
     async def _candidates(
+        self, family: list[RelativeFaces], model_id: str, filters: Sequence[SearchFilter], query: KinshipQuery
+    ) -> dict[str, set[int]]:
+        """Person id -> indices of the relatives whose search found that person.
+
+        Calibrated, with the gallery's combined collection: the family query (one search
+        per calibration group and filter, `pool_size` records each) finds the candidates
+        for every relative at once, and each is marked retrieved for all of them; the
+        per-photo searches run beside it only with `per_photo_search`. Without that
+        collection (a gallery enrolled without combined vectors), or uncalibrated, the
+        per-photo searches alone, as before.
+        """
+        retrieved_by: dict[str, set[int]] = {}
+        per_photo = True
+        if self._scoring.calibrated and self._options.family_pool > 0:
+            found = await self._family_candidates(family, filters, query)
+            if found is not None:
+                everyone = set(range(len(family)))
+                for person_id in found:
+                    retrieved_by.setdefault(person_id, set()).update(everyone)
+                per_photo = self._options.per_photo_search
+        if per_photo:
+            for flt in filters:
+                for person_id, owners in (await self._per_photo_candidates(family, model_id, flt)).items():
+                    retrieved_by.setdefault(person_id, set()).update(owners)
+        return retrieved_by
+
+    async def _family_candidates(
+        self, family: list[RelativeFaces], filters: Sequence[SearchFilter], query: KinshipQuery
+    ) -> set[str] | None:
+        """People in the family query's pools, or None where the gallery has no combined collection."""
+        config = self._scoring
+        assert config.calibration is not None
+        queries = family_queries(family, config.calibration, query.missing_person.sex)
+        top_k = self.pool_size(query.top_n)
+        searches = []
+        for flt in filters:
+            for fq in queries:
+                # A group's query searches that group's sex only; the unspecified group (or a single
+                # query serving all) searches without a sex filter.
+                group = flt if flt.sex is not Sex.UNSPECIFIED else dataclasses.replace(flt, sex=fq.sex)
+                searches.append(
+                    self._gallery.search(family_model_id(config.kinship_model_id), [fq.search_vector], top_k, group)
+                )
+        try:
+            answers = await _gather_or_cancel(searches)
+        except NotFound:
+            return None
+        excluded = set().union(*(f.exclude_person_ids for f in filters))
+        return {
+            hit.person_id for results in answers for hits in results for hit in hits if hit.person_id not in excluded
+        }
+
+    async def _per_photo_candidates(
         self, family: list[RelativeFaces], model_id: str, search_filter: SearchFilter
     ) -> dict[str, set[int]]:
-        """Person id -> indices of the relatives whose search (either space) found that person."""
+        """The per-photo union: each photo's top candidate_k in identity and (kin relatives) kinship space."""
         k = self._options.candidate_k
         identity_owners = [r for r, rel in enumerate(family) for _ in range(rel.photo_count)]
         identity_queries = [row for rel in family for row in rel.embeddings]

@@ -148,7 +148,7 @@ def _query(
     regions = tuple(dict.fromkeys(region.strip() for region in missing.regions))
     return KinshipQuery(
         relatives=relatives,
-        missing_person=MissingPerson(missing.sex, missing.birth_year_min, missing.birth_year_max, regions),
+        missing_person=dataclasses.replace(missing, regions=regions),
         top_n=top_n,
         model_id=model_id.strip(),
         prior_probability=prior_probability,
@@ -223,6 +223,13 @@ def _check_missing_person(missing: MissingPerson, limits: Limits, year: int, bad
             bad(f"missing_person.regions[{k}]", "region is empty; leave regions empty to search everywhere")
         elif len(region) > limits.max_region_chars:
             bad(f"missing_person.regions[{k}]", f"region is longer than {limits.max_region_chars} characters")
+    for name, value in (
+        ("birth_year_log10_lr_per_year", missing.birth_year_log10_lr_per_year),
+        ("region_log10_lr", missing.region_log10_lr),
+    ):
+        # A penalty, never a reward: being outside what is known cannot make a candidate likelier.
+        if value is not None and not (math.isfinite(value) and -10.0 <= value <= 0.0):
+            bad(f"missing_person.soft.{name}", f"must be a log10 likelihood ratio from -10 to 0, got {value}")
 
 
 def resolve_labels(given: list[tuple[str, Relation]]) -> list[str]:

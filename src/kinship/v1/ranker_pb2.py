@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kinship.v1 import common_pb2 as kinship_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kinship/v1/ranker.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"n\n\x05Photo\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x19\n\x0c\x63\x61pture_year\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0c\x61ge_at_photo\x18\x03 \x01(\x02H\x01\x88\x01\x01\x42\x0f\n\r_capture_yearB\x0f\n\r_age_at_photo\"w\n\x08Relative\x12\r\n\x05label\x18\x01 \x01(\t\x12&\n\x08relation\x18\x02 \x01(\x0e\x32\x14.kinship.v1.Relation\x12!\n\x06photos\x18\x03 \x03(\x0b\x32\x11.kinship.v1.Photo\x12\x11\n\tperson_id\x18\x04 \x01(\t\"n\n\rMissingPerson\x12\x1c\n\x03sex\x18\x01 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12.\n\nbirth_year\x18\x02 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x0f\n\x07regions\x18\x03 \x03(\t\"\xbe\x01\n\x14\x46indRelativesRequest\x12\'\n\trelatives\x18\x01 \x03(\x0b\x32\x14.kinship.v1.Relative\x12\x31\n\x0emissing_person\x18\x02 \x01(\x0b\x32\x19.kinship.v1.MissingPerson\x12\r\n\x05top_n\x18\x03 \x01(\x05\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x19\n\x11prior_probability\x18\x05 \x01(\x01\x12\x0e\n\x06tenant\x18\x06 \x01(\t\"\x81\x02\n\x10RelativeEvidence\x12\r\n\x05label\x18\x01 \x01(\t\x12&\n\x08relation\x18\x02 \x01(\x0e\x32\x14.kinship.v1.Relation\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x13\n\x0bphoto_index\x18\x04 \x01(\x05\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12\x11\n\tretrieved\x18\x06 \x01(\x08\x12\x1e\n\x16log10_likelihood_ratio\x18\x07 \x01(\x01\x12\x15\n\rfusion_weight\x18\x08 \x01(\x01\x12\x1b\n\x13similarity_model_id\x18\t \x01(\t\x12\x13\n\x0b\x63\x61libration\x18\n \x01(\t\"\xf6\x01\n\tCandidate\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\x12.\n\x08\x65vidence\x18\x05 \x03(\x0b\x32\x1c.kinship.v1.RelativeEvidence\x12\x1e\n\x16log10_likelihood_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15posterior_probability\x18\x07 \x01(\x01\x12\x18\n\x10strong_candidate\x18\x08 \x01(\x08\"\xd8\x01\n\x0bScoringInfo\x12\x12\n\ncalibrated\x18\x01 \x01(\x08\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61libration_id\x18\x03 \x01(\t\x12\x19\n\x11identity_model_id\x18\x04 \x01(\t\x12\x18\n\x10kinship_model_id\x18\x05 \x01(\t\x12\x15\n\rfusion_method\x18\x06 \x01(\t\x12\x19\n\x11prior_probability\x18\x07 \x01(\x01\x12!\n\x19strong_candidate_log10_lr\x18\x08 \x01(\x01\"\xcf\x01\n\x15\x46indRelativesResponse\x12)\n\ncandidates\x18\x01 \x03(\x0b\x32\x15.kinship.v1.Candidate\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rfusion_method\x18\x03 \x01(\t\x12\x1d\n\x15\x63\x61ndidates_considered\x18\x04 \x01(\x05\x12(\n\x07scoring\x18\x05 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\x12\x19\n\x11strong_candidates\x18\x06 \x01(\x05\"R\n\x0f\x43\x61ndidatePhotos\x12!\n\x06photos\x18\x01 \x03(\x0b\x32\x11.kinship.v1.Photo\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\"\x95\x02\n\x15\x43ompareKinshipRequest\x12\'\n\trelatives\x18\x01 \x03(\x0b\x32\x14.kinship.v1.Relative\x12\x37\n\x10\x63\x61ndidate_photos\x18\x02 \x01(\x0b\x32\x1b.kinship.v1.CandidatePhotosH\x00\x12\x1d\n\x13\x63\x61ndidate_person_id\x18\x03 \x01(\tH\x00\x12\x31\n\x0emissing_person\x18\x04 \x01(\x0b\x32\x19.kinship.v1.MissingPerson\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x19\n\x11prior_probability\x18\x06 \x01(\x01\x12\x0e\n\x06tenant\x18\x07 \x01(\tB\x0b\n\tcandidate\"l\n\x16\x43ompareKinshipResponse\x12(\n\tcandidate\x18\x01 \x01(\x0b\x32\x15.kinship.v1.Candidate\x12(\n\x07scoring\x18\x02 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\"\x18\n\x16\x44\x65scribeScoringRequest\"z\n\x13RelationCalibration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tfitted_on\x18\x02 \x01(\t\x12\x11\n\tkin_pairs\x18\x03 \x01(\x05\x12\x15\n\rnon_kin_pairs\x18\x04 \x01(\x05\x12\x18\n\x10max_abs_log10_lr\x18\x05 \x01(\x01\"\xda\x02\n\x17\x44\x65scribeScoringResponse\x12(\n\x07scoring\x18\x01 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\x12\x35\n\x0c\x63\x61librations\x18\x02 \x03(\x0b\x32\x1f.kinship.v1.RelationCalibration\x12R\n\x10\x61rtifact_metrics\x18\x03 \x03(\x0b\x32\x38.kinship.v1.DescribeScoringResponse.ArtifactMetricsEntry\x12\x18\n\x10\x61rtifact_licence\x18\x04 \x01(\t\x12\x1e\n\x16\x61rtifact_training_data\x18\x05 \x01(\t\x12\x18\n\x10\x61rtifact_shipped\x18\x06 \x01(\x08\x1a\x36\n\x14\x41rtifactMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x9a\x02\n\rKinshipRanker\x12T\n\rFindRelatives\x12 .kinship.v1.FindRelativesRequest\x1a!.kinship.v1.FindRelativesResponse\x12W\n\x0e\x43ompareKinship\x12!.kinship.v1.CompareKinshipRequest\x1a\".kinship.v1.CompareKinshipResponse\x12Z\n\x0f\x44\x65scribeScoring\x12\".kinship.v1.DescribeScoringRequest\x1a#.kinship.v1.DescribeScoringResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kinship/v1/ranker.proto\x12\nkinship.v1\x1a\x17kinship/v1/common.proto\"n\n\x05Photo\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x19\n\x0c\x63\x61pture_year\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0c\x61ge_at_photo\x18\x03 \x01(\x02H\x01\x88\x01\x01\x42\x0f\n\r_capture_yearB\x0f\n\r_age_at_photo\"w\n\x08Relative\x12\r\n\x05label\x18\x01 \x01(\t\x12&\n\x08relation\x18\x02 \x01(\x0e\x32\x14.kinship.v1.Relation\x12!\n\x06photos\x18\x03 \x03(\x0b\x32\x11.kinship.v1.Photo\x12\x11\n\tperson_id\x18\x04 \x01(\t\"\x93\x01\n\rMissingPerson\x12\x1c\n\x03sex\x18\x01 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12.\n\nbirth_year\x18\x02 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x0f\n\x07regions\x18\x03 \x03(\t\x12#\n\x04soft\x18\x04 \x01(\x0b\x32\x15.kinship.v1.SoftFacts\"o\n\tSoftFacts\x12\x12\n\nbirth_year\x18\x01 \x01(\x08\x12\x0f\n\x07regions\x18\x02 \x01(\x08\x12$\n\x1c\x62irth_year_log10_lr_per_year\x18\x03 \x01(\x01\x12\x17\n\x0fregion_log10_lr\x18\x04 \x01(\x01\"\xbe\x01\n\x14\x46indRelativesRequest\x12\'\n\trelatives\x18\x01 \x03(\x0b\x32\x14.kinship.v1.Relative\x12\x31\n\x0emissing_person\x18\x02 \x01(\x0b\x32\x19.kinship.v1.MissingPerson\x12\r\n\x05top_n\x18\x03 \x01(\x05\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x19\n\x11prior_probability\x18\x05 \x01(\x01\x12\x0e\n\x06tenant\x18\x06 \x01(\t\"\x81\x02\n\x10RelativeEvidence\x12\r\n\x05label\x18\x01 \x01(\t\x12&\n\x08relation\x18\x02 \x01(\x0e\x32\x14.kinship.v1.Relation\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x13\n\x0bphoto_index\x18\x04 \x01(\x05\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12\x11\n\tretrieved\x18\x06 \x01(\x08\x12\x1e\n\x16log10_likelihood_ratio\x18\x07 \x01(\x01\x12\x15\n\rfusion_weight\x18\x08 \x01(\x01\x12\x1b\n\x13similarity_model_id\x18\t \x01(\t\x12\x13\n\x0b\x63\x61libration\x18\n \x01(\t\"\x9f\x02\n\tCandidate\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\x12.\n\x08\x65vidence\x18\x05 \x03(\x0b\x32\x1c.kinship.v1.RelativeEvidence\x12\x1e\n\x16log10_likelihood_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15posterior_probability\x18\x07 \x01(\x01\x12\x18\n\x10strong_candidate\x18\x08 \x01(\x08\x12\'\n\x05\x66\x61\x63ts\x18\t \x03(\x0b\x32\x18.kinship.v1.FactEvidence\"c\n\x0c\x46\x61\x63tEvidence\x12\x0c\n\x04\x66\x61\x63t\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x1e\n\x16log10_likelihood_ratio\x18\x03 \x01(\x01\x12\x15\n\ryears_outside\x18\x04 \x01(\x05\"\xd8\x01\n\x0bScoringInfo\x12\x12\n\ncalibrated\x18\x01 \x01(\x08\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61libration_id\x18\x03 \x01(\t\x12\x19\n\x11identity_model_id\x18\x04 \x01(\t\x12\x18\n\x10kinship_model_id\x18\x05 \x01(\t\x12\x15\n\rfusion_method\x18\x06 \x01(\t\x12\x19\n\x11prior_probability\x18\x07 \x01(\x01\x12!\n\x19strong_candidate_log10_lr\x18\x08 \x01(\x01\"\xcf\x01\n\x15\x46indRelativesResponse\x12)\n\ncandidates\x18\x01 \x03(\x0b\x32\x15.kinship.v1.Candidate\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rfusion_method\x18\x03 \x01(\t\x12\x1d\n\x15\x63\x61ndidates_considered\x18\x04 \x01(\x05\x12(\n\x07scoring\x18\x05 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\x12\x19\n\x11strong_candidates\x18\x06 \x01(\x05\"R\n\x0f\x43\x61ndidatePhotos\x12!\n\x06photos\x18\x01 \x03(\x0b\x32\x11.kinship.v1.Photo\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\"\x95\x02\n\x15\x43ompareKinshipRequest\x12\'\n\trelatives\x18\x01 \x03(\x0b\x32\x14.kinship.v1.Relative\x12\x37\n\x10\x63\x61ndidate_photos\x18\x02 \x01(\x0b\x32\x1b.kinship.v1.CandidatePhotosH\x00\x12\x1d\n\x13\x63\x61ndidate_person_id\x18\x03 \x01(\tH\x00\x12\x31\n\x0emissing_person\x18\x04 \x01(\x0b\x32\x19.kinship.v1.MissingPerson\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x19\n\x11prior_probability\x18\x06 \x01(\x01\x12\x0e\n\x06tenant\x18\x07 \x01(\tB\x0b\n\tcandidate\"l\n\x16\x43ompareKinshipResponse\x12(\n\tcandidate\x18\x01 \x01(\x0b\x32\x15.kinship.v1.Candidate\x12(\n\x07scoring\x18\x02 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\"\x18\n\x16\x44\x65scribeScoringRequest\"z\n\x13RelationCalibration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tfitted_on\x18\x02 \x01(\t\x12\x11\n\tkin_pairs\x18\x03 \x01(\x05\x12\x15\n\rnon_kin_pairs\x18\x04 \x01(\x05\x12\x18\n\x10max_abs_log10_lr\x18\x05 \x01(\x01\"\xda\x02\n\x17\x44\x65scribeScoringResponse\x12(\n\x07scoring\x18\x01 \x01(\x0b\x32\x17.kinship.v1.ScoringInfo\x12\x35\n\x0c\x63\x61librations\x18\x02 \x03(\x0b\x32\x1f.kinship.v1.RelationCalibration\x12R\n\x10\x61rtifact_metrics\x18\x03 \x03(\x0b\x32\x38.kinship.v1.DescribeScoringResponse.ArtifactMetricsEntry\x12\x18\n\x10\x61rtifact_licence\x18\x04 \x01(\t\x12\x1e\n\x16\x61rtifact_training_data\x18\x05 \x01(\t\x12\x18\n\x10\x61rtifact_shipped\x18\x06 \x01(\x08\x1a\x36\n\x14\x41rtifactMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x9a\x02\n\rKinshipRanker\x12T\n\rFindRelatives\x12 .kinship.v1.FindRelativesRequest\x1a!.kinship.v1.FindRelativesResponse\x12W\n\x0e\x43ompareKinship\x12!.kinship.v1.CompareKinshipRequest\x1a\".kinship.v1.CompareKinshipResponse\x12Z\n\x0f\x44\x65scribeScoring\x12\".kinship.v1.DescribeScoringRequest\x1a#.kinship.v1.DescribeScoringResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,32 +39,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PHOTO']._serialized_end=174
   _globals['_RELATIVE']._serialized_start=176
   _globals['_RELATIVE']._serialized_end=295
-  _globals['_MISSINGPERSON']._serialized_start=297
-  _globals['_MISSINGPERSON']._serialized_end=407
-  _globals['_FINDRELATIVESREQUEST']._serialized_start=410
-  _globals['_FINDRELATIVESREQUEST']._serialized_end=600
-  _globals['_RELATIVEEVIDENCE']._serialized_start=603
-  _globals['_RELATIVEEVIDENCE']._serialized_end=860
-  _globals['_CANDIDATE']._serialized_start=863
-  _globals['_CANDIDATE']._serialized_end=1109
-  _globals['_SCORINGINFO']._serialized_start=1112
-  _globals['_SCORINGINFO']._serialized_end=1328
-  _globals['_FINDRELATIVESRESPONSE']._serialized_start=1331
-  _globals['_FINDRELATIVESRESPONSE']._serialized_end=1538
-  _globals['_CANDIDATEPHOTOS']._serialized_start=1540
-  _globals['_CANDIDATEPHOTOS']._serialized_end=1622
-  _globals['_COMPAREKINSHIPREQUEST']._serialized_start=1625
-  _globals['_COMPAREKINSHIPREQUEST']._serialized_end=1902
-  _globals['_COMPAREKINSHIPRESPONSE']._serialized_start=1904
-  _globals['_COMPAREKINSHIPRESPONSE']._serialized_end=2012
-  _globals['_DESCRIBESCORINGREQUEST']._serialized_start=2014
-  _globals['_DESCRIBESCORINGREQUEST']._serialized_end=2038
-  _globals['_RELATIONCALIBRATION']._serialized_start=2040
-  _globals['_RELATIONCALIBRATION']._serialized_end=2162
-  _globals['_DESCRIBESCORINGRESPONSE']._serialized_start=2165
-  _globals['_DESCRIBESCORINGRESPONSE']._serialized_end=2511
-  _globals['_DESCRIBESCORINGRESPONSE_ARTIFACTMETRICSENTRY']._serialized_start=2457
-  _globals['_DESCRIBESCORINGRESPONSE_ARTIFACTMETRICSENTRY']._serialized_end=2511
-  _globals['_KINSHIPRANKER']._serialized_start=2514
-  _globals['_KINSHIPRANKER']._serialized_end=2796
+  _globals['_MISSINGPERSON']._serialized_start=298
+  _globals['_MISSINGPERSON']._serialized_end=445
+  _globals['_SOFTFACTS']._serialized_start=447
+  _globals['_SOFTFACTS']._serialized_end=558
+  _globals['_FINDRELATIVESREQUEST']._serialized_start=561
+  _globals['_FINDRELATIVESREQUEST']._serialized_end=751
+  _globals['_RELATIVEEVIDENCE']._serialized_start=754
+  _globals['_RELATIVEEVIDENCE']._serialized_end=1011
+  _globals['_CANDIDATE']._serialized_start=1014
+  _globals['_CANDIDATE']._serialized_end=1301
+  _globals['_FACTEVIDENCE']._serialized_start=1303
+  _globals['_FACTEVIDENCE']._serialized_end=1402
+  _globals['_SCORINGINFO']._serialized_start=1405
+  _globals['_SCORINGINFO']._serialized_end=1621
+  _globals['_FINDRELATIVESRESPONSE']._serialized_start=1624
+  _globals['_FINDRELATIVESRESPONSE']._serialized_end=1831
+  _globals['_CANDIDATEPHOTOS']._serialized_start=1833
+  _globals['_CANDIDATEPHOTOS']._serialized_end=1915
+  _globals['_COMPAREKINSHIPREQUEST']._serialized_start=1918
+  _globals['_COMPAREKINSHIPREQUEST']._serialized_end=2195
+  _globals['_COMPAREKINSHIPRESPONSE']._serialized_start=2197
+  _globals['_COMPAREKINSHIPRESPONSE']._serialized_end=2305
+  _globals['_DESCRIBESCORINGREQUEST']._serialized_start=2307
+  _globals['_DESCRIBESCORINGREQUEST']._serialized_end=2331
+  _globals['_RELATIONCALIBRATION']._serialized_start=2333
+  _globals['_RELATIONCALIBRATION']._serialized_end=2455
+  _globals['_DESCRIBESCORINGRESPONSE']._serialized_start=2458
+  _globals['_DESCRIBESCORINGRESPONSE']._serialized_end=2804
+  _globals['_DESCRIBESCORINGRESPONSE_ARTIFACTMETRICSENTRY']._serialized_start=2750
+  _globals['_DESCRIBESCORINGRESPONSE_ARTIFACTMETRICSENTRY']._serialized_end=2804
+  _globals['_KINSHIPRANKER']._serialized_start=2807
+  _globals['_KINSHIPRANKER']._serialized_end=3089
 # @@protoc_insertion_point(module_scope)

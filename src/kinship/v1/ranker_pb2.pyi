@@ -30,14 +30,28 @@ class Relative(_message.Message):
     def __init__(self, label: _Optional[str] = ..., relation: _Optional[_Union[_common_pb2.Relation, str]] = ..., photos: _Optional[_Iterable[_Union[Photo, _Mapping]]] = ..., person_id: _Optional[str] = ...) -> None: ...
 
 class MissingPerson(_message.Message):
-    __slots__ = ("sex", "birth_year", "regions")
+    __slots__ = ("sex", "birth_year", "regions", "soft")
     SEX_FIELD_NUMBER: _ClassVar[int]
     BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_FIELD_NUMBER: _ClassVar[int]
     sex: _common_pb2.Sex
     birth_year: _common_pb2.BirthYearRange
     regions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
+    soft: SoftFacts
+    def __init__(self, sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ..., soft: _Optional[_Union[SoftFacts, _Mapping]] = ...) -> None: ...
+
+class SoftFacts(_message.Message):
+    __slots__ = ("birth_year", "regions", "birth_year_log10_lr_per_year", "region_log10_lr")
+    BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_YEAR_LOG10_LR_PER_YEAR_FIELD_NUMBER: _ClassVar[int]
+    REGION_LOG10_LR_FIELD_NUMBER: _ClassVar[int]
+    birth_year: bool
+    regions: bool
+    birth_year_log10_lr_per_year: float
+    region_log10_lr: float
+    def __init__(self, birth_year: _Optional[bool] = ..., regions: _Optional[bool] = ..., birth_year_log10_lr_per_year: _Optional[float] = ..., region_log10_lr: _Optional[float] = ...) -> None: ...
 
 class FindRelativesRequest(_message.Message):
     __slots__ = ("relatives", "missing_person", "top_n", "model_id", "prior_probability", "tenant")
@@ -80,7 +94,7 @@ class RelativeEvidence(_message.Message):
     def __init__(self, label: _Optional[str] = ..., relation: _Optional[_Union[_common_pb2.Relation, str]] = ..., similarity: _Optional[float] = ..., photo_index: _Optional[int] = ..., record_id: _Optional[str] = ..., retrieved: _Optional[bool] = ..., log10_likelihood_ratio: _Optional[float] = ..., fusion_weight: _Optional[float] = ..., similarity_model_id: _Optional[str] = ..., calibration: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("person_id", "rank", "score", "attributes", "evidence", "log10_likelihood_ratio", "posterior_probability", "strong_candidate")
+    __slots__ = ("person_id", "rank", "score", "attributes", "evidence", "log10_likelihood_ratio", "posterior_probability", "strong_candidate", "facts")
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +103,7 @@ class Candidate(_message.Message):
     LOG10_LIKELIHOOD_RATIO_FIELD_NUMBER: _ClassVar[int]
     POSTERIOR_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     STRONG_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     person_id: str
     rank: int
     score: float
@@ -97,7 +112,20 @@ class Candidate(_message.Message):
     log10_likelihood_ratio: float
     posterior_probability: float
     strong_candidate: bool
-    def __init__(self, person_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., attributes: _Optional[_Union[_common_pb2.PersonAttributes, _Mapping]] = ..., evidence: _Optional[_Iterable[_Union[RelativeEvidence, _Mapping]]] = ..., log10_likelihood_ratio: _Optional[float] = ..., posterior_probability: _Optional[float] = ..., strong_candidate: _Optional[bool] = ...) -> None: ...
+    facts: _containers.RepeatedCompositeFieldContainer[FactEvidence]
+    def __init__(self, person_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., attributes: _Optional[_Union[_common_pb2.PersonAttributes, _Mapping]] = ..., evidence: _Optional[_Iterable[_Union[RelativeEvidence, _Mapping]]] = ..., log10_likelihood_ratio: _Optional[float] = ..., posterior_probability: _Optional[float] = ..., strong_candidate: _Optional[bool] = ..., facts: _Optional[_Iterable[_Union[FactEvidence, _Mapping]]] = ...) -> None: ...
+
+class FactEvidence(_message.Message):
+    __slots__ = ("fact", "detail", "log10_likelihood_ratio", "years_outside")
+    FACT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    LOG10_LIKELIHOOD_RATIO_FIELD_NUMBER: _ClassVar[int]
+    YEARS_OUTSIDE_FIELD_NUMBER: _ClassVar[int]
+    fact: str
+    detail: str
+    log10_likelihood_ratio: float
+    years_outside: int
+    def __init__(self, fact: _Optional[str] = ..., detail: _Optional[str] = ..., log10_likelihood_ratio: _Optional[float] = ..., years_outside: _Optional[int] = ...) -> None: ...
 
 class ScoringInfo(_message.Message):
     __slots__ = ("calibrated", "artifact_id", "calibration_id", "identity_model_id", "kinship_model_id", "fusion_method", "prior_probability", "strong_candidate_log10_lr")
