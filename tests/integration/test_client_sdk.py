@@ -1,0 +1,211 @@
+"""kinship.client against the real suite: embedder (model pack, a test kinship artifact), indexer
+(Milvus Lite in tmp_path) and calibrated ranker, each its own gRPC server on an ephemeral port.
+
+Every test runs twice, with the blocking `KinshipClient` and with `AsyncKinshipClient` (driven
+from a loop of its own), so the two clients answer the same. Photos are the sample gallery's
+(faces cut from insightface's t1.jpg, its Tom Hanks portrait, scikit-image's astronaut),
+made at run time from installed packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import shutil
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from kinship.cli.sample import build_sample_images
+from kinship.client import (
+    AsyncKinshipClient,
+    Facts,
+    InvalidArgument,
+    KinshipClient,
+    NotFound,
+    Relative,
+)
+from kinship.embedder import bootstrap as embedder_bootstrap
+from kinship.indexer import bootstrap as indexer_bootstrap
+from kinship.ranker import bootstrap as ranker_bootstrap
+from kinship.runtime import config
+from kinship.runtime.server import ServerThread
+from tests.kinship_artifact import make_test_artifact
+
+KINDS = ("sync", "async")
+
+
+def resolved(settings, **flags) -> SimpleNamespace:
+    return config.resolve(settings, {"port": "0", **flags}, env={})
+
+
+class AsyncOnItsLoop:
+    """An AsyncKinshipClient on an event loop thread, its coroutine methods called as plain ones."""
+
+    def __init__(self, **kwargs):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def make() -> AsyncKinshipClient:
+            return AsyncKinshipClient(**kwargs)
+
+        self.client = self._run(make())
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(300)
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self._run(attribute(*args, **kwargs))
+        return attribute
+
+    def close(self) -> None:
+        self._run(self.client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("client-suite")
+    artifacts = data_dir / "artifacts"
+    artifact = make_test_artifact(artifacts, dimension=32)
+    with (
+        ServerThread(
+            embedder_bootstrap.build, resolved(embedder_bootstrap.settings(), artifacts_dir=str(artifacts))
+        ) as embedder,
+        ServerThread(
+            indexer_bootstrap.build, resolved(indexer_bootstrap.settings(), data_dir=str(data_dir))
+        ) as indexer,
+    ):
+        addresses = dict(embedder_address=embedder.address, indexer_address=indexer.address)
+        with ServerThread(
+            ranker_bootstrap.build, resolved(ranker_bootstrap.settings(), artifacts_dir=str(artifacts), **addresses)
+        ) as ranker:
+            items, examples = build_sample_images(data_dir / "sample", embedder.address)
+            yield SimpleNamespace(
+                target={"embedder": embedder.address, "indexer": indexer.address, "ranker": ranker.address},
+                artifact=artifact,
+                gallery=examples["gallery"],
+                query=examples["self"],
+                data_dir=data_dir,
+            )
+
+
+@pytest.fixture(params=KINDS)
+def client(request, suite):
+    made = KinshipClient(suite.target) if request.param == "sync" else AsyncOnItsLoop(target=suite.target)
+    made.kind = request.param
+    yield made
+    made.close()
+
+
+def photo_folder(suite, folder: Path, prefix: str, names: list[str]) -> Path:
+    """Copies of sample gallery photos named <prefix>-<name>: one person per file."""
+    folder.mkdir(parents=True)
+    for name in names:
+        source = next(suite.gallery.glob(f"{name}.*"))
+        shutil.copy(source, folder / f"{prefix}-{name}{source.suffix}")
+    return folder
+
+
+def test_embed_and_status(client, suite):
+    result = client.embed(suite.query, additional_model_ids=[suite.artifact.kinship_model_id])
+    assert len(result.faces) == 1 and result.model_id == suite.artifact.identity_model_id
+    face = result.subject()
+    assert len(face.embedding) == result.dimension == 128
+    assert len(face.additional[suite.artifact.kinship_model_id]) == 32
+    assert result.proto.faces[0].detection_score == pytest.approx(face.detection_score)
+    status = client.status()
+    assert status.serving, status.services
+    assert status.scoring is not None and status.scoring.scoring.calibrated
+
+
+def test_a_folder_holding_the_same_photo_twice_enrols_it_once_and_reports_it(client, suite, tmp_path):
+    folder = photo_folder(suite, tmp_path / "photos", client.kind, ["tom-hanks", "eileen-collins", "group-person-1"])
+    # The same file again, in the person's own sub-folder (read after the loose files).
+    twin = folder / f"{client.kind}-tom-hanks" / "downloaded-again.png"
+    twin.parent.mkdir()
+    shutil.copy(folder / f"{client.kind}-tom-hanks.png", twin)
+    seen = []
+    report = client.enroll(folder, facts=Facts(source="sdk-test"), progress=seen.append, batch_size=2)
+    assert report.refused == []
+    assert sorted(e["person_id"] for e in report.enrolled) == sorted(
+        f"{client.kind}-{n}" for n in ("tom-hanks", "eileen-collins", "group-person-1")
+    )
+    (duplicate,) = report.duplicates
+    assert duplicate["path"] == str(twin) and duplicate["same_as"] == str(folder / f"{client.kind}-tom-hanks.png")
+    assert (report.model_id, report.kinship_model_id) == (
+        suite.artifact.identity_model_id,
+        suite.artifact.kinship_model_id,
+    )
+    assert report.collection and report.kinship_collection
+    assert seen[-1].done == 4 and seen[-1].total == 4 and seen[-1].duplicates == 1
+    for model, dimension in ((report.model_id, 128), (report.kinship_model_id, 32)):
+        (record,) = client.records(f"{client.kind}-tom-hanks", model_id=model)
+        assert len(record.embedding) == dimension and record.facts.source == "sdk-test"
+        assert record.record_id == next(e["record_id"] for e in report.enrolled if e["person_id"] == record.person_id)
+
+
+class Stop(Exception):
+    """Ends an enrolment part way, as Ctrl-C or a crash would."""
+
+
+def test_a_rerun_after_an_interruption_enrols_nothing_twice(client, suite, tmp_path):
+    names = ["group-person-1", "group-person-2", "group-person-3", "group-person-4", "group-person-5", "tom-hanks"]
+    folder = photo_folder(suite, tmp_path / "photos", f"{client.kind}-resume", names)
+    journal = tmp_path / "journal"
+
+    def stop_after_two(progress):
+        if progress.enrolled >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        client.enroll(folder, journal=journal, progress=stop_after_two, batch_size=1, in_flight=1)
+    (left,) = journal.glob("*.jsonl")  # kept: the run did not finish
+    first = [line for line in left.read_text().splitlines() if line]
+    assert len(first) >= 2
+
+    again = client.enroll(folder, journal=journal, batch_size=2)
+    assert again.refused == [] and again.duplicates == []
+    assert len(again.already_enrolled) == len(first)
+    assert len(again.enrolled) + len(again.already_enrolled) == len(names)
+    assert not {e["record_id"] for e in again.enrolled} & {e["record_id"] for e in again.already_enrolled}
+    assert list(journal.glob("*.jsonl")) == []  # a finished run leaves no journal
+    people = [f"{client.kind}-resume-{n}" for n in names]
+    for model in (again.model_id, again.kinship_model_id):
+        records = client.records(people, model_id=model)
+        assert sorted(r.person_id for r in records) == sorted(people), "one record per photo, none twice"
+
+
+def test_find_compare_records_and_delete(client, suite, tmp_path):
+    folder = photo_folder(suite, tmp_path / "photos", f"{client.kind}-find", ["tom-hanks", "eileen-collins"])
+    client.enroll(folder, facts=Facts(birth_year=1956, region="US"))
+    planted = f"{client.kind}-find-tom-hanks"
+    found = client.find_relatives([Relative("self", [suite.query])], birth_year=(1950, 1960), top_n=5)
+    assert found.candidates[0].person_id == planted
+    first = found.candidates[0]
+    assert first.rank == 1 and first.facts.birth_year == 1956 and first.evidence[0].relation == "self"
+    assert found.scoring.calibrated and first.log10_lr == pytest.approx(first.proto.log10_likelihood_ratio)
+    compared = client.compare([Relative("self", [suite.query])], candidate_person_id=planted)
+    assert compared.candidate.log10_lr == pytest.approx(first.log10_lr, abs=1e-6)
+    by_photo = client.compare([Relative("self", [suite.query])], candidate_photos=[suite.query], candidate_sex="m")
+    assert by_photo.candidate.evidence[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert client.delete(person_ids=[planted]) >= 2  # its identity and kinship records
+    assert client.records(planted) == []
+
+
+def test_failures_are_typed_with_the_services_details(client, suite):
+    with pytest.raises(InvalidArgument) as caught:
+        client.find_relatives([Relative("self", [b"not an image"])])
+    assert caught.value.violations, "the ranker names the field at fault"
+    assert any("relatives[0].photos[0]" in v.field for v in caught.value.violations)
+    assert caught.value.request_id and caught.value.code().name == "INVALID_ARGUMENT"
+    with pytest.raises(NotFound):
+        client.records("anyone", model_id="no-such-model")
+    with pytest.raises(ValueError, match="relation must be one of"):
+        client.find_relatives([Relative("uncle", [suite.query])])
