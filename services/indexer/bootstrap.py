@@ -211,12 +211,12 @@ class IndexerService:
         for model_id in settled:
             self._written.pop(model_id, None)
         if settled:
-            await self.executor.run(None, self.gallery.flush, settled)
+            await self.executor.run(self.gallery.flush, settled)
         return settled
 
     async def purge_expired(self) -> int:
         """Erases the records whose expiry has passed (the retention purge's one step)."""
-        return await self.executor.run(None, self.gallery.purge_expired)
+        return await self.executor.run(self.gallery.purge_expired)
 
     async def _flush_loop(self) -> None:
         while True:

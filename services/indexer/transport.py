@@ -2,8 +2,9 @@
 
 Gallery calls block on Milvus, so each runs on the indexer's own bounded thread pool
 (`GalleryExecutor`), never on the event loop and never on the pool the health ping
-uses. Each call carries the caller's remaining deadline into that thread
-(`kinship.runtime.deadlines`), where the Milvus adapter uses it as its timeout.
+uses. Each call carries its context into that thread, with the call's deadline that the
+interceptors bound (`kinship.runtime.deadlines`: the caller's, capped by the deployment),
+which the Milvus adapter uses as its timeout.
 The tenant of every call is decided by `kinship.runtime.tenancy.resolve_tenant`.
 """
 
@@ -21,7 +22,6 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from kinship.runtime import deadlines
 from kinship.runtime.errors import InvalidArgument
 from kinship.runtime.tenancy import resolve_tenant
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
@@ -59,9 +59,8 @@ class GalleryExecutor:
     def __init__(self, workers: int, name: str = "indexer-gallery"):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
-    async def run(self, context: grpc.aio.ServicerContext | None, function: Callable[..., T], *args: object) -> T:
-        with deadlines.deadline_scope(deadlines.for_work(_time_remaining(context))):
-            call_context = contextvars.copy_context()  # the deadline and log context follow the call
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        call_context = contextvars.copy_context()  # the deadline and log context follow the call
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, partial(call_context.run, function, *args))
 
@@ -77,10 +76,6 @@ _Storing = tuple[int, list[indexer_pb2.EnrolFailure], "asyncio.Future[int]"]
 class _EnrolTotals:
     enrolled: int = 0
     failed: int = 0
-
-
-def _time_remaining(context: grpc.aio.ServicerContext | None) -> float | None:
-    return context.time_remaining() if context is not None else None
 
 
 def _ignore_outcome(future: asyncio.Future) -> None:
@@ -111,7 +106,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
     async def Upsert(self, request: indexer_pb2.UpsertRequest, context: grpc.aio.ServicerContext):
         tenant = resolve_tenant(request.tenant)
         records = [record_from_proto(r, f"records[{i}]") for i, r in enumerate(request.records)]
-        result = await self._executor.run(context, self._gallery.upsert, request.model_id, records, tenant)
+        result = await self._executor.run(self._gallery.upsert, request.model_id, records, tenant)
         self._on_write(request.model_id)
         return indexer_pb2.UpsertResponse(
             upserted_count=result.upserted_count, collection=result.collection, tenant=result.tenant
@@ -156,7 +151,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                             indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message)
                         )
                 checked = await self._bulk_executor.run(
-                    context, self._gallery.check_batch, model_id, indexed, seen, dimension
+                    self._gallery.check_batch, model_id, indexed, seen, dimension
                 )
                 dimension = dimension or checked.dimension
                 failures += [
@@ -165,7 +160,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                 ]
                 received += len(batch.records)
                 store = asyncio.ensure_future(
-                    self._bulk_executor.run(context, self._gallery.store_batch, model_id, tenant, checked)
+                    self._bulk_executor.run(self._gallery.store_batch, model_id, tenant, checked)
                 )
                 storing.append((received, failures, store))
                 while storing and (len(storing) >= self._bulk_depth or storing[0][2].done()):
@@ -177,7 +172,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                 # Only the last of concurrent loads into a model flushes: a flush at the end of each would
                 # seal the others' half-filled segments, and Milvus would later merge the small segments
                 # and index them again (docs/indexer.md); the last one's flush seals every stream's rows.
-                await self._bulk_executor.run(context, self._gallery.flush, [model_id])
+                await self._bulk_executor.run(self._gallery.flush, [model_id])
         finally:
             for _, _, store in storing:  # the stream failed: nobody waits for these any more
                 store.add_done_callback(_ignore_outcome)
@@ -212,12 +207,11 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         consistency = consistency_from_proto(request.consistency)
         # On the event loop where the store can (no thread switch); else, or where that failed,
         # on a gallery thread, which retries within the deadline and says what failed.
-        with deadlines.deadline_scope(deadlines.for_work(_time_remaining(context))):
-            soon = self._gallery.search_soon(request.model_id, queries, request.top_k, flt, tenant, consistency)
+        soon = self._gallery.search_soon(request.model_id, queries, request.top_k, flt, tenant, consistency)
         results = await soon if soon is not None else None
         if results is None:
             results = await self._executor.run(
-                context, self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
+                self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
             )
         return indexer_pb2.SearchResponse(
             results=[indexer_pb2.QueryResult(hits=[hit_to_proto(h) for h in hits]) for hits in results]
@@ -228,14 +222,13 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         flt = filter_from_proto(request.filter)
         consistency = consistency_from_proto(request.consistency)
         records = await self._executor.run(
-            context, self._gallery.get_records, request.model_id, list(request.person_ids), flt, tenant, consistency
+            self._gallery.get_records, request.model_id, list(request.person_ids), flt, tenant, consistency
         )
         return indexer_pb2.GetRecordsResponse(records=[record_to_proto(r) for r in records])
 
     async def Delete(self, request: indexer_pb2.DeleteRequest, context: grpc.aio.ServicerContext):
         tenant = resolve_tenant(request.tenant)
         result = await self._executor.run(
-            context,
             partial(self._gallery.delete, await_compaction=request.await_compaction),
             request.model_id,
             list(request.person_ids),
@@ -249,12 +242,12 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
         )
 
     async def ListCollections(self, request: indexer_pb2.ListCollectionsRequest, context: grpc.aio.ServicerContext):
-        collections = await self._executor.run(context, self._gallery.list_collections)
+        collections = await self._executor.run(self._gallery.list_collections)
         return indexer_pb2.ListCollectionsResponse(collections=[collection_to_proto(c) for c in collections])
 
     async def Stats(self, request: indexer_pb2.StatsRequest, context: grpc.aio.ServicerContext):
         tenant = resolve_tenant(request.tenant)
-        stats = await self._executor.run(context, self._gallery.stats, tenant)
+        stats = await self._executor.run(self._gallery.stats, tenant)
         return indexer_pb2.StatsResponse(collections=[stats_to_proto(s) for s in stats], tenant=tenant)
 
 

@@ -27,7 +27,8 @@ from kinship.security.client import ClientSecurity
 from kinship.security.transport import ClientTls
 
 from . import errors, grpc_errors
-from .interceptors import CALL_DEADLINE, REQUEST_ID_KEY
+from .deadlines import CALL_DEADLINE
+from .interceptors import REQUEST_ID_KEY
 from .logs import get_logger
 from .server import client_options
 
@@ -72,8 +73,9 @@ async def call(
 ) -> T:
     """Calls a unary method of another service, turning failures into domain errors.
 
-    The timeout is cut to what is left of the current call's deadline, so the other
-    service learns how long the original caller will wait.
+    The timeout is cut to what is left of the current call's deadline (`deadlines.CALL_DEADLINE`:
+    the caller's, capped by this deployment, less the answer margin), so the other service
+    learns how long the original caller will wait.
 
     A refusal by the dependency's admission control (RESOURCE_EXHAUSTED, reason
     OVERLOADED, with RetryInfo) means the call did no work there, so it is safe to send

@@ -1,9 +1,12 @@
-"""The caller's deadline, carried to the code that calls other systems (Milvus, other services).
+"""The call's deadline, carried to the code that calls other systems (Milvus, other services).
 
-The gRPC transport sets `CALL_DEADLINE` from `context.time_remaining()`; adapters ask
-`remaining()` for the time they may spend, so that a caller's deadline, not a fixed
-timeout, bounds the work done for it. Context variables follow the call into worker
-threads when the work is run with `contextvars.copy_context().run`.
+There is one `CALL_DEADLINE` for the whole suite. The runtime's interceptor binds it from
+the caller's deadline, and the security interceptor narrows it to the deployment's
+maximum (`--max-deadline-seconds`); both keep the answer margin back (`work_deadline`).
+Everything that calls out reads it: `clients.call` (the ranker's calls to the embedder
+and indexer) and the indexer's Milvus adapter (`remaining()`), so that the caller's
+deadline, not a fixed timeout, bounds the work done for it. Context variables follow
+the call into worker threads when the work is run with `contextvars.copy_context().run`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import contextvars
 import time
 from collections.abc import Iterator
 
-#: Absolute `time.monotonic()` by which the current call must be answered; None: no deadline.
+#: Absolute `time.monotonic()` by which the work for the current call must be done (the caller's
+#: deadline, capped by the deployment, less the answer margin); None: no deadline.
 CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kinship_call_deadline", default=None)
 
 
@@ -31,6 +35,17 @@ def for_work(time_remaining: float | None) -> float | None:
     if time_remaining is None:
         return None
     return time_remaining - min(ANSWER_MARGIN_S, ANSWER_MARGIN_FRACTION * max(time_remaining, 0.0))
+
+
+def work_deadline(time_remaining: float | None) -> float | None:
+    """The value to bind for a call with `time_remaining()` seconds (None: no deadline of its own):
+    now plus `for_work(time_remaining)`, never later than the deadline already bound, so a cap
+    set by an inner interceptor only ever shortens the caller's."""
+    current = CALL_DEADLINE.get()
+    if time_remaining is None:
+        return current
+    own = time.monotonic() + for_work(time_remaining)
+    return own if current is None else min(current, own)
 
 
 def remaining(cap: float) -> float:

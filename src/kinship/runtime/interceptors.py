@@ -4,8 +4,8 @@ Cross-cutting work lives here rather than in every handler. For each unary call:
 - the request id comes from the `x-request-id` metadata, or a new one is made, and is
   sent back as `x-request-id` initial metadata;
 - it is bound into structlog's contextvars, so every log line of the call has it;
-- the caller's deadline is kept in `CALL_DEADLINE`, so calls to other services made
-  while handling this one never outlive it (see `clients.call`);
+- the caller's deadline, less the answer margin, is bound as `deadlines.CALL_DEADLINE`,
+  so calls to other services and to Milvus made while handling this one never outlive it;
 - a `KinshipError` becomes its status code with google.rpc.Status details; any other
   exception becomes INTERNAL with the request id (never a bare UNKNOWN);
 - one line is logged per call with its code and duration, and metrics are counted.
@@ -20,7 +20,6 @@ while admission control has every slot taken is refused at once (see admission.p
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import random
 import time
@@ -32,15 +31,13 @@ import structlog
 
 from . import errors, grpc_errors, metrics
 from .admission import EXEMPT_PREFIXES, Admission
+from .deadlines import CALL_DEADLINE, work_deadline
 from .logs import get_logger
 
 REQUEST_ID_KEY = "x-request-id"
 _QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 log = get_logger("kinship.rpc")
-
-#: time.monotonic() by which the current call must finish (the caller's deadline), if it set one.
-CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("kinship_call_deadline", default=None)
 
 
 def _request_id(details: grpc.HandlerCallDetails) -> str:
@@ -73,8 +70,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             tokens = structlog.contextvars.bind_contextvars(service=service, request_id=request_id, rpc=method)
-            remaining = context.time_remaining()
-            deadline_token = CALL_DEADLINE.set(None if remaining is None else time.monotonic() + remaining)
+            deadline_token = CALL_DEADLINE.set(work_deadline(context.time_remaining()))
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:

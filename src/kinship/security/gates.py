@@ -12,7 +12,7 @@ A gate is a small class with `async check(call, request, context)` that raises a
 Per call, the binding sets what the rest of the code relies on:
 - `tenancy.AUTHENTICATED_TENANT`: the tenant the caller is bound to (security on);
 - `forwarding.FORWARDED`: identity, case id and purpose for calls to other services;
-- `interceptors.CALL_DEADLINE`: the caller's deadline capped at the configured maximum,
+- `deadlines.CALL_DEADLINE`: narrowed to the configured maximum (less the answer margin),
   and the handler runs under that cap.
 
 The audit event of an audited RPC (searches, record reads, enrolment, deletion) or
@@ -37,7 +37,7 @@ import structlog
 
 from kinship.audit.trail import AuditTrail, FileSink, StreamSink, now_iso
 from kinship.runtime import errors, grpc_errors
-from kinship.runtime.interceptors import CALL_DEADLINE
+from kinship.runtime.deadlines import CALL_DEADLINE, work_deadline
 from kinship.runtime.logs import get_logger
 from kinship.runtime.tenancy import AUTHENTICATED_TENANT
 
@@ -62,7 +62,11 @@ class CallState:
     identity: Identity | None = None
     case_id: str = ""
     purpose: str = ""
+    #: The caller's capped deadline (time.monotonic()), and the caller's own (None: it set none).
     deadline: float | None = None
+    caller_deadline: float | None = None
+    #: Streamed responses are capped per message, not as a whole (see CallInterceptor._streaming).
+    streams_responses: bool = False
     refused_by: str | None = None
     #: The ids a streaming request named, for methods audited by what they change; collected as
     #: the messages pass, never the messages themselves (a bulk enrolment streams gigabytes).
@@ -259,8 +263,10 @@ class CapDeadline:
 
     async def check(self, call: CallState, request: Any, context: grpc.aio.ServicerContext) -> None:
         remaining = context.time_remaining()
+        now = time.monotonic()
         allowed = self._max if remaining is None else min(remaining, self._max)
-        call.deadline = time.monotonic() + allowed
+        call.deadline = now + allowed
+        call.caller_deadline = None if remaining is None else now + remaining
 
 
 # Audit -------------------------------------------------------------------------
@@ -615,6 +621,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _streaming(self, inner, method: str, metadata: dict[str, str], *, stream_request: bool):
         async def wrapped(request_or_iterator, context):
             call, token = self._call(method, metadata, context)
+            call.streams_responses = True
             request = None if stream_request else request_or_iterator
             if stream_request and token is not None:
                 request_or_iterator = _checked_stream(request_or_iterator, call)
@@ -665,7 +672,7 @@ class SecurityInterceptor(CallInterceptor):
     - `enter` runs each gate; the first to refuse (a KinshipError) is named in the audit.
     - Then the call is bound: `tenancy.AUTHENTICATED_TENANT` (security on),
       `forwarding.FORWARDED` (identity, case id and purpose for calls to other services)
-      and `interceptors.CALL_DEADLINE` (the caller's deadline capped at the maximum);
+      and `deadlines.CALL_DEADLINE` (the caller's deadline capped at the maximum);
       the handler runs under that cap.
     - `leave` unbinds, then writes the audit event of an audited RPC or of a refusal,
       fsynced, before the response leaves.
@@ -704,9 +711,11 @@ class SecurityInterceptor(CallInterceptor):
         if call.purpose:
             forwarded.append((forwarding.PURPOSE_KEY, call.purpose))
         tokens.append((forwarding.FORWARDED, forwarding.FORWARDED.set(tuple(forwarded))))
-        if call.deadline is not None:
-            current = CALL_DEADLINE.get()
-            tokens.append((CALL_DEADLINE, CALL_DEADLINE.set(min(call.deadline, current or call.deadline))))
+        # What Milvus and the other services may take: the capped deadline less the answer margin. A
+        # streamed answer is capped per message, so its work (a long bulk load) gets the caller's own.
+        bound = call.caller_deadline if call.streams_responses else call.deadline
+        if bound is not None:
+            tokens.append((CALL_DEADLINE, CALL_DEADLINE.set(work_deadline(bound - time.monotonic()))))
         return tokens
 
     async def leave(self, call, entered, request, responses, error, context) -> None:

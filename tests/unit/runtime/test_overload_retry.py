@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 
 from kinship.runtime import clients, errors, grpc_errors
 from kinship.runtime.admission import Overloaded
-from kinship.runtime.interceptors import CALL_DEADLINE
+from kinship.runtime.deadlines import CALL_DEADLINE
 
 
 def _rpc_error(error: errors.KinshipError) -> grpc.aio.AioRpcError:
