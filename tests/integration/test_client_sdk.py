@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -209,3 +210,32 @@ def test_failures_are_typed_with_the_services_details(client, suite):
         client.records("anyone", model_id="no-such-model")
     with pytest.raises(ValueError, match="relation must be one of"):
         client.find_relatives([Relative("uncle", [suite.query])])
+
+
+def test_the_cli_enrols_and_finds_through_the_client(suite, tmp_path, capsys, monkeypatch):
+    from kinship.cli.main import main
+
+    for name, address in suite.target.items():
+        monkeypatch.setenv(f"KINSHIP_{name.upper()}_ADDRESS", address)
+    folder = photo_folder(suite, tmp_path / "photos", "cli", ["tom-hanks", "group-person-2"])
+    shutil.copy(folder / "cli-tom-hanks.png", folder / "cli-tom-hanks-again.png")
+    (folder / "cli-broken.jpg").write_bytes(b"not a photo")
+    journal = tmp_path / "journal"
+    argv = ["enroll", str(folder), "--birth-year", "1956", "--journal", str(journal), "--json"]
+    assert main(argv) == 1  # one file refused: exit 1, the rest enrolled
+    report = json.loads(capsys.readouterr().out)
+    enrolled = {e["path"] for e in report["enrolled"]}
+    assert len(enrolled) == 2 and str(folder / "cli-group-person-2.jpg") in enrolled
+    ((duplicate),) = report["duplicates"]  # whichever of the two copies came second
+    copies = {str(folder / "cli-tom-hanks.png"), str(folder / "cli-tom-hanks-again.png")}
+    assert {duplicate["path"], duplicate["same_as"]} == copies and duplicate["same_as"] in enrolled
+    ((refused),) = report["skipped"]
+    assert refused["path"] == str(folder / "cli-broken.jpg") and "INVALID_ARGUMENT" in refused["reason"]
+    assert report["kinship_model_id"] == suite.artifact.kinship_model_id and report["collection"]
+    assert (
+        main(["find", "--relative", f"self={suite.query}", "--born-from", "1950", "--born-to", "1960", "--json"]) == 0
+    )
+    found = json.loads(capsys.readouterr().out)
+    assert found["candidates"][0]["person_id"].startswith("cli-tom-hanks")
+    assert main(["find", "--relative", f"self={tmp_path / 'missing.jpg'}"]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -9,15 +9,12 @@ readable output of `find` and `compare` says so every time.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import hashlib
 import json
 import math
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 import grpc
@@ -25,38 +22,25 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kinship import software_version
+from kinship.client import KinshipClient
+from kinship.client import enrolment as sdk_enrolment
+from kinship.client.enrolment import EnrolError, EnrolItem, EnrolProgress
+from kinship.client.types import RELATIONS, SEXES, most_prominent
 from kinship.ranker.domain.verbal import verbal_scale
+from kinship.runtime import addresses
 from kinship.runtime.clients import sync_channel
+from kinship.security import client as client_security
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
     embedder_pb2_grpc,
-    indexer_pb2,
-    indexer_pb2_grpc,
     ranker_pb2,
     ranker_pb2_grpc,
 )
 
 from . import security_commands
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-RELATIONS = {
-    "father": common_pb2.RELATION_FATHER,
-    "mother": common_pb2.RELATION_MOTHER,
-    "brother": common_pb2.RELATION_BROTHER,
-    "sister": common_pb2.RELATION_SISTER,
-    "sibling": common_pb2.RELATION_SIBLING,
-    "grandfather": common_pb2.RELATION_GRANDFATHER,
-    "grandmother": common_pb2.RELATION_GRANDMOTHER,
-    "self": common_pb2.RELATION_SELF,
-}
-SEXES = {
-    "f": common_pb2.SEX_FEMALE,
-    "female": common_pb2.SEX_FEMALE,
-    "m": common_pb2.SEX_MALE,
-    "male": common_pb2.SEX_MALE,
-}
-UPSERT_BATCH = 256
+__all__ = ["RELATIONS", "SEXES", "EnrolItem", "most_prominent"]  # kept here for callers of the CLI module
 CALL_TIMEOUT = 120.0
 LEAD_NOTICE = "A candidate is a lead for a person to verify, never an identification."
 RELATIVE_SYNTAX = "RELATION[@WHEN][:LABEL]=IMAGE[,IMAGE...]"
@@ -72,7 +56,13 @@ class CommandError(Exception):
 
 
 def _address(flag_value: str | None, env: str, port: int) -> str:
-    return flag_value or os.environ.get(env) or f"127.0.0.1:{port}"
+    return addresses.service_address(env.removeprefix("KINSHIP_").removesuffix("_ADDRESS").lower(), flag_value)
+
+
+def _client(args: argparse.Namespace, **kwargs) -> KinshipClient:
+    """The SDK's client for the addresses in the flags (or the environment) and the process's security."""
+    targets = {name: addresses.service_address(name, getattr(args, name, None)) for name in addresses.SERVICES}
+    return KinshipClient(targets, security=client_security.current(), timeout=CALL_TIMEOUT, **kwargs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Enrol face images. Each image gives one record (its most prominent face). Person ids: "
             "--person-id for all images; otherwise images in a folder's sub-folders belong to the person "
             "named by the sub-folder, and loose images to the person named by the file's stem. "
-            "A --manifest CSV (columns path,person_id[,birth_year,sex,region,source]) sets both per image."
+            "A --manifest CSV (columns path,person_id[,birth_year,sex,region,source]) sets both per image. "
+            "Images are embedded in batches and streamed to the indexer; a record id is the person id plus a "
+            "digest of the image, so enrolling a file again replaces its records; byte-identical files are "
+            "enrolled once and reported; a run stopped part way goes on where it stopped when run again (--journal)."
         ),
     )
     enroll.add_argument("paths", nargs="*", type=Path, help="image files or folders of images")
@@ -102,6 +95,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument("--source", default="cli", help="source label for every image given [default cli]")
     enroll.add_argument("--model-id", default="", help="embedding model (default: the embedder's default)")
     enroll.add_argument("--indexer", help="indexer address [env KINSHIP_INDEXER_ADDRESS; default 127.0.0.1:50052]")
+    enroll.add_argument(
+        "--journal",
+        type=Path,
+        metavar="DIR",
+        help="folder of the resume journal: a run stopped part way goes on from what the indexer acknowledged "
+        "[default $XDG_STATE_HOME/kinship-search/enrol-journals]",
+    )
+    enroll.add_argument(
+        "--no-journal", action="store_true", help="keep no journal (a re-run then embeds everything again)"
+    )
+    enroll.add_argument(
+        "--batch-size",
+        type=int,
+        default=sdk_enrolment.BATCH_SIZE,
+        help="images per EmbedBatch call [default %(default)s]",
+    )
     _add_tenant(enroll)
     _add_common(enroll, "embedder")
     enroll.set_defaults(func=cmd_enroll)
@@ -255,11 +264,8 @@ def _read_image(path: Path) -> bytes:
 @_run
 def cmd_embed(args: argparse.Namespace) -> int:
     image = _read_image(args.image)
-    with sync_channel(_address(args.embedder, "KINSHIP_EMBEDDER_ADDRESS", 50051)) as channel:
-        reply = embedder_pb2_grpc.EmbedderStub(channel).Embed(
-            embedder_pb2.EmbedRequest(image=image, model_id=args.model_id, max_faces=args.max_faces),
-            timeout=CALL_TIMEOUT,
-        )
+    with _client(args) as client:
+        reply = client.embed(image, model_id=args.model_id, max_faces=args.max_faces).proto
     if args.json:
         print(to_json(reply))
         return 0
@@ -275,149 +281,112 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def most_prominent(faces) -> int:
-    """Index of the face with the largest box area x detection score (the photo's subject)."""
-
-    def weight(face) -> float:
-        b = face.box
-        return max(0.0, b.x_max - b.x_min) * max(0.0, b.y_max - b.y_min) * face.detection_score
-
-    return max(range(len(faces)), key=lambda i: weight(faces[i]))
-
-
 # enroll --------------------------------------------------------------------------
 
 
-@dataclass
-class EnrolItem:
-    path: Path
-    person_id: str
-    attributes: common_pb2.PersonAttributes = field(default_factory=common_pb2.PersonAttributes)
-
-
-def _attributes(birth_year: int | None, sex: str | None, region: str, source: str) -> common_pb2.PersonAttributes:
-    attrs = common_pb2.PersonAttributes(region=region or "", source=source or "")
-    if birth_year is not None:
-        attrs.birth_year = birth_year
-    if sex:
-        attrs.sex = SEXES[sex.lower()]
-    return attrs
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def collect_items(args: argparse.Namespace) -> list[EnrolItem]:
-    """Expands paths and the manifest into (image, person id, attributes) items."""
-    defaults = _attributes(args.birth_year, args.sex, args.region, args.source)
-    items: list[EnrolItem] = []
-    for path in args.paths:
-        if path.is_dir():
-            found = [(img, args.person_id or img.stem) for img in _images_in(path)]
-            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-                found += [(img, args.person_id or sub.name) for img in _images_in(sub)]
-            if not found:
-                raise CommandError(f"{path} holds no .jpg, .jpeg or .png images")
-            items += [EnrolItem(img, pid, _copy(defaults)) for img, pid in found]
-        elif path.is_file():
-            items.append(EnrolItem(path, args.person_id or path.stem, _copy(defaults)))
-        else:
-            raise CommandError(f"{path} does not exist")
-    if args.manifest:
-        items += _manifest_items(args.manifest, defaults)
+    """Expands paths and the manifest into (image, person id, attributes) items (see kinship.client.enrolment)."""
+    try:
+        defaults = sdk_enrolment.attributes(args.birth_year, args.sex, args.region, args.source)
+        items = sdk_enrolment.items_from_paths(args.paths, person_id=args.person_id, defaults=defaults)
+        if args.manifest:
+            items += sdk_enrolment.items_from_manifest(args.manifest, defaults)
+    except EnrolError as exc:
+        raise CommandError(str(exc)) from exc
     if not items:
         raise CommandError("nothing to enrol: give image files, folders or --manifest")
     return items
 
 
-def _copy(attrs: common_pb2.PersonAttributes) -> common_pb2.PersonAttributes:
-    out = common_pb2.PersonAttributes()
-    out.CopyFrom(attrs)
-    return out
-
-
-def _manifest_items(manifest: Path, defaults: common_pb2.PersonAttributes) -> list[EnrolItem]:
+def kinship_model_for(models, model_id: str) -> tuple[str, str]:
+    """(identity model, kinship model bound to it or "") from ListModels' entries; `model_id` "" = the default."""
     try:
-        text = manifest.read_text()
-    except OSError as exc:
-        raise CommandError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from exc
-    rows = list(csv.DictReader(text.splitlines()))
-    missing = {"path", "person_id"} - set(rows[0].keys() if rows else [])
-    if missing:
-        raise CommandError(
-            f"manifest {manifest} needs the columns path and person_id (missing: {', '.join(sorted(missing))})"
+        return sdk_enrolment.choose_models(models, model_id)
+    except EnrolError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+class _ProgressLine:
+    """Progress on stderr at most once a second, and at the end: done/total, rate and ETA."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, p: EnrolProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0 and p.done != p.total:
+            return
+        self._last = now
+        eta = f", ETA {_duration(p.eta_s)}" if p.eta_s is not None and p.done != p.total else ""
+        extra = "".join(
+            f", {n} {what}"
+            for n, what in ((p.already, "already enrolled"), (p.duplicates, "duplicate(s)"), (p.refused, "refused"))
+            if n
         )
-    items = []
-    for line, row in enumerate(rows, start=2):
-        try:
-            year = int(row["birth_year"]) if row.get("birth_year") else None
-        except ValueError as exc:
-            raise CommandError(
-                f"manifest {manifest} line {line}: birth_year {row['birth_year']!r} is not a year"
-            ) from exc
-        sex = (row.get("sex") or "").strip().lower() or None
-        if sex and sex not in SEXES:
-            raise CommandError(f"manifest {manifest} line {line}: sex must be f or m, got {row['sex']!r}")
-        attrs = _copy(defaults)
-        attrs.MergeFrom(_attributes(year, sex, row.get("region") or "", row.get("source") or ""))
-        items.append(EnrolItem((manifest.parent / row["path"]).resolve(), row["person_id"], attrs))
-    return items
+        print(
+            f"  {p.done}/{p.total if p.total is not None else '?'} image(s): {p.enrolled} enrolled{extra}; "
+            f"{p.rate:.1f} images/s{eta}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-def _batches(seq: list, size: int) -> Iterator[list]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 @_run
 def cmd_enroll(args: argparse.Namespace) -> int:
     items = collect_items(args)
-    embedder_address = _address(args.embedder, "KINSHIP_EMBEDDER_ADDRESS", 50051)
-    indexer_address = _address(args.indexer, "KINSHIP_INDEXER_ADDRESS", 50052)
-    report = enrol(
-        items, embedder_address, indexer_address, model_id=args.model_id, progress=not args.json, tenant=args.tenant
-    )
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(
-            f"enrolled {len(report['enrolled'])} of {len(items)} image(s) into {report['collection'] or '-'} (model {report['model_id'] or '-'})"
-        )
-        if report["kinship_model_id"]:
-            print(
-                f"  with their kinship vectors in {report['kinship_collection'] or '-'} (model {report['kinship_model_id']})"
+    journal = None if args.no_journal else (args.journal or True)
+    try:
+        with _client(args, tenant=args.tenant) as client:
+            report = client.enroll(
+                items,
+                model_id=args.model_id,
+                journal=journal,
+                progress=None if args.json else _ProgressLine(),
+                batch_size=args.batch_size,
             )
-        else:
-            print("  without kinship vectors: the embedder serves no kinship model for this model (kinship train)")
-        for skipped in report["skipped"]:
-            print(f"  skipped {skipped['path']}: {skipped['reason']}")
-    return 0 if not report["skipped"] else 1
-
-
-def kinship_model_for(models, model_id: str) -> tuple[str, str]:
-    """(identity model, kinship model bound to it or "") from ListModels' entries; `model_id` "" = the default."""
-    served = {m.model_id: m for m in models}
-    if model_id:
-        if model_id not in served:
-            raise CommandError(f"the embedder does not serve model {model_id!r}; it serves {', '.join(sorted(served))}")
-        identity = served[model_id]
-    else:
-        defaults = [m for m in models if m.is_default]
-        if not defaults:
-            raise CommandError("the embedder names no default model; give --model-id")
-        identity = defaults[0]
-    if identity.kind == embedder_pb2.MODEL_KIND_KINSHIP:
-        raise CommandError(
-            f"{identity.model_id} is a kinship model; enrol with the identity model it is bound to "
-            f"({identity.bound_model_id}): its kinship vectors are stored beside the identity vectors"
+    except KeyboardInterrupt:
+        print(
+            "kinship enroll: interrupted; what the indexer acknowledged is in the journal: run the same command "
+            "again to go on from there",
+            file=sys.stderr,
         )
-    kinship = [
-        m.model_id
-        for m in models
-        if m.kind == embedder_pb2.MODEL_KIND_KINSHIP and m.bound_model_id == identity.model_id
+        return 130
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(enroll_lines(report, len(items))))
+    return 0 if not report.refused else 1
+
+
+def enroll_lines(report: sdk_enrolment.EnrolReport, total: int) -> list[str]:
+    lines = [
+        f"enrolled {len(report.enrolled)} of {total} image(s) into {report.collection or '-'} (model {report.model_id or '-'}) "
+        f"in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s"
     ]
-    return identity.model_id, (kinship[0] if kinship else "")
+    if report.kinship_model_id:
+        lines.append(
+            f"  with their kinship vectors in {report.kinship_collection or '-'} (model {report.kinship_model_id})"
+        )
+    else:
+        lines.append("  without kinship vectors: the embedder serves no kinship model for this model (kinship train)")
+    if report.already_enrolled:
+        lines.append(
+            f"  {len(report.already_enrolled)} image(s) already enrolled by an interrupted run (journal {report.journal}): not sent again"
+        )
+    for dup in report.duplicates:
+        lines.append(
+            f"  duplicate {dup['path']}: the same bytes as {dup['same_as']} (person {dup['same_as_person_id']}); enrolled once"
+        )
+    for refused in report.refused:
+        lines.append(f"  skipped {refused['path']}: {refused['reason']}")
+    return lines
 
 
 def enrol(
@@ -429,95 +398,16 @@ def enrol(
     progress: bool = True,
     tenant: str = "",
 ) -> dict:
-    """`enrol_with` over channels to the embedder and indexer at these addresses."""
-    with sync_channel(embedder_address) as emb_ch, sync_channel(indexer_address) as idx_ch:
-        return enrol_with(
-            items,
-            embedder_pb2_grpc.EmbedderStub(emb_ch),
-            indexer_pb2_grpc.IndexerStub(idx_ch),
-            model_id=model_id,
-            progress=progress,
-            tenant=tenant,
-        )
-
-
-def enrol_with(
-    items: list[EnrolItem], embedder, indexer, *, model_id: str = "", progress: bool = True, tenant: str = ""
-) -> dict:
-    """Embeds each item's image, keeps its most prominent face, and upserts in batches.
-
-    When the embedder serves a kinship model bound to the identity model used (a
-    trained artifact), every face is embedded with both in one call and stored twice
-    under the same record id: its identity vector in the identity model's collection
-    and its kinship vector in the kinship model's, so the ranker can search and score
-    in both spaces. The record id is the person id plus a digest of the image bytes,
-    so enrolling the same file again replaces its records instead of adding duplicates.
-    `embedder` and `indexer` are kinship.v1 Embedder and Indexer stubs.
-    """
-    enrolled: list[dict] = []
-    skipped: list[dict] = []
-    identity_model, kinship_model = kinship_model_for(
-        embedder.ListModels(embedder_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT).models, model_id
-    )
-    pending: dict[str, list[indexer_pb2.GalleryRecord]] = {identity_model: [], kinship_model: []}
-    collections = {identity_model: "", kinship_model: ""}
-    additional = [kinship_model] if kinship_model else []
-
-    def flush() -> None:
-        for model, records in pending.items():
-            if records:
-                request = indexer_pb2.UpsertRequest(model_id=model, records=records, tenant=tenant)
-                reply = indexer.Upsert(request, timeout=CALL_TIMEOUT)
-                collections[model] = reply.collection
-                records.clear()
-
-    for n, item in enumerate(items, start=1):
-        image = _read_image(item.path)
-        try:
-            reply = embedder.Embed(
-                embedder_pb2.EmbedRequest(image=image, model_id=identity_model, additional_model_ids=additional),
-                timeout=CALL_TIMEOUT,
-            )
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                raise
-            skipped.append({"path": str(item.path), "reason": exc.details()})
-            continue
-        if not reply.faces:
-            skipped.append({"path": str(item.path), "reason": "no face found"})
-            continue
-        if reply.model_id != identity_model:
-            raise CommandError(f"the embedder answered with model {reply.model_id}, not {identity_model} as asked")
-        face = reply.faces[most_prominent(reply.faces)]
-        record_id = f"{item.person_id}:{hashlib.sha256(image).hexdigest()[:16]}"
-        pending[identity_model].append(
-            indexer_pb2.GalleryRecord(
-                record_id=record_id, person_id=item.person_id, embedding=face.embedding, attributes=item.attributes
-            )
-        )
-        if kinship_model:
-            vectors = [e.values for e in face.additional_embeddings if e.model_id == kinship_model]
-            if not vectors:
-                raise CommandError(f"the embedder returned no {kinship_model} vector for {item.path}")
-            pending[kinship_model].append(
-                indexer_pb2.GalleryRecord(
-                    record_id=record_id, person_id=item.person_id, embedding=vectors[0], attributes=item.attributes
-                )
-            )
-        enrolled.append({"path": str(item.path), "person_id": item.person_id, "record_id": record_id})
-        if len(pending[identity_model]) >= UPSERT_BATCH:
-            flush()
-        if progress and (n % 25 == 0 or n == len(items)):
-            print(f"  embedded {n}/{len(items)} image(s)", file=sys.stderr, flush=True)
-    flush()
-    return {
-        "model_id": identity_model,
-        "collection": collections[identity_model],
-        "kinship_model_id": kinship_model,
-        "kinship_collection": collections[kinship_model] if kinship_model else "",
-        "enrolled": enrolled,
-        "skipped": skipped,
-    }
+    """Enrols `items` through the embedder and indexer at these addresses (kinship.client's pipeline, no
+    journal); the report as `kinship enroll --json` prints it."""
+    with KinshipClient(
+        {"embedder": embedder_address, "indexer": indexer_address},
+        security=client_security.current(),
+        tenant=tenant,
+        timeout=CALL_TIMEOUT,
+    ) as client:
+        report = client.enroll(items, model_id=model_id, progress=_ProgressLine() if progress else None)
+    return report.to_dict()
 
 
 # find ----------------------------------------------------------------------------
@@ -694,8 +584,8 @@ def compare_lines(reply: ranker_pb2.CompareKinshipResponse) -> list[str]:
 def cmd_find(args: argparse.Namespace) -> int:
     request = build_find_request(args)
     _check_report_paths(args, args.report)
-    with sync_channel(_address(args.ranker, "KINSHIP_RANKER_ADDRESS", 50053)) as channel:
-        reply = ranker_pb2_grpc.KinshipRankerStub(channel).FindRelatives(request, timeout=CALL_TIMEOUT)
+    with _client(args) as client:
+        reply = client.find_relatives(request=request).proto
     if args.report or args.pdf:
         write_case_report(reply, request, args, args.report)
     if args.json:
@@ -708,8 +598,8 @@ def cmd_find(args: argparse.Namespace) -> int:
 @_run
 def cmd_compare(args: argparse.Namespace) -> int:
     request = build_compare_request(args)
-    with sync_channel(_address(args.ranker, "KINSHIP_RANKER_ADDRESS", 50053)) as channel:
-        reply = ranker_pb2_grpc.KinshipRankerStub(channel).CompareKinship(request, timeout=CALL_TIMEOUT)
+    with _client(args) as client:
+        reply = client.compare(request=request).proto
     if args.json:
         print(to_json(reply))
         return 0

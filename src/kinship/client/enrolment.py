@@ -123,9 +123,10 @@ def items_from_manifest(manifest: str | Path, defaults: common_pb2.PersonAttribu
     except OSError as exc:
         raise EnrolError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from exc
     rows = list(csv.DictReader(text.splitlines()))
-    if not rows or not {"path", "person_id"} <= set(rows[0]):
+    missing = {"path", "person_id"} - set(rows[0].keys() if rows else [])
+    if missing:
         raise EnrolError(
-            f"manifest {manifest} must be a CSV with a header line holding at least the columns path,person_id"
+            f"manifest {manifest} needs the columns path and person_id (missing: {', '.join(sorted(missing))})"
         )
     items = []
     for line, row in enumerate(rows, start=2):

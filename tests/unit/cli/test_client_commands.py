@@ -8,7 +8,8 @@ import pytest
 
 from kinship.cli import client_commands as cc
 from kinship.cli.main import build_parser
-from kinship.v1 import common_pb2, embedder_pb2, indexer_pb2, ranker_pb2
+from kinship.client.enrolment import EnrolReport
+from kinship.v1 import common_pb2, embedder_pb2, ranker_pb2
 
 
 def _enroll_args(tmp_path: Path, *argv: str) -> argparse.Namespace:
@@ -299,81 +300,48 @@ def test_status_prints_how_the_ranker_scores() -> None:
     assert cc.scoring_status_lines({"scoring_error": "UNIMPLEMENTED: x"}) == ["scoring   unknown (UNIMPLEMENTED: x)"]
 
 
-# --- enroll stores both vectors ----------------------------------------------------------
+# --- enroll: which models, what it prints ----------------------------------------------
+# The pipeline itself (EmbedBatch, BulkEnrol, duplicates, resuming) runs against the real
+# services in tests/integration/test_client_sdk.py and tests/integration/test_ranker_stack.py.
 
 
-class FakeEmbedderStub:
-    """kinship.v1.Embedder as a stub: serves IDENT (default) and, when given, a kinship model bound to it."""
-
-    def __init__(self, kinship: str = "") -> None:
-        self.kinship = kinship
-        self.requests: list[embedder_pb2.EmbedRequest] = []
-
-    def ListModels(self, request, timeout=None):
-        models = [embedder_pb2.ModelInfo(model_id="ident", is_default=True, kind=embedder_pb2.MODEL_KIND_IDENTITY)]
-        if self.kinship:
-            models.append(
-                embedder_pb2.ModelInfo(
-                    model_id=self.kinship, kind=embedder_pb2.MODEL_KIND_KINSHIP, bound_model_id="ident", artifact_id="a"
-                )
+def _models(kinship: str = "") -> list[embedder_pb2.ModelInfo]:
+    models = [embedder_pb2.ModelInfo(model_id="ident", is_default=True, kind=embedder_pb2.MODEL_KIND_IDENTITY)]
+    if kinship:
+        models.append(
+            embedder_pb2.ModelInfo(
+                model_id=kinship, kind=embedder_pb2.MODEL_KIND_KINSHIP, bound_model_id="ident", artifact_id="a"
             )
-        return embedder_pb2.ListModelsResponse(models=models)
-
-    def Embed(self, request, timeout=None):
-        self.requests.append(request)
-        served = {"ident", self.kinship} - {""}
-        assert request.model_id in served and set(request.additional_model_ids) <= served, "NOT_FOUND"
-        big = embedder_pb2.Face(
-            detection_score=0.9,
-            embedding=[1.0, 0.0],
-            additional_embeddings=[
-                common_pb2.Embedding(values=[0.0, 0.6, 0.8], model_id=m) for m in request.additional_model_ids
-            ],
         )
-        big.box.x_max, big.box.y_max = 50, 50
-        small = embedder_pb2.Face(detection_score=0.99, embedding=[0.0, 1.0])
-        small.box.x_max, small.box.y_max = 5, 5
-        return embedder_pb2.EmbedResponse(faces=[small, big], model_id=request.model_id)
+    return models
 
 
-class FakeIndexerStub:
-    def __init__(self) -> None:
-        self.upserts: list[indexer_pb2.UpsertRequest] = []
-
-    def Upsert(self, request, timeout=None):
-        self.upserts.append(request)
-        return indexer_pb2.UpsertResponse(upserted_count=len(request.records), collection=f"c_{request.model_id}")
+def test_enroll_pairs_the_identity_model_with_its_kinship_model() -> None:
+    assert cc.kinship_model_for(_models("kin@ident"), "") == ("ident", "kin@ident")
+    assert cc.kinship_model_for(_models(), "ident") == ("ident", "")
 
 
-def test_enroll_stores_identity_and_kinship_vectors_under_one_record_id(tmp_path: Path) -> None:
-    items = [
-        cc.EnrolItem(_touch(tmp_path / f"{k}.jpg"), f"p{k}", common_pb2.PersonAttributes(region="R")) for k in range(2)
-    ]
-    embedder, indexer = FakeEmbedderStub(kinship="kin@ident"), FakeIndexerStub()
-    report = cc.enrol_with(items, embedder, indexer, progress=False)
-    assert [list(r.additional_model_ids) for r in embedder.requests] == [["kin@ident"]] * 2
-    assert [r.model_id for r in embedder.requests] == ["ident"] * 2
-    by_model = {u.model_id: u.records for u in indexer.upserts}
-    assert set(by_model) == {"ident", "kin@ident"}
-    assert [r.record_id for r in by_model["ident"]] == [r.record_id for r in by_model["kin@ident"]]
-    assert [list(r.embedding) for r in by_model["ident"]] == [[1.0, 0.0]] * 2  # the most prominent face
-    assert [list(r.embedding) for r in by_model["kin@ident"]] == [pytest.approx([0.0, 0.6, 0.8])] * 2
-    assert all(r.attributes.region == "R" for r in by_model["kin@ident"])
-    assert (report["model_id"], report["kinship_model_id"]) == ("ident", "kin@ident")
-    assert (report["collection"], report["kinship_collection"]) == ("c_ident", "c_kin@ident")
-
-
-def test_enroll_without_a_kinship_model_stores_identity_vectors_only(tmp_path: Path) -> None:
-    embedder, indexer = FakeEmbedderStub(), FakeIndexerStub()
-    report = cc.enrol_with([cc.EnrolItem(_touch(tmp_path / "a.jpg"), "p")], embedder, indexer, progress=False)
-    assert [u.model_id for u in indexer.upserts] == ["ident"]
-    assert list(embedder.requests[0].additional_model_ids) == []
-    assert report["kinship_model_id"] == "" and report["kinship_collection"] == ""
-
-
-def test_enroll_refuses_a_kinship_model_or_an_unknown_one_as_its_model(tmp_path: Path) -> None:
-    items = [cc.EnrolItem(_touch(tmp_path / "a.jpg"), "p")]
+def test_enroll_refuses_a_kinship_model_or_an_unknown_one_as_its_model() -> None:
     with pytest.raises(cc.CommandError, match="is a kinship model"):
-        cc.enrol_with(items, FakeEmbedderStub(kinship="kin@ident"), FakeIndexerStub(), model_id="kin@ident")
+        cc.kinship_model_for(_models("kin@ident"), "kin@ident")
     with pytest.raises(cc.CommandError, match="does not serve model 'nope'"):
-        cc.enrol_with(items, FakeEmbedderStub(), FakeIndexerStub(), model_id="nope")
+        cc.kinship_model_for(_models(), "nope")
+
+
+def test_enroll_summary_names_duplicates_resumed_and_refused_files() -> None:
+    report = EnrolReport(
+        model_id="ident",
+        collection="c_ident",
+        enrolled=[{"path": "a.jpg", "person_id": "a", "record_id": "a:1"}],
+        already_enrolled=[{"path": "b.jpg", "person_id": "b", "record_id": "b:2"}],
+        duplicates=[{"path": "a2.jpg", "person_id": "a", "same_as": "a.jpg", "same_as_person_id": "a"}],
+        refused=[{"path": "c.jpg", "reason": "no face found"}],
+        journal="/j/x.jsonl",
+        seconds=2.0,
+    )
+    text = "\n".join(cc.enroll_lines(report, 4))
+    assert text.startswith("enrolled 1 of 4 image(s) into c_ident (model ident)")
+    assert "1 image(s) already enrolled by an interrupted run (journal /j/x.jsonl)" in text
+    assert "duplicate a2.jpg: the same bytes as a.jpg (person a); enrolled once" in text
+    assert "skipped c.jpg: no face found" in text
+    assert report.to_dict()["skipped"] == report.refused  # the --json key of earlier versions
