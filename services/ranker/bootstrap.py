@@ -19,6 +19,7 @@ from kinship.runtime import clients, config
 from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable
 from kinship.runtime.logs import get_logger
+from kinship.security.settings import server_settings
 from kinship.security.transport import ClientTls
 from kinship.v1 import embedder_pb2, indexer_pb2, ranker_pb2, ranker_pb2_grpc
 
@@ -51,7 +52,7 @@ def _finite(value: float) -> str | None:
 
 def settings() -> list[Setting]:
     return [
-        *config.server_settings("ranker", DEFAULT_PORT),
+        *server_settings("ranker", DEFAULT_PORT),
         *config.client_settings(),
         config.artifacts_dir_setting(),
         Setting(
