@@ -39,6 +39,7 @@ def serve(variant: str, ports, stop) -> None:
     from kinship.runtime import config
     from kinship.runtime import interceptors as runtime_interceptors
     from kinship.runtime.server import ServerThread
+    from kinship.security.settings import server_settings
     from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
 
     if variant in ("bare", "call-context-only"):
@@ -85,7 +86,7 @@ def serve(variant: str, ports, stop) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         settings = config.resolve(
-            config.server_settings("indexer", 0),
+            server_settings("indexer", 0),
             {"port": "0", "host": "127.0.0.1", "log_level": "error", "data_dir": folder},
             env={},
         )

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kinship.loadtest.processes import cpu_seconds
+from kinship.security.settings import server_settings
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -71,7 +72,7 @@ async def serve(bare: bool) -> None:
     from kinship.runtime.server import start_server
 
     configure_logging("info", "json", "embedder")
-    settings = config.resolve(config.server_settings("embedder", 0), {"port": "0", "max_concurrent_calls": "1"}, env={})
+    settings = config.resolve(server_settings("embedder", 0), {"port": "0", "max_concurrent_calls": "1"}, env={})
     running = await start_server(HeldService(), settings)
     print(running.port, flush=True)
     await asyncio.to_thread(sys.stdin.read)

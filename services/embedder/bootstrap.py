@@ -26,6 +26,7 @@ from kinship.runtime.config import Setting
 from kinship.runtime.errors import Unavailable
 from kinship.runtime.logs import get_logger
 from kinship.runtime.priority import call_in_lowered_thread, lower_this_thread
+from kinship.security.settings import server_settings
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 DEFAULT_PORT = 50051
@@ -50,7 +51,7 @@ def _model_packs(text: str) -> list[Path]:
 
 def settings() -> list[Setting]:
     cores = available_cores()
-    return config.server_settings("embedder", DEFAULT_PORT) + [
+    return server_settings("embedder", DEFAULT_PORT) + [
         Setting(
             "workers",
             "KINSHIP_EMBEDDER_WORKERS",

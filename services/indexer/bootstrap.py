@@ -14,6 +14,7 @@ import grpc
 from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import get_logger
+from kinship.security.settings import server_settings
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
 from .adapters.milvus_gallery import MilvusGallery, VectorIndex
@@ -29,7 +30,7 @@ LITE_FILE = Path("milvus") / "gallery.db"
 
 def settings() -> list[config.Setting]:
     return [
-        *config.server_settings("indexer", DEFAULT_PORT),
+        *server_settings("indexer", DEFAULT_PORT),
         config.Setting(
             "data_dir",
             "KINSHIP_DATA_DIR",

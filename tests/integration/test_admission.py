@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 
 from kinship.runtime import config, errors
 from kinship.runtime.server import ServerThread
+from kinship.security.settings import server_settings
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -58,7 +59,7 @@ class HeldService:
 
 def settings(**values):
     flags = {"port": "0", **{k: str(v) for k, v in values.items()}}
-    s = config.resolve(config.server_settings("embedder", 0), flags, env={})
+    s = config.resolve(server_settings("embedder", 0), flags, env={})
     s.health_interval_seconds = 0.1
     return s
 

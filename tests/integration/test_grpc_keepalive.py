@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread, client_options
+from kinship.security.settings import server_settings
 
 CLIENT_PING_SECONDS = 1.0
 WATCH_SECONDS = 6.0  # C-core's GOAWAY comes after 3 pings too soon (max_ping_strikes 2)
@@ -45,7 +46,7 @@ def connection_states(min_ping_interval: float, *, until_dropped: bool = False) 
     `until_dropped`: watch until the connection leaves READY (up to DROP_WAIT_SECONDS) instead.
     """
     settings = config.resolve(
-        config.server_settings("embedder", 0),
+        server_settings("embedder", 0),
         env={"KINSHIP_MIN_PING_INTERVAL_SECONDS": str(min_ping_interval), "KINSHIP_EMBEDDER_PORT": "0"},
     )
     with ServerThread(lambda _settings: HealthOnly(), settings) as server:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kinship.cli.main import main
 from kinship.runtime import config
 from kinship.runtime.server import ServerThread
+from kinship.security.settings import server_settings
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 GHZ_FIELDS = {
@@ -62,7 +63,7 @@ class SlowService:
 
 def _settings(**values):
     flags = {"port": "0", **{k: str(v) for k, v in values.items()}}
-    return config.resolve(config.server_settings("embedder", 0), flags, env={})
+    return config.resolve(server_settings("embedder", 0), flags, env={})
 
 
 @pytest.fixture(scope="module")

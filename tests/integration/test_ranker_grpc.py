@@ -26,6 +26,7 @@ from kinship.artifacts import kinship_model_id, write_artifact
 from kinship.ranker import bootstrap
 from kinship.runtime import config, errors
 from kinship.runtime.server import ServerThread
+from kinship.security import settings as security_settings
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
@@ -216,7 +217,7 @@ class FakeService:
 
 
 def server_settings(service: str, **overrides) -> SimpleNamespace:
-    values = vars(config.resolve(config.server_settings(service, 0), env={}))
+    values = vars(config.resolve(security_settings.server_settings(service, 0), env={}))
     return SimpleNamespace(**{**values, "port": 0, **overrides})
 
 

@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 
 from kinship.runtime import clients, config, errors
 from kinship.runtime.server import ServerThread
+from kinship.security.settings import server_settings
 from kinship.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -68,7 +69,7 @@ class ScriptedService:
 
 
 def _settings(**overrides):
-    s = config.resolve(config.server_settings("embedder", 0), {"port": "0"}, env={})
+    s = config.resolve(server_settings("embedder", 0), {"port": "0"}, env={})
     s.health_interval_seconds = 0.1
     for key, value in overrides.items():
         setattr(s, key, value)

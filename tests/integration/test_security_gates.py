@@ -25,6 +25,7 @@ from kinship.runtime.server import ServerThread
 from kinship.runtime.tenancy import resolve_tenant
 from kinship.security import certs, tokens
 from kinship.security.client import ClientSecurity
+from kinship.security.settings import server_settings
 from kinship.security.transport import ClientTls
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
@@ -107,7 +108,7 @@ def pki(tmp_path_factory) -> Path:
 
 def _serve(pki: Path, audit_log: Path, **extra: str):
     settings = config.resolve(
-        config.server_settings("indexer", 0),
+        server_settings("indexer", 0),
         {
             "port": "0",
             "log_level": "warning",
@@ -392,7 +393,7 @@ def test_an_auth_failure_inside_the_suite_reaches_the_caller_as_itself_not_unava
             "tls_dir": str(tls),
             "audit_log": str(tmp_path / f"{name}.jsonl"),
         }
-        return config.resolve(config.server_settings(name, 0), values, env={})
+        return config.resolve(server_settings(name, 0), values, env={})
 
     with (
         ServerThread(lambda _s: embedder, settings("embedder", pki)) as emb,
@@ -468,7 +469,7 @@ class StreamingIndexer:
 def test_streaming_calls_pass_the_same_gates_and_are_audited_once(pki, tmp_path) -> None:
     audit_log = tmp_path / "stream.jsonl"
     values = {"port": "0", "log_level": "warning", "tls_dir": str(pki), "audit_log": str(audit_log)}
-    settings = config.resolve(config.server_settings("indexer", 0), values, env={})
+    settings = config.resolve(server_settings("indexer", 0), values, env={})
     with ServerThread(lambda _s: StreamingIndexer(), settings) as running:
 
         def channel(name: str, **case):

@@ -97,7 +97,10 @@ def artifacts_dir_setting() -> Setting:
 
 
 def server_settings(service: str, default_port: int) -> list[Setting]:
-    """Settings every gRPC server of the suite has; `service` prefixes the port variables."""
+    """The runtime's settings of every gRPC server of the suite; `service` prefixes the port variables.
+
+    The security settings build on these (`kinship.security.settings.server_settings` gives both).
+    """
     upper = service.upper()
     return [
         Setting("host", "KINSHIP_HOST", "127.0.0.1", "address to listen on ([::] or 0.0.0.0 for all)"),
@@ -153,7 +156,6 @@ def server_settings(service: str, default_port: int) -> list[Setting]:
             choices=("debug", "info", "warning", "error"),
         ),
         Setting("log_format", "KINSHIP_LOG_FORMAT", "json", "log format", str.lower, choices=("json", "console")),
-        *_security_settings(service),
         *load_settings(service),
         *connection_settings(),
     ]
@@ -291,13 +293,6 @@ def load_settings(service: str) -> list[Setting]:
             positive,
         ),
     ]
-
-
-def _security_settings(service: str) -> list[Setting]:
-    # Imported here: kinship.security builds on this module.
-    from kinship.security.settings import security_settings
-
-    return security_settings(service)
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:

@@ -43,7 +43,7 @@ from kinship.runtime.tenancy import AUTHENTICATED_TENANT
 
 from . import certs, forwarding, policy
 from .policy import Identity
-from .settings import audit_path, purpose_required, security_on
+from .settings import audit_path, purpose_required, security_on, security_settings
 from .tokens import TokenVerifier
 
 log = get_logger("kinship.security")
@@ -746,8 +746,6 @@ class ParseRequest:
 
 def build_interceptors(service: str, settings: SimpleNamespace) -> list[grpc.aio.ServerInterceptor]:
     """The security interceptors the settings ask for, outermost first (see `security.settings`)."""
-    from .settings import security_settings
-
     # Settings made by hand (tests) may lack the security ones: their defaults apply.
     defaults = {s.name: s.default for s in security_settings(service)}
     settings = SimpleNamespace(**{**defaults, **vars(settings)})

@@ -1,4 +1,6 @@
-"""The security settings every server of the suite has (added to `config.server_settings`).
+"""The security settings every server of the suite has, beside the runtime's (`server_settings`).
+
+This module builds on `kinship.runtime.config` and never the other way round.
 
 Security is ON when a TLS folder (`--tls-dir`) or token keys (`--jwt-public-keys`) are
 configured: every caller must then be identified and allowed, and purpose-bound RPCs
@@ -139,6 +141,11 @@ def security_settings(service: str) -> list[Setting]:
             config.positive,
         ),
     ]
+
+
+def server_settings(service: str, default_port: int) -> list[Setting]:
+    """Every setting of a gRPC server of the suite: the runtime's, then the security ones."""
+    return [*config.server_settings(service, default_port), *security_settings(service)]
 
 
 def security_on(settings: SimpleNamespace) -> bool:

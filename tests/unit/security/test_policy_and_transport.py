@@ -8,7 +8,7 @@ from kinship.runtime import config
 from kinship.runtime.errors import ConfigError
 from kinship.security import policy
 from kinship.security.client import from_options
-from kinship.security.settings import purpose_required, security_on
+from kinship.security.settings import purpose_required, security_on, server_settings
 from kinship.security.transport import is_loopback, server_credentials
 from kinship.v1 import embedder_pb2, indexer_pb2, ranker_pb2
 
@@ -65,17 +65,17 @@ def test_security_is_on_with_a_tls_folder_and_then_purpose_is_required(tmp_path)
     from kinship.security import certs
 
     certs.init(tmp_path)
-    on = config.resolve(config.server_settings("ranker", 1), {"tls_dir": str(tmp_path)}, env={})
-    off = config.resolve(config.server_settings("ranker", 1), {}, env={})
+    on = config.resolve(server_settings("ranker", 1), {"tls_dir": str(tmp_path)}, env={})
+    off = config.resolve(server_settings("ranker", 1), {}, env={})
     assert security_on(on) and purpose_required(on)
     assert not security_on(off) and not purpose_required(off)
-    forced = config.resolve(config.server_settings("ranker", 1), {"require_purpose": "true"}, env={})
+    forced = config.resolve(server_settings("ranker", 1), {"require_purpose": "true"}, env={})
     assert purpose_required(forced)
 
 
 def test_a_tls_folder_without_certificates_is_refused_at_start(tmp_path) -> None:
     with pytest.raises(ConfigError, match="kinship certs init"):
-        config.resolve(config.server_settings("ranker", 1), {"tls_dir": str(tmp_path)}, env={})
+        config.resolve(server_settings("ranker", 1), {"tls_dir": str(tmp_path)}, env={})
 
 
 def test_client_tls_needs_a_name(tmp_path, monkeypatch) -> None:
@@ -92,6 +92,6 @@ def test_plaintext_is_a_bare_flag_on_every_service() -> None:
 
     parser = service_parser("indexer")
     flags = parser.parse_args(["--plaintext"])
-    assert config.resolve(config.server_settings("indexer", 1), flags, env={}).plaintext is True
+    assert config.resolve(server_settings("indexer", 1), flags, env={}).plaintext is True
     flags = parser.parse_args(["--plaintext", "false"])
-    assert config.resolve(config.server_settings("indexer", 1), flags, env={}).plaintext is False
+    assert config.resolve(server_settings("indexer", 1), flags, env={}).plaintext is False
