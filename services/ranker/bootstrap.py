@@ -95,6 +95,22 @@ def settings() -> list[Setting]:
             _int_range(1, 1000),
         ),
         Setting(
+            "family_pool",
+            "KINSHIP_RANKER_FAMILY_POOL",
+            1000,
+            "records the family query (one search of the combined [kinship; identity] collection per candidate "
+            "sex) returns at least, max(10 x top_n, this) within the indexer's 1000; 0: per-photo searches only",
+            int,
+            _int_range(0, 1000),
+        ),
+        Setting(
+            "per_photo_search",
+            "KINSHIP_RANKER_PER_PHOTO_SEARCH",
+            False,
+            "also run the per-photo identity and kinship searches (candidate_k each) beside the family query",
+            config.parse_bool,
+        ),
+        Setting(
             "call_timeout_seconds",
             "KINSHIP_RANKER_CALL_TIMEOUT_SECONDS",
             30.0,
@@ -197,6 +213,8 @@ async def build(settings: SimpleNamespace) -> RankerService:
         GrpcGalleryIndex(indexer_channel, settings.call_timeout_seconds),
         RankerOptions(
             candidate_k=settings.candidate_k,
+            family_pool=settings.family_pool,
+            per_photo_search=settings.per_photo_search,
             max_concurrent_embeds=settings.max_concurrent_embeds,
             limits=Limits(max_photos=settings.max_photos),
         ),

@@ -18,7 +18,16 @@ import sys
 from kinship import software_version
 from kinship.loadtest import cli as loadtest_commands
 
-from . import bench_commands, bench_index, client_commands, report_commands, security_commands, serve, training_commands
+from . import (
+    bench_commands,
+    bench_find,
+    bench_index,
+    client_commands,
+    report_commands,
+    security_commands,
+    serve,
+    training_commands,
+)
 
 #: Sub-command modules; each has `register(subparsers)` that sets `func` on its parser.
 #: report_commands last: it reuses a `report` parser another module made (see report_kinds).
@@ -29,6 +38,7 @@ COMMANDS = (
     loadtest_commands,
     bench_commands,
     bench_index,
+    bench_find,
     security_commands,
     report_commands,
 )
