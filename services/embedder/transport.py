@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
+from kinship.domain.people import sex_from_name
 from kinship.embedder.domain.pipeline import EmbeddedFace
 from kinship.embedder.domain.service import EmbedItem, EmbedResult, FaceEmbeddingService, ModelInfo, ModelKind
 from kinship.runtime.errors import InvalidArgument, KinshipError
@@ -24,7 +25,6 @@ T = TypeVar("T")
 
 #: Items one EmbedBatch call may carry (each may be up to the message limit in total).
 DEFAULT_MAX_BATCH_ITEMS = 256
-_SEX_TO_PROTO = {"female": common_pb2.SEX_FEMALE, "male": common_pb2.SEX_MALE}
 
 _KIND_TO_PROTO = {
     ModelKind.IDENTITY: embedder_pb2.MODEL_KIND_IDENTITY,
@@ -59,7 +59,7 @@ def face_to_proto(
             else None
         ),
         attributes=(
-            embedder_pb2.FaceAttributes(age=face.attributes.age, sex=_SEX_TO_PROTO.get(face.attributes.sex, 0))
+            embedder_pb2.FaceAttributes(age=face.attributes.age, sex=int(sex_from_name(face.attributes.sex)))
             if face.attributes is not None
             else None
         ),

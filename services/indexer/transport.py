@@ -22,6 +22,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
+from kinship.domain.people import sex_from_pb
 from kinship.runtime.errors import InvalidArgument
 from kinship.runtime.tenancy import resolve_tenant
 from kinship.v1 import common_pb2, indexer_pb2, indexer_pb2_grpc
@@ -40,12 +41,6 @@ from .domain.model import (
 
 T = TypeVar("T")
 
-_SEX_FROM_PROTO = {
-    common_pb2.SEX_UNSPECIFIED: Sex.UNSPECIFIED,
-    common_pb2.SEX_FEMALE: Sex.FEMALE,
-    common_pb2.SEX_MALE: Sex.MALE,
-}
-_SEX_TO_PROTO = {sex: value for value, sex in _SEX_FROM_PROTO.items()}
 _CONSISTENCY_FROM_PROTO = {
     indexer_pb2.READ_CONSISTENCY_UNSPECIFIED: Consistency.UNSPECIFIED,
     indexer_pb2.READ_CONSISTENCY_BOUNDED: Consistency.BOUNDED,
@@ -257,8 +252,8 @@ def _vector(values) -> np.ndarray:
 
 def sex_from_proto(value: int, field: str) -> Sex:
     try:
-        return _SEX_FROM_PROTO[value]
-    except KeyError:
+        return sex_from_pb(value)
+    except ValueError:
         raise InvalidArgument(
             f"unknown sex value {value}; use SEX_UNSPECIFIED, SEX_FEMALE or SEX_MALE", field=field
         ) from None
@@ -285,7 +280,7 @@ def attributes_from_proto(message: common_pb2.PersonAttributes, field: str) -> A
 
 def attributes_to_proto(attributes: Attributes) -> common_pb2.PersonAttributes:
     message = common_pb2.PersonAttributes(
-        sex=_SEX_TO_PROTO[attributes.sex], region=attributes.region, source=attributes.source
+        sex=int(attributes.sex), region=attributes.region, source=attributes.source
     )
     if attributes.birth_year is not None:
         message.birth_year = attributes.birth_year

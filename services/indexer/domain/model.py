@@ -7,13 +7,8 @@ from enum import IntEnum
 
 import numpy as np
 
-
-class Sex(IntEnum):
-    """Sex of a person; the values are those of kinship.v1.Sex."""
-
-    UNSPECIFIED = 0
-    FEMALE = 1
-    MALE = 2
+# Sex as the whole suite means it (its values are kinship.v1.Sex's, as the gallery stores them).
+from kinship.domain.people import Sex
 
 
 @dataclass(frozen=True)

@@ -6,30 +6,12 @@ embedder's and indexer's contracts), which share these messages.
 
 from __future__ import annotations
 
+from kinship.domain.people import RELATION_FROM_PB, RELATION_TO_PB, Sex, sex_or_unspecified  # noqa: F401 - RELATION_TO_PB for the transport
+from kinship.domain.people import sex_from_pb as _sex_of
 from kinship.runtime.errors import InvalidArgument
 from kinship.v1 import common_pb2, indexer_pb2
 
-from ..domain.model import PersonAttributes, Relation, SearchFilter, Sex
-
-RELATION_FROM_PB = {
-    common_pb2.RELATION_UNSPECIFIED: Relation.UNSPECIFIED,
-    common_pb2.RELATION_FATHER: Relation.FATHER,
-    common_pb2.RELATION_MOTHER: Relation.MOTHER,
-    common_pb2.RELATION_SIBLING: Relation.SIBLING,
-    common_pb2.RELATION_SELF: Relation.SELF,
-    common_pb2.RELATION_BROTHER: Relation.BROTHER,
-    common_pb2.RELATION_SISTER: Relation.SISTER,
-    common_pb2.RELATION_GRANDFATHER: Relation.GRANDFATHER,
-    common_pb2.RELATION_GRANDMOTHER: Relation.GRANDMOTHER,
-}
-RELATION_TO_PB = {domain: pb for pb, domain in RELATION_FROM_PB.items()}
-
-SEX_FROM_PB = {
-    common_pb2.SEX_UNSPECIFIED: Sex.UNSPECIFIED,
-    common_pb2.SEX_FEMALE: Sex.FEMALE,
-    common_pb2.SEX_MALE: Sex.MALE,
-}
-SEX_TO_PB = {domain: pb for pb, domain in SEX_FROM_PB.items()}
+from ..domain.model import PersonAttributes, Relation, SearchFilter
 
 
 def relation_from_pb(value: int, field: str) -> Relation:
@@ -46,8 +28,8 @@ def relation_from_pb(value: int, field: str) -> Relation:
 
 def sex_from_pb(value: int, field: str) -> Sex:
     try:
-        return SEX_FROM_PB[value]
-    except KeyError:
+        return _sex_of(value)
+    except ValueError:
         raise InvalidArgument(
             f"{field}: unknown sex {value}; use female, male or leave it unset", field=field
         ) from None
@@ -56,7 +38,7 @@ def sex_from_pb(value: int, field: str) -> Sex:
 def attributes_from_pb(message: common_pb2.PersonAttributes) -> PersonAttributes:
     return PersonAttributes(
         birth_year=message.birth_year if message.HasField("birth_year") else None,
-        sex=SEX_FROM_PB.get(message.sex, Sex.UNSPECIFIED),
+        sex=sex_or_unspecified(message.sex),
         region=message.region,
         source=message.source,
     )
@@ -64,7 +46,7 @@ def attributes_from_pb(message: common_pb2.PersonAttributes) -> PersonAttributes
 
 def attributes_to_pb(attributes: PersonAttributes) -> common_pb2.PersonAttributes:
     message = common_pb2.PersonAttributes(
-        sex=SEX_TO_PB[attributes.sex], region=attributes.region, source=attributes.source
+        sex=int(attributes.sex), region=attributes.region, source=attributes.source
     )
     if attributes.birth_year is not None:
         message.birth_year = attributes.birth_year
@@ -82,7 +64,7 @@ def birth_year_range_to_pb(low: int | None, high: int | None) -> common_pb2.Birt
 
 def search_filter_to_pb(search_filter: SearchFilter) -> indexer_pb2.SearchFilter:
     message = indexer_pb2.SearchFilter(
-        sex=SEX_TO_PB[search_filter.sex],
+        sex=int(search_filter.sex),
         regions=list(search_filter.regions),
         exclude_person_ids=list(search_filter.exclude_person_ids),
     )

@@ -13,31 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class Relation(enum.Enum):
-    """How a relative is related to the missing person; the value is the default label."""
-
-    UNSPECIFIED = "unspecified"
-    FATHER = "father"
-    MOTHER = "mother"
-    SIBLING = "sibling"  # sex not given
-    SELF = "self"
-    BROTHER = "brother"
-    SISTER = "sister"
-    GRANDFATHER = "grandfather"
-    GRANDMOTHER = "grandmother"
-
-
-PARENTS = frozenset({Relation.FATHER, Relation.MOTHER})
-SIBLINGS = frozenset({Relation.BROTHER, Relation.SISTER, Relation.SIBLING})
-GRANDPARENTS = frozenset({Relation.GRANDFATHER, Relation.GRANDMOTHER})
-
-
-class Sex(enum.Enum):
-    UNSPECIFIED = "unspecified"
-    FEMALE = "female"
-    MALE = "male"
-
+# The relations and sexes the whole suite shares; named here too, as the ranker's domain speaks of them.
+from kinship.domain.people import GRANDPARENTS, PARENTS, SIBLINGS, Relation, Sex  # noqa: F401 - the ranker's names too
 
 # --- The question, as the caller sent it (validated by `validation`) ---------------
 

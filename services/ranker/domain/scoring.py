@@ -98,6 +98,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kinship.artifacts import Calibration, KinshipArtifact
+from kinship.domain import faces as faces_rule
 from kinship.runtime.errors import FailedPrecondition
 
 from . import calibration as cal
@@ -270,14 +271,10 @@ class ScoringConfig:
 
 
 def most_prominent(faces: Sequence[DetectedFace]) -> DetectedFace | None:
-    """The face a photo is about: largest box area x detection score (first on a tie)."""
-    best: DetectedFace | None = None
-    best_weight = -1.0
-    for face in faces:
-        weight = face.box.area * face.detection_score
-        if weight > best_weight:
-            best, best_weight = face, weight
-    return best
+    """The face a photo is about, by the suite's one rule (`kinship.domain.faces`)."""
+    return faces_rule.most_prominent(
+        faces, lambda f: faces_rule.prominence(f.box.x_min, f.box.y_min, f.box.x_max, f.box.y_max, f.detection_score)
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kinship.ranker.domain.verbal import verbal_scale
+from kinship.domain.verbal import verbal_scale
 from kinship.reports.page import LEAD_NOT_IDENTIFICATION, PALETTE, data_uri, esc, now_utc, render_page
 from kinship.v1 import common_pb2, ranker_pb2
 

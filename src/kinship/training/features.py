@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import onnxruntime
 
+from kinship.domain import faces as faces_rule
 from kinship.embedder.adapters.model_pack import LoadedPack
 from kinship.embedder.adapters.sface import FACE_SIZE
 from kinship.embedder.domain.pipeline import Detection
@@ -45,7 +46,10 @@ def as_photo(crop: np.ndarray) -> np.ndarray:
 
 
 def _most_prominent(detections: list[Detection]) -> Detection:
-    return max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) * d.score)
+    """The face a photo is about, by the suite's one rule (`kinship.domain.faces`); `detections` is never empty."""
+    chosen = faces_rule.most_prominent(detections, lambda d: faces_rule.prominence(*d.box[:4], d.score))
+    assert chosen is not None
+    return chosen
 
 
 def align_dataset(dataset: KinshipDataset, pack: LoadedPack, progress: Progress | None = None) -> AlignedFaces:

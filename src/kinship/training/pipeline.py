@@ -35,8 +35,8 @@ import numpy as np
 import onnxruntime
 
 from kinship.artifacts import Calibration, RelationCalibration, write_artifact
+from kinship.domain.people import Relation, sex_from_name
 from kinship.ranker.domain import calibration as ranker_calibration
-from kinship.ranker.domain.model import Relation, Sex
 
 from . import metrics
 from .dataset import RELATION_CODES, KinshipDataset
@@ -176,10 +176,6 @@ def make_calibration(relations: dict[str, RelationCalibration]) -> Calibration:
 # -- scoring through the ranker's code ------------------------------------------------------
 
 
-def _candidate_sex(person_sex: str) -> Sex:
-    return {"male": Sex.MALE, "female": Sex.FEMALE}.get(person_sex, Sex.UNSPECIFIED)
-
-
 _RELATIVE = {
     "father": Relation.FATHER,
     "mother": Relation.MOTHER,
@@ -195,7 +191,7 @@ def pair_log10_lr(calibration: Calibration, code: str, similarity: np.ndarray) -
     """
     meaning = RELATION_CODES[code]
     name = ranker_calibration.calibration_name(
-        _RELATIVE[meaning.relative], _candidate_sex(meaning.person_sex), calibration
+        _RELATIVE[meaning.relative], sex_from_name(meaning.person_sex), calibration
     )
     values = np.atleast_1d(similarity)
     return ranker_calibration.log10_lr(calibration.get(name), values[0], values[1] if len(values) > 1 else None)
@@ -385,7 +381,7 @@ def _retrieval(
             [
                 ranker_calibration.log10_lr(
                     calibration.get(
-                        ranker_calibration.calibration_name(relative, _candidate_sex(sex_of[g]), calibration)
+                        ranker_calibration.calibration_name(relative, sex_from_name(sex_of[g]), calibration)
                     ),
                     s,
                     i,

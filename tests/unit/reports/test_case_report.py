@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kinship.ranker.domain.verbal import verbal_scale
+from kinship.domain.verbal import verbal_scale
 from kinship.reports.case import (
     UNCALIBRATED_NOTICE,
     crop_face,

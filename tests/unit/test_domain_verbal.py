@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kinship.ranker.domain.verbal import verbal_scale
+from kinship.domain.verbal import verbal_scale
 
 
 @pytest.mark.parametrize(
