@@ -96,7 +96,8 @@ def running_suite(data_dir: Path, milvus_uri: str, ranker_env: dict[str, str] | 
             children.append(subprocess.Popen([*command, *extra, *common], stdout=log, stderr=log, env=env))
         for name, child in zip(commands, children, strict=True):
             if not wait_serving(address[name], time.monotonic() + 300, child):
-                raise RuntimeError(f"the {name} did not become SERVING; see {data_dir / (name + '.log')}")
+                tail = (data_dir / f"{name}.log").read_text()[-2000:]
+                raise RuntimeError(f"the {name} did not become SERVING; its log ends:\n{tail}")
         yield address
     finally:
         for child in reversed(children):
@@ -255,34 +256,47 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def enrol(address: str, gallery: GalleryArrays, models: tuple[str, str], progress: Callable[[str], None]) -> None:
-    """Identity, kinship and combined vectors through the indexer's Upsert, in batches."""
+    """Identity, kinship and combined vectors through the indexer's BulkEnrol (one stream per collection,
+    flushed at its end), then waits until Milvus has indexed every row, as `kinship bench index` does."""
+    from kinship.cli.bench_index import wait_for_index
+
     identity_model, kinship_model = models
-    stub = indexer_pb2_grpc.IndexerStub(
-        grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
-    )
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
+    stub = indexer_pb2_grpc.IndexerStub(channel)
     combined = gallery.combined
-    started = time.monotonic()
-    for start in range(0, len(gallery), UPSERT_BATCH):
-        stop = min(len(gallery), start + UPSERT_BATCH)
-        for model, vectors in (
-            (identity_model, gallery.identity),
-            (kinship_model, gallery.kinship),
-            (family_model_id(kinship_model), combined),
-        ):
-            records = [
-                indexer_pb2.GalleryRecord(
-                    record_id=gallery.record_ids[k],
-                    person_id=gallery.person_ids[k],
-                    embedding=vectors[k].tolist(),
-                    attributes=common_pb2.PersonAttributes(sex=_SEX_PB[gallery.sex[k]]),
+    for model, vectors in (
+        (identity_model, gallery.identity),
+        (kinship_model, gallery.kinship),
+        (family_model_id(kinship_model), combined),
+    ):
+        started = time.monotonic()
+
+        def batches(model: str = model, vectors: np.ndarray = vectors) -> Iterator[indexer_pb2.BulkEnrolRequest]:
+            for start in range(0, len(gallery), UPSERT_BATCH):
+                stop = min(len(gallery), start + UPSERT_BATCH)
+                yield indexer_pb2.BulkEnrolRequest(
+                    model_id=model,
+                    records=[
+                        indexer_pb2.GalleryRecord(
+                            record_id=gallery.record_ids[k],
+                            person_id=gallery.person_ids[k],
+                            embedding=vectors[k].tolist(),
+                            attributes=common_pb2.PersonAttributes(sex=_SEX_PB[gallery.sex[k]]),
+                        )
+                        for k in range(start, stop)
+                    ],
                 )
-                for k in range(start, stop)
-            ]
-            stub.Upsert(indexer_pb2.UpsertRequest(model_id=model, records=records), timeout=600)
-        rate = stop / max(time.monotonic() - started, 1e-9)
-        progress(
-            f"enrolled {stop}/{len(gallery)} faces x 3 collections ({rate:.0f} faces/s, ETA {(len(gallery) - stop) / rate:.0f} s)"
-        )
+
+        for reply in stub.BulkEnrol(batches(), timeout=7200):
+            if reply.failed_total:
+                raise RuntimeError(f"the indexer refused records of {model}: {list(reply.failures)[:3]}")
+            if reply.done or reply.received_total % 20_000 == 0:
+                rate = reply.received_total / max(time.monotonic() - started, 1e-9)
+                progress(f"{model}: enrolled {reply.enrolled_total}/{len(gallery)} ({rate:.0f} faces/s)")
+    for model in (identity_model, kinship_model, family_model_id(kinship_model)):
+        indexed_s, _ = wait_for_index(stub, model, len(gallery), settle_timeout=600)
+        progress(f"{model}: every row indexed ({indexed_s:.0f} s)")
+    channel.close()
 
 
 def _photos(root: Path, names: list[str]) -> list[ranker_pb2.Photo]:
