@@ -29,7 +29,7 @@ def test_served_equals_exhaustive_on_a_small_gallery(shared_dir: Path, tmp_path:
     )
     assert result["gallery"] == 400 and result["families"] == 4
     assert result["distractors"]["synthetic"] > 0 and result["distractors"]["real_faces"] > 0
-    for parents in ("one_parent", "two_parents"):
+    for parents in ("one_parent", "two_parents", "two_parents_sex_unknown"):
         r = result[parents]
         assert r["served_vs_exhaustive_top100"] == 1.0, r
         assert r["served_order_equals_exhaustive"] == 1.0, r

@@ -41,9 +41,9 @@ import numpy as np
 
 from kinship.artifacts import load_shipped
 from kinship.bench.exhaustive import GalleryArrays, exhaustive_ranking, family_pool, per_photo_union
+from kinship.domain.people import Relation, Sex
 from kinship.family_vectors import family_model_id
-from kinship.ranker.domain.model import Relation, Sex
-from kinship.ranker.domain.scoring import ScoringConfig, relative_faces
+from kinship.ranker.public import ScoringConfig, relative_faces
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
@@ -281,7 +281,9 @@ def enrol(address: str, gallery: GalleryArrays, models: tuple[str, str], progres
                             record_id=gallery.record_ids[k],
                             person_id=gallery.person_ids[k],
                             embedding=vectors[k].tolist(),
-                            attributes=common_pb2.PersonAttributes(sex=_SEX_PB[gallery.sex[k]]),
+                            attributes=common_pb2.PersonAttributes(
+                                sex=_SEX_PB.get(gallery.sex[k], common_pb2.SEX_UNSPECIFIED)
+                            ),
                         )
                         for k in range(start, stop)
                     ],
@@ -370,7 +372,7 @@ def run_bench(
             real_members.setdefault((fam, member), []).append(name)
         for (fam, member), names in real_members.items():
             sex = sex_of.get(dataset.sex.get((fam, member), ""), Sex.UNSPECIFIED)
-            add(f"{fam}:{member}", names, sex if sex is not Sex.UNSPECIFIED else Sex.MALE)
+            add(f"{fam}:{member}", names, sex)
         real_count = len(record_ids)
         dim_k = kinship[0].size
         synthetic_count = max(0, gallery_size - real_count)
@@ -406,19 +408,21 @@ def run_bench(
         for _ in range(2):
             ranker.FindRelatives(warm, timeout=900)
         results: dict[str, dict] = {}
-        for parents in ("father", "both"):
+        # The child's sex known (the filter every search then applies), and not known for two parents.
+        for parents in ("father", "both", "both-sex-unknown"):
             served_ranks, exhaustive_ranks, overlaps, latencies = [], [], [], []
             today, pool_recall, per_photo_adds = [], [], []
             same_order, score_gap = [], 0.0
             for n, f in enumerate(chosen, start=1):
                 relatives = [("father", Relation.FATHER, common_pb2.RELATION_FATHER, f.father_photos)]
-                if parents == "both":
+                sex = Sex.UNSPECIFIED if parents == "both-sex-unknown" else f.sex
+                if parents != "father":
                     relatives.append(("mother", Relation.MOTHER, common_pb2.RELATION_MOTHER, f.mother_photos))
                 relatives = [r for r in relatives if any(embeddings.faces.get(p) for p in r[3])]
                 if not relatives:
                     continue
                 request = ranker_pb2.FindRelativesRequest(
-                    top_n=TOP, missing_person=ranker_pb2.MissingPerson(sex=_SEX_PB[f.sex])
+                    top_n=TOP, missing_person=ranker_pb2.MissingPerson(sex=_SEX_PB.get(sex, common_pb2.SEX_UNSPECIFIED))
                 )
                 family = []
                 for label, relation, relation_pb, names in relatives:
@@ -438,7 +442,7 @@ def run_bench(
                 reply = ranker.FindRelatives(request, timeout=120)
                 latencies.append((time.perf_counter() - started) * 1000)
                 served = [c.person_id for c in reply.candidates]
-                exhaustive, exhaustive_scores = exhaustive_ranking(family, gallery, config, f.sex, TOP)
+                exhaustive, exhaustive_scores = exhaustive_ranking(family, gallery, config, sex, TOP)
                 same_order.append(served == exhaustive)
                 reference = dict(zip(exhaustive, exhaustive_scores, strict=True))
                 for c in reply.candidates:
@@ -448,8 +452,8 @@ def run_bench(
                 served_ranks.append(served.index(truth) + 1 if truth in served else None)
                 exhaustive_ranks.append(exhaustive.index(truth) + 1 if truth in exhaustive else None)
                 overlaps.append(len(set(served) & set(exhaustive)) / max(1, min(TOP, len(exhaustive))))
-                union = per_photo_union(family, gallery, f.sex, 100)
-                in_pool = truth in family_pool(family, gallery, config, f.sex, 1000)
+                union = per_photo_union(family, gallery, sex, 100)
+                in_pool = truth in family_pool(family, gallery, config, sex, 1000)
                 today.append(truth in union)
                 pool_recall.append(in_pool)
                 per_photo_adds.append(truth in union and not in_pool)
@@ -484,6 +488,7 @@ def run_bench(
         "served_vs_exhaustive_top100": results["both"]["served_vs_exhaustive_top100"],
         "one_parent": results["father"],
         "two_parents": results["both"],
+        "two_parents_sex_unknown": results["both-sex-unknown"],
     }
 
 

@@ -83,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
         f"gallery {result['gallery']} faces ({result['distractors']['real_faces']} real distractors, "
         f"{result['distractors']['synthetic']} synthetic), {result['families']} held-out families, {result['milvus']}"
     )
-    for key, title in (("one_parent", "father alone"), ("two_parents", "father and mother")):
+    for key, title in (
+        ("one_parent", "father alone"),
+        ("two_parents", "father and mother"),
+        ("two_parents_sex_unknown", "father and mother, the child's sex not given"),
+    ):
         r = result[key]
         print(
             f"{title}: served vs exhaustive top 100 {r['served_vs_exhaustive_top100']:.3f}; true child in top 10 / 100: "

@@ -221,3 +221,22 @@ def test_a_soft_birth_year_keeps_an_out_of_window_true_child_with_the_stated_pen
     )
     son = next(c for c in lenient.candidates if c.person_id == "son")
     assert son.facts[0].log10_likelihood_ratio == pytest.approx(-1.0)
+
+
+def test_soft_facts_cross_the_contract_both_ways():
+    from kinship.ranker.domain.model import FactEvidence, RankedCandidate
+    from kinship.ranker.transport import candidate_to_pb, missing_person_from_pb
+    from kinship.v1 import common_pb2, ranker_pb2
+
+    known = ranker_pb2.MissingPerson(
+        sex=common_pb2.SEX_MALE,
+        birth_year=common_pb2.BirthYearRange(min=1990, max=1996),
+        soft=ranker_pb2.SoftFacts(birth_year=True, birth_year_log10_lr_per_year=-0.1),
+    )
+    missing = missing_person_from_pb(known)
+    assert missing.soft_birth_year and not missing.soft_regions
+    assert missing.birth_year_log10_lr_per_year == -0.1 and missing.region_log10_lr is None  # 0: the default
+    fact = FactEvidence("birth_year", "born 1980, 10 year(s) outside 1990-1996", -1.0, 10)
+    pb = candidate_to_pb(RankedCandidate("son", 1, -0.5, PersonAttributes(), (), -0.5, 0.1, False, (fact,)))
+    assert [(f.fact, f.years_outside, f.log10_likelihood_ratio) for f in pb.facts] == [("birth_year", 10, -1.0)]
+    assert not missing_person_from_pb(ranker_pb2.MissingPerson()).soft_birth_year  # hard by default
