@@ -26,7 +26,7 @@ from kinship.client import KinshipClient
 from kinship.client import enrolment as sdk_enrolment
 from kinship.client.enrolment import EnrolError, EnrolItem, EnrolProgress
 from kinship.client.types import RELATIONS, SEXES, most_prominent
-from kinship.ranker.domain.verbal import verbal_scale
+from kinship.domain.verbal import verbal_scale
 from kinship.runtime import addresses
 from kinship.runtime.clients import sync_channel
 from kinship.security import client as client_security
