@@ -83,9 +83,10 @@ check-contracts: $(BUF)  ## buf lint and buf breaking (against the first kinship
 	git archive $(CONTRACTS_BORN) protos | tar -x -C .buf/published
 	cd protos && ../$(BUF) breaking . --against ../.buf/published/protos
 
-lint: install-test  ## ruff over the code
+lint: install-test  ## ruff over the code, and the import contract (applications -> services -> base)
 	$(PIP) install -q ruff
 	$(VENV)/bin/ruff check src services tests scripts
+	$(PY) scripts/lint_imports.py
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

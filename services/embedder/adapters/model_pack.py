@@ -127,7 +127,7 @@ def read_verified(resource: Traversable | Path, sha256: str) -> bytes:
     return data
 
 
-def _pack_folder(spec: PackSpec) -> Traversable:
+def pack_folder(spec: PackSpec) -> Traversable:
     try:
         return importlib.resources.files(spec.package) / spec.folder
     except ModuleNotFoundError as exc:
@@ -156,7 +156,7 @@ def _load_bytes(folder: Traversable, file: ModelFile, *, dynamic_batch: bool = F
 def recognizer_bytes(spec: PackSpec = DEFAULT_PACK, *, dynamic_batch: bool = False) -> bytes:
     """The pack's recognizer, verified and prepared for onnxruntime: what the kinship network is built from
     (with `dynamic_batch`, exactly the graph the embedder serves and grafts a kinship head onto)."""
-    return _load_bytes(_pack_folder(spec), spec.recognizer, dynamic_batch=dynamic_batch)
+    return _load_bytes(pack_folder(spec), spec.recognizer, dynamic_batch=dynamic_batch)
 
 
 def load_pack(
@@ -174,7 +174,7 @@ def load_pack(
     """
     runtime = runtime or RuntimeOptions(intra_op_threads=intra_op_threads)
     started = time.perf_counter()
-    folder = _pack_folder(spec)
+    folder = pack_folder(spec)
     detector_bytes = _load_bytes(folder, spec.detector)
     recognizer_bytes = _load_bytes(folder, spec.recognizer, dynamic_batch=True)
     try:

@@ -57,9 +57,7 @@ def sample_faces() -> tuple[list[np.ndarray], bytes]:
     """The aligned faces of insightface's t1.jpg (via the default pack) and the photo's bytes."""
     from importlib import resources
 
-    from kinship.embedder.adapters.alignment import ArcFaceAligner
-    from kinship.embedder.adapters.model_pack import load_pack
-    from kinship.embedder.domain.images import decode_image
+    from kinship.embedder.public import ArcFaceAligner, decode_image, load_pack
 
     photo = (resources.files("insightface") / "data" / "images" / "t1.jpg").read_bytes()
     pixels = decode_image(photo, max_pixels=10**8).pixels
@@ -85,14 +83,9 @@ class RawRecognizer:
     """The default pack's prepared recognizer in one session: what the model alone achieves."""
 
     def __init__(self, threads: int):
-        from kinship.embedder.adapters.model_pack import DEFAULT_PACK, _load_bytes, _pack_folder
-        from kinship.embedder.adapters.onnx_models import create_session
-        from kinship.embedder.adapters.sface import SFaceRecognizer
+        from kinship.embedder.public import DEFAULT_PACK, SFaceRecognizer, create_session, recognizer_bytes
 
-        session = create_session(
-            _load_bytes(_pack_folder(DEFAULT_PACK), DEFAULT_PACK.recognizer, dynamic_batch=True),
-            intra_op_threads=threads,
-        )
+        session = create_session(recognizer_bytes(DEFAULT_PACK, dynamic_batch=True), intra_op_threads=threads)
         self.threads = threads
         self.recognizer = SFaceRecognizer(session, dimension=DEFAULT_PACK.dimension)
 
@@ -135,11 +128,17 @@ def alternate(
 def measure_prep(seconds: float, threads: int, crops: list[np.ndarray]) -> dict:
     import onnx
 
-    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, _load_bytes, _pack_folder, read_verified
-    from kinship.embedder.adapters.onnx_models import create_session, drop_unused
-    from kinship.embedder.adapters.sface import SFaceRecognizer
+    from kinship.embedder.public import (
+        DEFAULT_PACK,
+        SFaceRecognizer,
+        create_session,
+        drop_unused,
+        pack_folder,
+        read_verified,
+        recognizer_bytes,
+    )
 
-    folder = _pack_folder(DEFAULT_PACK)
+    folder = pack_folder(DEFAULT_PACK)
     shipped = onnx.load_model_from_string(
         read_verified(folder / DEFAULT_PACK.recognizer.name, DEFAULT_PACK.recognizer.sha256)
     )
@@ -148,7 +147,7 @@ def measure_prep(seconds: float, threads: int, crops: list[np.ndarray]) -> dict:
         create_session(shipped.SerializeToString(), intra_op_threads=threads), dimension=DEFAULT_PACK.dimension
     )
     prepared = SFaceRecognizer(
-        create_session(_load_bytes(folder, DEFAULT_PACK.recognizer, dynamic_batch=True), intra_op_threads=threads),
+        create_session(recognizer_bytes(DEFAULT_PACK, dynamic_batch=True), intra_op_threads=threads),
         dimension=DEFAULT_PACK.dimension,
     )
     cosines = []
@@ -282,7 +281,7 @@ def measure_kinship_cost(photo: bytes, seconds: float, rounds: int = 4) -> dict:
 
 
 def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], None]) -> dict:
-    from kinship.embedder.bootstrap import available_cores
+    from kinship.embedder.public import available_cores
     from kinship.v1 import embedder_pb2
 
     cores = available_cores()

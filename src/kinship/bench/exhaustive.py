@@ -15,10 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kinship.domain.people import Relation, Sex
 from kinship.family_vectors import combined_vectors
-from kinship.ranker.domain.family_query import family_queries
-from kinship.ranker.domain.model import GalleryRecord, PersonAttributes, Relation, Sex
-from kinship.ranker.domain.scoring import RelativeFaces, ScoringConfig, score_candidates
+from kinship.ranker.public import (
+    GalleryRecord,
+    PersonAttributes,
+    RelativeFaces,
+    ScoringConfig,
+    family_queries,
+    score_candidates,
+)
 
 #: People scored per batch (bounds the (photos x records) similarity matrices).
 BATCH_PEOPLE = 20_000
@@ -40,6 +46,7 @@ class GalleryArrays:
         self.person_ids = [self.person_ids[k] for k in order]
         self.identity, self.kinship, self.sex = self.identity[order], self.kinship[order], self.sex[order]
         self._combined: np.ndarray | None = None
+        self._records: list[GalleryRecord] | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -58,16 +65,18 @@ class GalleryArrays:
         return mask
 
     def records(self, rows: np.ndarray) -> list[GalleryRecord]:
-        return [
-            GalleryRecord(
-                self.record_ids[k],
-                self.person_ids[k],
-                self.identity[k],
-                PersonAttributes(sex=self.sex[k]),
-                kinship_embedding=self.kinship[k],
-            )
-            for k in rows
-        ]
+        if self._records is None:  # built once: a million records take seconds to make
+            self._records = [
+                GalleryRecord(
+                    self.record_ids[k],
+                    self.person_ids[k],
+                    self.identity[k],
+                    PersonAttributes(sex=self.sex[k]),
+                    kinship_embedding=self.kinship[k],
+                )
+                for k in range(len(self))
+            ]
+        return [self._records[k] for k in rows]
 
 
 def exhaustive_ranking(
@@ -99,9 +108,9 @@ def family_pool(
     combined = gallery.combined
     for query in family_queries(family, config.calibration, sex):
         mask = gallery.admitted(query.sex if sex is Sex.UNSPECIFIED else sex)
-        rows = np.flatnonzero(mask)
-        scores = combined[rows].astype(np.float64) @ query.search_vector.astype(np.float64)
-        top = rows[np.argsort(-scores, kind="stable")[:pool]]
+        # Scored over every row, then masked: a fancy-indexed copy of a million rows costs gigabytes.
+        scores = np.where(mask, combined @ query.search_vector, -np.inf)
+        top = np.argsort(-scores, kind="stable")[: min(pool, int(mask.sum()))]
         found.update(gallery.person_ids[k] for k in top)
     return found
 
@@ -109,15 +118,16 @@ def family_pool(
 def per_photo_union(family: Sequence[RelativeFaces], gallery: GalleryArrays, sex: Sex, k: int) -> set[str]:
     """The people the per-photo searches would return: each photo's top k records in identity space and
     (kin relatives) kinship space, exact."""
-    rows = np.flatnonzero(gallery.admitted(sex))
+    mask = gallery.admitted(sex)
+    admitted = int(mask.sum())
     found: set[str] = set()
     for rel in family:
         spaces = [(rel.embeddings, gallery.identity)]
         if rel.relative.relation is not Relation.SELF and rel.kinship is not None:
             spaces.append((rel.kinship, gallery.kinship))
         for queries, vectors in spaces:
-            sims = np.asarray(queries, dtype=np.float32) @ vectors[rows].T
+            sims = np.where(mask, np.asarray(queries, dtype=np.float32) @ vectors.T, -np.inf)
             for row in sims:
-                top = rows[np.argpartition(-row, min(k, len(row) - 1))[:k]] if len(row) > k else rows
+                top = np.argpartition(-row, k)[:k] if admitted > k else np.flatnonzero(mask)
                 found.update(gallery.person_ids[j] for j in top)
     return found

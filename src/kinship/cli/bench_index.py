@@ -446,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
     from pymilvus import MilvusClient
     from tqdm import tqdm
 
-    from kinship.indexer.adapters.milvus_gallery import HIT_FIELDS, VectorIndex, collection_name, tenant_expression
+    from kinship.indexer.public import HIT_FIELDS, VectorIndex, collection_name, tenant_expression
 
     def say(text: str) -> None:
         print(text, file=sys.stderr)

@@ -369,7 +369,7 @@ def run_train_fiw(args, target: Path) -> int:
     import datetime as dt
 
     from kinship import artifacts
-    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, recognizer_bytes
+    from kinship.embedder.public import DEFAULT_PACK, recognizer_bytes
     from kinship.kinship_head import IDENTITY_FEATURE_MAP, IDENTITY_OUTPUT
     from kinship.runtime.logs import configure_logging
     from kinship.training import head_training

@@ -76,8 +76,7 @@ def fiw_pairs(folder: Path, part: str, seed: int = 0, per_pair: int = 4) -> tupl
 
 def _crop(pack, path: Path, aligned: bool) -> tuple[np.ndarray, bool]:
     """The aligned 112x112 crop of an image, and whether a face was found (always True with --aligned)."""
-    from kinship.embedder.adapters.alignment import ArcFaceAligner
-    from kinship.embedder.adapters.sface import FACE_SIZE
+    from kinship.embedder.public import FACE_SIZE, ArcFaceAligner
 
     from .features import _most_prominent, as_photo
 
@@ -102,8 +101,7 @@ def evaluate_artifact(
     threads: int = 2,
     progress: Progress | None = None,
 ) -> dict:
-    from kinship.embedder.adapters.kinship_model import load_kinship_model
-    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, RuntimeOptions, load_pack
+    from kinship.embedder.public import DEFAULT_PACK, RuntimeOptions, load_kinship_model, load_pack
 
     folder = Path(folder)
     fiw = (folder / "members.csv").is_file()

@@ -23,9 +23,7 @@ import numpy as np
 import onnxruntime
 
 from kinship.domain import faces as faces_rule
-from kinship.embedder.adapters.model_pack import LoadedPack
-from kinship.embedder.adapters.sface import FACE_SIZE
-from kinship.embedder.domain.pipeline import Detection
+from kinship.embedder.public import FACE_SIZE, Detection, LoadedPack
 
 from .dataset import KinshipDataset
 
@@ -54,7 +52,7 @@ def _most_prominent(detections: list[Detection]) -> Detection:
 
 def align_dataset(dataset: KinshipDataset, pack: LoadedPack, progress: Progress | None = None) -> AlignedFaces:
     """Each image's most prominent face, detected and aligned by the served pipeline's parts."""
-    from kinship.embedder.adapters.alignment import ArcFaceAligner
+    from kinship.embedder.public import ArcFaceAligner
 
     aligner = ArcFaceAligner(FACE_SIZE)
     crops = np.empty((len(dataset.images), FACE_SIZE, FACE_SIZE, 3), np.uint8)

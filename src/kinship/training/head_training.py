@@ -438,7 +438,7 @@ def thresholds_of(calibration: Calibration, scores: PairScores) -> dict[str, flo
 
 
 def log10_lrs(rel: RelationCalibration, design: np.ndarray) -> np.ndarray:
-    from kinship.ranker.domain.calibration import log10_lr
+    from kinship.ranker.public import log10_lr
 
     return np.asarray(log10_lr(rel, design[:, 0], design[:, 1]), dtype=np.float64)
 

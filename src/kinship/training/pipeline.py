@@ -36,7 +36,7 @@ import onnxruntime
 
 from kinship.artifacts import Calibration, RelationCalibration, write_artifact
 from kinship.domain.people import Relation, sex_from_name
-from kinship.ranker.domain import calibration as ranker_calibration
+from kinship.ranker import public as ranker_calibration
 
 from . import metrics
 from .dataset import RELATION_CODES, KinshipDataset
@@ -636,7 +636,7 @@ def prepare(
     progress_factory: Callable[[str, int], Callable[[int, int], None]] | None = None,
 ) -> Prepared:
     """Aligns every face with the served pack's detector and runs the trunk over every view."""
-    from kinship.embedder.adapters.model_pack import DEFAULT_PACK, load_pack, recognizer_bytes
+    from kinship.embedder.public import DEFAULT_PACK, load_pack, recognizer_bytes
 
     from .features import align_dataset, extract_features
     from .network import fold_constants, trunk_model
