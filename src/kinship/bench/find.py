@@ -11,11 +11,11 @@
 3. Distractors: real faces (every other FIW member's photos, at most 3 each, embedded by
    the suite's embedder) up to `--real-faces`, then synthetic records drawn from a
    Gaussian fitted to the real faces' [kinship; identity] vectors together (their mean
-   and full covariance, each half normalised again), so that they look like faces.
-   The output says how many of each.
+   and full covariance, each half normalised again), so that they look like faces, one
+   record per synthetic person. The output says how many of each.
 4. Enrols everything through the indexer (identity, kinship and combined collections),
-   then asks FindRelatives (top 100, the child's sex known) with the father alone and
-   with both parents, and scores the same families exhaustively with the ranker's own
+   then asks FindRelatives (top 100) with the father alone and with both parents (the
+   child's sex known), and with both parents and the sex not given, and scores the same families exhaustively with the ranker's own
    scorer (`kinship.bench.exhaustive`).
 
 Embeddings of FIW photos are cached (`--cache`, default under the data folder of the
@@ -315,6 +315,7 @@ def run_bench(
     real_faces: int | None,
     seed: int,
     progress: Callable[[str], None],
+    family_pool_size: int | None = None,
 ) -> dict:
     from kinship.training.fiw import family_split, load_fiw
 
@@ -389,7 +390,9 @@ def run_bench(
             synthetic_sex = np.zeros(0, dtype=object)
         gallery = GalleryArrays(
             record_ids + [f"syn:{k}" for k in range(synthetic_count)],
-            person_ids + [f"syn-{k // 2}" for k in range(synthetic_count)],  # two records per synthetic person
+            # One record per synthetic person: two independent draws would be two strangers' faces under one
+            # person id, whose best-record-per-photo score no real person's photos reach.
+            person_ids + [f"syn-{k}" for k in range(synthetic_count)],
             np.concatenate([np.stack(identity), drawn[:, dim_k:]]).astype(np.float32),
             np.concatenate([np.stack(kinship), drawn[:, :dim_k]]).astype(np.float32),
             np.concatenate([np.array(sexes, dtype=object), synthetic_sex]),
@@ -413,6 +416,7 @@ def run_bench(
             served_ranks, exhaustive_ranks, overlaps, latencies = [], [], [], []
             today, pool_recall, per_photo_adds = [], [], []
             same_order, score_gap = [], 0.0
+            pool_covers, both_cover = [], []
             for n, f in enumerate(chosen, start=1):
                 relatives = [("father", Relation.FATHER, common_pb2.RELATION_FATHER, f.father_photos)]
                 sex = Sex.UNSPECIFIED if parents == "both-sex-unknown" else f.sex
@@ -453,7 +457,13 @@ def run_bench(
                 exhaustive_ranks.append(exhaustive.index(truth) + 1 if truth in exhaustive else None)
                 overlaps.append(len(set(served) & set(exhaustive)) / max(1, min(TOP, len(exhaustive))))
                 union = per_photo_union(family, gallery, sex, 100)
-                in_pool = truth in family_pool(family, gallery, config, sex, 1000)
+                pool = family_pool(family, gallery, config, sex, 1000)
+                in_pool = truth in pool
+                # How much of the exhaustive top 100 an exact search could find: the family pool alone,
+                # and with the per-photo union beside it (what --per-photo-search would add).
+                wanted = set(exhaustive)
+                pool_covers.append(len(wanted & pool) / max(1, len(wanted)))
+                both_cover.append(len(wanted & (pool | union)) / max(1, len(wanted)))
                 today.append(truth in union)
                 pool_recall.append(in_pool)
                 per_photo_adds.append(truth in union and not in_pool)
@@ -464,6 +474,8 @@ def run_bench(
                 "exhaustive": _ranks(exhaustive_ranks),
                 "served_vs_exhaustive_top100": float(np.mean(overlaps)),
                 "served_order_equals_exhaustive": float(np.mean(same_order)),
+                "exact_pool_covers_exhaustive_top100": float(np.mean(pool_covers)),
+                "exact_pool_and_union_cover_exhaustive_top100": float(np.mean(both_cover)),
                 "max_abs_log10_lr_difference": score_gap,
                 "today_candidate_recall": float(np.mean(today)),
                 "family_pool_recall": float(np.mean(pool_recall)),
@@ -485,6 +497,7 @@ def run_bench(
         "families_from": f"{dataset_dir} held-out 'test' families ({artifact.artifact_id}'s family split)",
         "milvus": milvus_uri or "Milvus Lite (temporary file)",
         "artifact_id": artifact.artifact_id,
+        "ranker_family_pool": 1000 if family_pool_size is None else family_pool_size,
         "served_vs_exhaustive_top100": results["both"]["served_vs_exhaustive_top100"],
         "one_parent": results["father"],
         "two_parents": results["both"],

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--gallery", type=int, required=True, help="faces in the gallery (families + distractors)")
     bench.add_argument(
-        "--milvus-uri", default="", help="Milvus server URI [default: Milvus Lite in a temporary folder]"
+        "--milvus-uri",
+        default="",
+        help="Milvus server URI [default: Milvus Lite in a temporary folder]; the gallery is written into the "
+        "default tenant's collections of the shipped models and left there: give it a server of its own",
     )
     bench.add_argument("--families", type=int, default=50, help="held-out families asked about [default 50]")
     bench.add_argument(
@@ -46,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=Path("~/.cache/kinship-search/bench-find-embeddings.npz").expanduser(),
         help="embeddings cache of FIW photos [default ~/.cache/kinship-search/bench-find-embeddings.npz]",
+    )
+    bench.add_argument(
+        "--family-pool",
+        type=int,
+        default=None,
+        help="the ranker's --family-pool (0: today's per-photo union, for comparison) [default: the ranker's, 1000]",
     )
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -73,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         real_faces=args.real_faces,
         seed=args.seed,
         progress=progress,
+        family_pool_size=args.family_pool,
     )
     result["machine"] = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs"
     result["started_utc"] = started.strftime("%Y-%m-%d %H:%M")
