@@ -122,7 +122,8 @@ def test_vector_index_settings():
     ivf = VectorIndex.parse("ivf_sq8", '{"nlist": 2048}', '{"nprobe": 16}')
     assert (ivf.index_type, ivf.build_params, ivf.search_params) == ("IVF_SQ8", {"nlist": 2048}, {"nprobe": 16})
     hnsw = VectorIndex.parse("HNSW")
-    assert hnsw.search_params_for("HNSW", 200) == {"ef": 200}  # ef never below top_k
+    assert hnsw.search_params_for("HNSW", 200) == {"ef": 800}  # ef never below 4 x top_k: a large top_k's recall
+    assert hnsw.search_params_for("HNSW", 10) == {"ef": 64}
     assert hnsw.search_params_for("IVF_FLAT", 10) == {"nprobe": 32}  # a collection keeps the index it was made with
     with pytest.raises(ValueError, match="unknown vector index type"):
         VectorIndex.parse("ANNOY")
