@@ -131,3 +131,16 @@ def per_photo_union(family: Sequence[RelativeFaces], gallery: GalleryArrays, sex
                 top = np.argpartition(-row, k)[:k] if admitted > k else np.flatnonzero(mask)
                 found.update(gallery.person_ids[j] for j in top)
     return found
+
+
+def rank_among(
+    family: Sequence[RelativeFaces], gallery: GalleryArrays, config: ScoringConfig, people: set[str], person: str
+) -> int | None:
+    """`person`'s rank (from 1) by the exact score among `people` only (what a ranker that scores just
+    those candidates gives), or None when `person` is not among them."""
+    if person not in people:
+        return None
+    rows = np.flatnonzero(np.isin(np.asarray(gallery.person_ids, dtype=object), list(people)))
+    scored = score_candidates(family, gallery.records(rows), config=config)
+    order = sorted(range(len(scored)), key=lambda c: (-scored.score[c], scored.person_ids[c]))
+    return [scored.person_ids[c] for c in order].index(person) + 1

@@ -40,7 +40,7 @@ import grpc
 import numpy as np
 
 from kinship.artifacts import load_shipped
-from kinship.bench.exhaustive import GalleryArrays, exhaustive_ranking, family_pool, per_photo_union
+from kinship.bench.exhaustive import GalleryArrays, exhaustive_ranking, family_pool, per_photo_union, rank_among
 from kinship.domain.people import Relation, Sex
 from kinship.family_vectors import family_model_id
 from kinship.ranker.public import ScoringConfig, relative_faces
@@ -416,7 +416,7 @@ def run_bench(
             served_ranks, exhaustive_ranks, overlaps, latencies = [], [], [], []
             today, pool_recall, per_photo_adds = [], [], []
             same_order, score_gap = [], 0.0
-            pool_covers, both_cover = [], []
+            pool_covers, both_cover, today_ranks = [], [], []
             for n, f in enumerate(chosen, start=1):
                 relatives = [("father", Relation.FATHER, common_pb2.RELATION_FATHER, f.father_photos)]
                 sex = Sex.UNSPECIFIED if parents == "both-sex-unknown" else f.sex
@@ -459,6 +459,8 @@ def run_bench(
                 union = per_photo_union(family, gallery, sex, 100)
                 pool = family_pool(family, gallery, config, sex, 1000)
                 in_pool = truth in pool
+                # Today's path: the per-photo union (top 100 per photo and space), then the same exact scorer.
+                today_ranks.append(rank_among(family, gallery, config, union, truth))
                 # How much of the exhaustive top 100 an exact search could find: the family pool alone,
                 # and with the per-photo union beside it (what --per-photo-search would add).
                 wanted = set(exhaustive)
@@ -478,6 +480,7 @@ def run_bench(
                 "exact_pool_and_union_cover_exhaustive_top100": float(np.mean(both_cover)),
                 "max_abs_log10_lr_difference": score_gap,
                 "today_candidate_recall": float(np.mean(today)),
+                "today_served": _ranks([r if r is not None and r <= TOP else None for r in today_ranks]),
                 "family_pool_recall": float(np.mean(pool_recall)),
                 "per_photo_adds_recall": float(np.mean(per_photo_adds)),
                 "p50_ms": statistics.median(latencies),
