@@ -374,3 +374,47 @@ def test_an_artifact_bound_to_another_identity_model_makes_the_embedder_refuse_t
     )
     assert finished.returncode == 2, finished.stderr
     assert "refused to start" in finished.stderr and repr(other) in finished.stderr
+
+
+# A block head (kinship train --head block): SFace's last block re-run from conv_13, the identity layer borrowed ---
+
+
+def test_a_block_head_is_grafted_onto_sface_and_unchanged_it_gives_the_identity_direction(
+    tmp_path, group_photo, group_result
+):
+    from kinship.artifacts import NETWORK_KIND_HEAD, load_shipped, write_artifact
+    from kinship.embedder.adapters.model_pack import recognizer_bytes
+    from kinship.kinship_head import BLOCK_BORROWED, BLOCK_FEATURE_MAP, block_head_model
+    from kinship.training.head_training import last_block
+    from kinship.training.network import fold_constants
+
+    block = last_block(fold_constants(recognizer_bytes(dynamic_batch=True)))
+    zero = np.zeros((DIMENSION, 1), np.float32), np.zeros((1, 1024 * 49), np.float32), np.zeros(DIMENSION, np.float32)
+    head = block_head_model(block, *zero)
+    artifact = write_artifact(
+        tmp_path,
+        artifact_id="kin-block-unchanged",
+        identity_model_id=DEFAULT_PACK.model_id,
+        network=head,
+        dimension=DIMENSION,
+        calibration=load_shipped().calibration,
+        created_at="2026-12-08T00:00:00+00:00",
+        dataset={"name": "none", "kind": "test"},
+        training={"method": "SFace's last block unchanged (a test of the graft)"},
+        metrics={},
+        software_version="test",
+        network_kind=NETWORK_KIND_HEAD,
+        head_inputs={"feature_map": BLOCK_FEATURE_MAP, "identity": "fc1", **BLOCK_BORROWED},
+    )
+    assert len(head) < 3_000_000  # the block's weights in float16; the identity layer is borrowed, not copied
+    with (
+        ServerThread(bootstrap.build, embedder_settings(tmp_path)) as running,
+        grpc.insecure_channel(running.address) as chan,
+    ):
+        both = embedder_pb2_grpc.EmbedderStub(chan).Embed(
+            embedder_pb2.EmbedRequest(image=group_photo, additional_model_ids=[artifact.kinship_model_id]), timeout=60
+        )
+    assert vectors(both) == pytest.approx(vectors(group_result), abs=1e-5)
+    kin = np.array([list(f.additional_embeddings[0].values) for f in both.faces], np.float32)
+    # The re-run block (float16 copies of SFace's weights) reproduces the identity direction.
+    assert np.einsum("nd,nd->n", kin, vectors(both)).min() > 0.999

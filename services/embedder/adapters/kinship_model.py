@@ -74,8 +74,9 @@ def joint_network(artifact: KinshipArtifact, identity: bytes) -> bytes:
         return compose(
             identity,
             artifact.network_bytes(),
-            feature_map=inputs.get("feature_map", IDENTITY_FEATURE_MAP),
-            identity_output=inputs.get("identity", IDENTITY_OUTPUT),
+            feature_map=inputs.pop("feature_map", IDENTITY_FEATURE_MAP),
+            identity_output=inputs.pop("identity", IDENTITY_OUTPUT),
+            borrowed=inputs,  # the rest: weights of the identity graph the head reuses
         )
     except (HeadError, ValueError) as exc:
         raise ArtifactError(

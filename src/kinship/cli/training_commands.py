@@ -125,6 +125,12 @@ def register(subparsers) -> None:
     train.add_argument("--no-activate", action="store_true", help="write the artifact without making it active")
     train.add_argument("--rank", type=int, default=16, help="FIW: rank of the head's change of the identity layer")
     train.add_argument(
+        "--head",
+        choices=("layer", "block"),
+        default="layer",
+        help="FIW: fine-tune the identity layer only (layer, the shipped head) or SFace's last block too (block)",
+    )
+    train.add_argument(
         "--max-families", type=int, default=0, help="FIW: train on this many families only (a quick run; 0: all)"
     )
     train.add_argument(
@@ -370,7 +376,6 @@ def run_train_fiw(args, target: Path) -> int:
 
     from kinship import artifacts
     from kinship.embedder.public import DEFAULT_PACK, recognizer_bytes
-    from kinship.kinship_head import IDENTITY_FEATURE_MAP, IDENTITY_OUTPUT
     from kinship.runtime.logs import configure_logging
     from kinship.training import head_training
     from kinship.training.fiw import load_fiw
@@ -390,6 +395,7 @@ def run_train_fiw(args, target: Path) -> int:
         seed=args.seed,
         threads=args.threads,
         views=2 + min(args.augmented_views, 1),
+        head=args.head,
     )
     if say:
         say(
@@ -427,7 +433,8 @@ def run_train_fiw(args, target: Path) -> int:
         },
         training={
             **params.as_dict(),
-            "method": "identity layer fine-tuned (NT-Xent over family-distinct kin pairs), change cut to rank "
+            "method": ("SFace's last block and " if params.head == "block" else "")
+            + "identity layer fine-tuned (NT-Xent over family-distinct kin pairs), change cut to rank "
             f"{params.rank}; calibrated on validation families, measured on test families",
             "losses": [round(v, 4) for v in run.head.losses],
             "seconds": round(run.head.seconds, 1),
@@ -439,7 +446,7 @@ def run_train_fiw(args, target: Path) -> int:
         software_version=software_version(),
         activate=not args.no_activate,
         network_kind=artifacts.NETWORK_KIND_HEAD,
-        head_inputs={"feature_map": IDENTITY_FEATURE_MAP, "identity": IDENTITY_OUTPUT},
+        head_inputs=run.head.head_inputs,
         licence=head_training.LICENCE,
     )
     summary = {

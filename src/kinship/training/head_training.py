@@ -22,6 +22,7 @@ Needs PyTorch (the `train` extra); serving needs only onnxruntime.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -36,7 +37,14 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 from kinship.artifacts import Calibration, RelationCalibration
-from kinship.kinship_head import IDENTITY_FEATURE_MAP, IDENTITY_OUTPUT, head_model
+from kinship.kinship_head import (
+    BLOCK_BORROWED,
+    BLOCK_FEATURE_MAP,
+    IDENTITY_FEATURE_MAP,
+    IDENTITY_OUTPUT,
+    block_head_model,
+    head_model,
+)
 
 from . import metrics
 from .features import FACE_SIZE, augment
@@ -86,6 +94,11 @@ class HeadParams:
     pairs_per_member_pair: int = 4  # image pairs per member pair for calibration and measurement
     seed: int = 0
     threads: int = 2
+    #: "layer": only the identity layer is fine-tuned, over the cached bn1 map (the shipped head);
+    #: "block": SFace's last block (conv_14) is fine-tuned too, over the cached conv_13 map.
+    head: str = "layer"
+    block_learning_rate: float = 3e-5
+    block_input_dropout: float = 0.2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,10 +139,49 @@ def identity_layer(identity: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
     return (weight * scale[:, None]).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
 
 
-def _trunk_with_feature_map(identity_bytes: bytes) -> bytes:
+def _trunk_with_feature_map(identity_bytes: bytes, feature_map: str = IDENTITY_FEATURE_MAP) -> bytes:
     model = onnx.ModelProto.FromString(identity_bytes)
-    model.graph.output.append(helper.make_tensor_value_info(IDENTITY_FEATURE_MAP, TensorProto.FLOAT, ["N", 1024, 7, 7]))
+    model.graph.output.append(helper.make_tensor_value_info(feature_map, TensorProto.FLOAT, ["N", 1024, 7, 7]))
     return model.SerializeToString()
+
+
+def last_block(identity: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """SFace's last block (conv_14 depthwise and pointwise, batch norms folded; PReLU slopes; bn1 as scale and
+    shift) from a constant-folded graph, in kinship_head.BLOCK_SHAPES' layout."""
+    inits = {i.name: numpy_helper.to_array(i) for i in identity.graph.initializer}
+    by_output = {o: n for n in identity.graph.node for o in n.output}
+    try:
+        bn1 = by_output[IDENTITY_FEATURE_MAP]
+        pw_act = by_output[bn1.input[0]]
+        pw = by_output[pw_act.input[0]]
+        dw_act = by_output[pw.input[0]]
+        dw = by_output[dw_act.input[0]]
+    except KeyError as exc:
+        raise ValueError(f"the identity model has no SFace last block before bn1 ({exc})") from None
+    if (bn1.op_type, pw_act.op_type, pw.op_type, dw_act.op_type, dw.op_type) != (
+        "BatchNormalization",
+        "PRelu",
+        "Conv",
+        "PRelu",
+        "Conv",
+    ) or dw.input[0] != BLOCK_FEATURE_MAP:
+        raise ValueError(
+            f"the identity model does not end {BLOCK_FEATURE_MAP} -> Conv -> PRelu -> Conv -> PRelu -> bn1"
+        )
+    gamma, beta, mean, var = (inits[n].astype(np.float64) for n in bn1.input[1:5])
+    epsilon = next((a.f for a in bn1.attribute if a.name == "epsilon"), 1e-5)
+    scale = gamma / np.sqrt(var + epsilon)
+    f32 = lambda name: inits[name].astype(np.float32)  # noqa: E731
+    return {
+        "dw_weight": f32(dw.input[1]),
+        "dw_bias": f32(dw.input[2]),
+        "dw_slope": f32(dw_act.input[1]).reshape(-1, 1, 1),
+        "pw_weight": f32(pw.input[1]),
+        "pw_bias": f32(pw.input[2]),
+        "pw_slope": f32(pw_act.input[1]).reshape(-1, 1, 1),
+        "bn_scale": scale.astype(np.float32).reshape(1, -1, 1, 1),
+        "bn_shift": (beta - mean * scale).astype(np.float32).reshape(1, -1, 1, 1),
+    }
 
 
 # -- the feature-map cache --------------------------------------------------------------------------
@@ -163,6 +215,7 @@ def cache_feature_maps(
     threads: int = 2,
     batch: int = 32,
     progress: Progress | None = None,
+    feature_map: str = IDENTITY_FEATURE_MAP,
 ) -> FeatureCache:
     """Runs the identity trunk over every view of every crop once; resumes where an interrupted run stopped.
 
@@ -174,10 +227,12 @@ def cache_feature_maps(
     key.update(hashlib.sha256(identity_bytes).digest())
     key.update("\n".join(dataset.images).encode())
     key.update(f"views={views} seed={seed}".encode())
-    folder = Path(cache_root) / f"fiw-bn1-{key.hexdigest()[:16]}"
+    if feature_map != IDENTITY_FEATURE_MAP:
+        key.update(f"map={feature_map}".encode())
+    folder = Path(cache_root) / f"fiw-{feature_map}-{key.hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
     count = len(dataset.images)
-    maps_path, identity_path, state_path = folder / "bn1.npy", folder / "fc1.npy", folder / "state.json"
+    maps_path, identity_path, state_path = folder / f"{feature_map}.npy", folder / "fc1.npy", folder / "state.json"
     done = json.loads(state_path.read_text())["done"] if state_path.exists() else 0
     mode = "r+" if done else "w+"
     maps = np.lib.format.open_memmap(maps_path, mode, np.float16, (count, views, 1024, 7, 7))
@@ -187,7 +242,9 @@ def cache_feature_maps(
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         session = onnxruntime.InferenceSession(
-            _trunk_with_feature_map(identity_bytes), sess_options=options, providers=["CPUExecutionProvider"]
+            _trunk_with_feature_map(identity_bytes, feature_map),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
         )
         root = dataset.root / "images"
         for start in range(done, count, batch):
@@ -197,9 +254,9 @@ def cache_feature_maps(
             chunk = np.stack(crops).astype(np.float32)
             stack = [chunk, chunk[:, :, ::-1]] + [np.stack([augment(c, rng) for c in crops]) for _ in range(views - 2)]
             blob = np.stack(stack, 1).reshape(-1, FACE_SIZE, FACE_SIZE, 3)[..., ::-1].transpose(0, 3, 1, 2)
-            fc1, bn1 = session.run([IDENTITY_OUTPUT, IDENTITY_FEATURE_MAP], {"data": np.ascontiguousarray(blob)})
+            fc1, feature = session.run([IDENTITY_OUTPUT, feature_map], {"data": np.ascontiguousarray(blob)})
             n = len(crops)
-            maps[start : start + n] = bn1.reshape(n, views, 1024, 7, 7).astype(np.float16)
+            maps[start : start + n] = feature.reshape(n, views, 1024, 7, 7).astype(np.float16)
             identity[start : start + n] = fc1.reshape(n, views, -1)
             if (start // batch) % 10 == 9 or start + n >= count:
                 maps.flush()
@@ -235,6 +292,11 @@ class TrainedHead:
     def onnx(self) -> bytes:
         return head_model(self.left, self.right, self.bias)
 
+    @property
+    def head_inputs(self) -> dict[str, str]:
+        """The head's inputs -> the identity graph's tensors (the manifest's network.inputs)."""
+        return {"feature_map": IDENTITY_FEATURE_MAP, "identity": IDENTITY_OUTPUT}
+
 
 def _kin_member_pairs(dataset: FiwDataset, families: set[str]) -> list[tuple[str, list[int], list[int]]]:
     images_of = dataset.images_of()
@@ -245,22 +307,20 @@ def _kin_member_pairs(dataset: FiwDataset, families: set[str]) -> list[tuple[str
     ]
 
 
-def train_head(
+def _train_contrastive(
     dataset: FiwDataset,
     cache: FeatureCache,
     families: Sequence[str],
-    weight: np.ndarray,
-    bias: np.ndarray,
     params: HeadParams,
-    progress: Progress | None = None,
-) -> TrainedHead:
-    """Fine-tunes the identity layer (weight, bias) on kin pairs of `families`; returns its rank-r change."""
+    forward: Callable,
+    parameter_groups: list[dict],
+    progress: Progress | None,
+) -> list[float]:
+    """NT-Xent over batches of kin pairs from distinct families: `forward(maps)` -> raw vectors. The loss per epoch."""
     import torch
 
     torch.set_num_threads(params.threads)
-    torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    started = time.perf_counter()
     member_pairs = _kin_member_pairs(dataset, set(families))
     if len(member_pairs) < 2:
         raise ValueError(f"{len(member_pairs)} kin pairs in the training families: too few to train on")
@@ -269,13 +329,8 @@ def train_head(
     # Only the training families' maps are read into memory (float16), indexed through `where`.
     where = np.full(len(dataset.images), -1, np.int64)
     where[used] = np.arange(len(used))
-    maps = torch.from_numpy(np.ascontiguousarray(cache.maps[used]).reshape(len(used), cache.maps.shape[1], -1))
-    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(weight))
-        layer.bias.copy_(torch.from_numpy(bias))
-    dropout = torch.nn.Dropout(params.dropout)
-    optimiser = torch.optim.AdamW(layer.parameters(), lr=params.learning_rate, weight_decay=0.0)
+    maps = torch.from_numpy(np.ascontiguousarray(cache.maps[used]))
+    optimiser = torch.optim.AdamW(parameter_groups, lr=params.learning_rate, weight_decay=0.0)
     views = cache.maps.shape[1]
 
     def draw(elder: list[int], younger: list[int]) -> tuple[int, int] | None:
@@ -309,9 +364,7 @@ def train_head(
             j = torch.from_numpy(where[[d[1] for d in drawn]])
             vi = torch.from_numpy(rng.integers(0, views, len(drawn)))
             vj = torch.from_numpy(rng.integers(0, views, len(drawn)))
-            za = torch.nn.functional.normalize(layer(dropout(maps[i, vi].float())), dim=-1)
-            zb = torch.nn.functional.normalize(layer(dropout(maps[j, vj].float())), dim=-1)
-            faces = torch.cat([za, zb])
+            faces = torch.nn.functional.normalize(forward(torch.cat([maps[i, vi], maps[j, vj]]).float()), dim=-1)
             logits = faces @ faces.T / params.temperature
             logits.fill_diagonal_(float("-inf"))
             n = len(drawn)
@@ -324,13 +377,150 @@ def train_head(
         losses.append(float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
         if progress:
             progress(epoch + 1, params.epochs)
-    change = layer.weight.detach().numpy().astype(np.float64) - weight
+    return losses
+
+
+def _rank_cut(change: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     u, s, vt = np.linalg.svd(change, full_matrices=False)
-    rank = min(params.rank, len(s))
+    rank = min(rank, len(s))
+    return (u[:, :rank] * s[:rank]).astype(np.float32), vt[:rank].astype(np.float32)
+
+
+def train_head(
+    dataset: FiwDataset,
+    cache: FeatureCache,
+    families: Sequence[str],
+    weight: np.ndarray,
+    bias: np.ndarray,
+    params: HeadParams,
+    progress: Progress | None = None,
+) -> TrainedHead:
+    """Fine-tunes the identity layer (weight, bias) on kin pairs of `families`; returns its rank-r change."""
+    import torch
+
+    torch.manual_seed(params.seed)
+    started = time.perf_counter()
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight))
+        layer.bias.copy_(torch.from_numpy(bias))
+    dropout = torch.nn.Dropout(params.dropout)
+    losses = _train_contrastive(
+        dataset,
+        cache,
+        families,
+        params,
+        lambda maps: layer(dropout(maps.flatten(1))),
+        [{"params": list(layer.parameters())}],
+        progress,
+    )
+    left, right = _rank_cut(layer.weight.detach().numpy().astype(np.float64) - weight, params.rank)
     return TrainedHead(
-        left=(u[:, :rank] * s[:rank]).astype(np.float32),
-        right=vt[:rank].astype(np.float32),
+        left=left,
+        right=right,
         bias=(layer.bias.detach().numpy() - bias).astype(np.float32),
+        losses=losses,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass
+class TrainedBlockHead:
+    """SFace's last block fine-tuned (`block`, kinship_head.BLOCK_SHAPES) and the identity layer's rank-r change."""
+
+    block: dict[str, np.ndarray]
+    left: np.ndarray
+    right: np.ndarray
+    bias: np.ndarray
+    borrowed: dict[str, np.ndarray]  # the identity graph's weights the head binds (kinship_head.BLOCK_BORROWED)
+    losses: list[float]
+    seconds: float
+
+    def onnx(self) -> bytes:
+        return block_head_model(self.block, self.left, self.right, self.bias)
+
+    @property
+    def head_inputs(self) -> dict[str, str]:
+        return {"feature_map": BLOCK_FEATURE_MAP, "identity": IDENTITY_OUTPUT, **BLOCK_BORROWED}
+
+    @functools.cached_property
+    def _session(self) -> onnxruntime.InferenceSession:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(self.onnx(), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def embed(self, maps: np.ndarray, identity_raw: np.ndarray | None = None) -> np.ndarray:
+        """What the served head computes (its own ONNX graph, float16 weights), from conv_13 maps."""
+        out = []
+        for start in range(0, len(maps), 256):
+            chunk = np.ascontiguousarray(maps[start : start + 256], dtype=np.float32)
+            out.append(self._session.run(["embedding"], {"feature_map": chunk, **self.borrowed})[0])
+        return np.concatenate(out) if out else np.zeros((0, self.left.shape[0]), np.float32)
+
+
+def borrowed_weights(identity: onnx.ModelProto) -> dict[str, np.ndarray]:
+    inits = {i.name: numpy_helper.to_array(i) for i in identity.graph.initializer}
+    return {name: inits[target].astype(np.float32) for name, target in BLOCK_BORROWED.items()}
+
+
+def train_block_head(
+    dataset: FiwDataset,
+    cache: FeatureCache,
+    families: Sequence[str],
+    folded: onnx.ModelProto,
+    params: HeadParams,
+    progress: Progress | None = None,
+) -> TrainedBlockHead:
+    """Fine-tunes SFace's last block and identity layer from conv_13 maps (`cache`, made with BLOCK_FEATURE_MAP);
+    `folded` is the identity model with its constants folded (network.fold_constants).
+
+    The block starts from SFace's own weights (so the head starts as the identity model) and
+    learns at a smaller rate than the identity layer; the layer's change is cut to rank r.
+    """
+    import torch
+
+    torch.manual_seed(params.seed)
+    started = time.perf_counter()
+    weight, bias = identity_layer(folded)
+    start = last_block(folded)
+    as_tensor = {
+        k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in start.items() if k not in ("bn_scale", "bn_shift")
+    }
+    scale, shift = torch.from_numpy(start["bn_scale"]), torch.from_numpy(start["bn_shift"])
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight))
+        layer.bias.copy_(torch.from_numpy(bias))
+    f = torch.nn.functional
+    input_dropout, map_dropout = torch.nn.Dropout(params.block_input_dropout), torch.nn.Dropout(params.dropout)
+
+    def forward(maps):
+        x = f.conv2d(input_dropout(maps), as_tensor["dw_weight"], as_tensor["dw_bias"], padding=1, groups=1024)
+        x = f.prelu(x, as_tensor["dw_slope"].reshape(-1))
+        x = f.prelu(f.conv2d(x, as_tensor["pw_weight"], as_tensor["pw_bias"]), as_tensor["pw_slope"].reshape(-1))
+        return layer(map_dropout(x * scale + shift).flatten(1))
+
+    losses = _train_contrastive(
+        dataset,
+        cache,
+        families,
+        params,
+        forward,
+        [
+            {"params": list(layer.parameters())},
+            {"params": list(as_tensor.values()), "lr": params.block_learning_rate},
+        ],
+        progress,
+    )
+    left, right = _rank_cut(layer.weight.detach().numpy().astype(np.float64) - weight, params.rank)
+    block = {k: v.detach().numpy().astype(np.float32) for k, v in as_tensor.items()}
+    block.update(bn_scale=start["bn_scale"], bn_shift=start["bn_shift"])
+    return TrainedBlockHead(
+        block=block,
+        left=left,
+        right=right,
+        bias=(layer.bias.detach().numpy() - bias).astype(np.float32),
+        borrowed=borrowed_weights(folded),
         losses=losses,
         seconds=time.perf_counter() - started,
     )
@@ -537,7 +727,7 @@ def summary_metrics(result: dict) -> dict[str, float]:
 
 @dataclass
 class HeadRun:
-    head: TrainedHead
+    head: TrainedHead | TrainedBlockHead
     calibration: Calibration
     thresholds: dict[str, float]
     split: dict[str, list[str]]
@@ -572,6 +762,7 @@ def run(
         seed=params.seed,
         threads=params.threads,
         progress=bar("feature maps", len(dataset.images)),
+        feature_map=BLOCK_FEATURE_MAP if params.head == "block" else IDENTITY_FEATURE_MAP,
     )
     cache_seconds = time.perf_counter() - started
     parts = family_split(families if families is not None else dataset.families)
@@ -580,13 +771,34 @@ def run(
         f"families: {len(split['train'])} train, {len(split['validation'])} validation, {len(split['test'])} test "
         "(by salted hash of the family id)"
     )
-    weight, bias = identity_layer(fold_constants(identity_bytes))
-    check = cache.maps[:4, 0].reshape(4, -1).astype(np.float32) @ weight.T + bias
-    if not np.allclose(check, cache.identity[:4, 0], atol=1e-2 * float(np.abs(cache.identity[:4, 0]).max())):
-        raise RuntimeError("the identity layer read from the graph does not reproduce the model's fc1 output")
-    head = train_head(
-        dataset, cache, split["train"], weight, bias, params, progress=bar("training epochs", params.epochs)
-    )
+    folded = fold_constants(identity_bytes)
+    weight, bias = identity_layer(folded)
+    if params.head == "block":
+        # Untrained, the block head must be the identity model itself: else the graph was read wrong.
+        unchanged = TrainedBlockHead(
+            block=last_block(folded),
+            left=np.zeros((weight.shape[0], 1), np.float32),
+            right=np.zeros((1, weight.shape[1]), np.float32),
+            bias=np.zeros(weight.shape[0], np.float32),
+            borrowed=borrowed_weights(folded),
+            losses=[],
+            seconds=0.0,
+        )
+        check = unchanged.embed(np.asarray(cache.maps[:4, 0]))
+        if float(np.min(np.einsum("nd,nd->n", check, _unit(cache.identity[:4, 0])))) < 0.999:
+            raise RuntimeError("SFace's last block read from the graph does not reproduce the model's fc1 output")
+        head = train_block_head(
+            dataset, cache, split["train"], folded, params, progress=bar("training epochs", params.epochs)
+        )
+    elif params.head == "layer":
+        check = cache.maps[:4, 0].reshape(4, -1).astype(np.float32) @ weight.T + bias
+        if not np.allclose(check, cache.identity[:4, 0], atol=1e-2 * float(np.abs(cache.identity[:4, 0]).max())):
+            raise RuntimeError("the identity layer read from the graph does not reproduce the model's fc1 output")
+        head = train_head(
+            dataset, cache, split["train"], weight, bias, params, progress=bar("training epochs", params.epochs)
+        )
+    else:
+        raise ValueError(f"head {params.head!r}: choose layer or block")
     say(f"trained in {head.seconds:.0f} s; loss {head.losses[0]:.3f} -> {head.losses[-1]:.3f}")
 
     identity = _unit(cache.identity[:, 0])
