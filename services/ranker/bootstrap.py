@@ -111,6 +111,15 @@ def settings() -> list[Setting]:
             config.parse_bool,
         ),
         Setting(
+            "family_check_seconds",
+            "KINSHIP_RANKER_FAMILY_CHECK_SECONDS",
+            30.0,
+            "how long the check that a tenant's combined collection covers its gallery (the indexer's row "
+            "counts; fewer combined rows than identity rows: per-photo searches) is trusted; 0: every call",
+            float,
+            config.non_negative,
+        ),
+        Setting(
             "call_timeout_seconds",
             "KINSHIP_RANKER_CALL_TIMEOUT_SECONDS",
             30.0,
@@ -215,6 +224,7 @@ async def build(settings: SimpleNamespace) -> RankerService:
             candidate_k=settings.candidate_k,
             family_pool=settings.family_pool,
             per_photo_search=settings.per_photo_search,
+            family_check_seconds=settings.family_check_seconds,
             max_concurrent_embeds=settings.max_concurrent_embeds,
             limits=Limits(max_photos=settings.max_photos),
         ),

@@ -85,7 +85,9 @@ def suite(tmp_path_factory):
     ):
         addresses = dict(embedder_address=embedder.address, indexer_address=indexer.address)
         with ServerThread(
-            ranker_bootstrap.build, resolved(ranker_bootstrap.settings(), artifacts_dir=str(artifacts), **addresses)
+            ranker_bootstrap.build,
+            # The family query's coverage check read on every call (the partial-gallery test changes it).
+            resolved(ranker_bootstrap.settings(), artifacts_dir=str(artifacts), family_check_seconds="0", **addresses),
         ) as ranker:
             items, examples = build_sample_images(data_dir / "sample", embedder.address)
             yield SimpleNamespace(
@@ -239,3 +241,77 @@ def test_the_cli_enrols_and_finds_through_the_client(suite, tmp_path, capsys, mo
     assert found["candidates"][0]["person_id"].startswith("cli-tom-hanks")
     assert main(["find", "--relative", f"self={tmp_path / 'missing.jpg'}"]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def tenant_counts(suite, tenant: str) -> dict[str, int]:
+    """Records of `tenant` per model, from the indexer's Stats (what the ranker's coverage check reads)."""
+    from kinship.runtime.clients import sync_channel
+    from kinship.v1 import indexer_pb2, indexer_pb2_grpc
+
+    with sync_channel(suite.target["indexer"]) as channel:
+        reply = indexer_pb2_grpc.IndexerStub(channel).Stats(indexer_pb2.StatsRequest(tenant=tenant), timeout=30)
+    return {c.collection.model_id: c.tenant_record_count for c in reply.collections}
+
+
+def test_sdk_enrolment_writes_the_family_querys_combined_vectors_and_delete_erases_them(client, suite, tmp_path):
+    """The gallery an SDK user enrols is the one the family query searches: every face has its
+    combined [kinship; identity] vector (`combined_vectors` of its two stored vectors) under its
+    record id, the tenant's combined collection covers the identity one (so the ranker runs the
+    family query), the answer is the planted person, and erasure removes the combined rows too.
+    A gallery whose combined collection misses a face is searched per photo: the face is found."""
+    import numpy as np
+
+    from kinship.family_vectors import combined_vectors, family_model_id
+
+    tenant = f"family-{client.kind}"
+    owned = (
+        KinshipClient(suite.target, tenant=tenant)
+        if client.kind == "sync"
+        else AsyncOnItsLoop(target=suite.target, tenant=tenant)
+    )
+    try:
+        names = ["tom-hanks", "eileen-collins", "group-person-1"]
+        folder = photo_folder(suite, tmp_path / "photos", f"{client.kind}-fam", names)
+        report = owned.enroll(folder, facts=Facts(birth_year=1956, region="US"))
+        family = family_model_id(suite.artifact.kinship_model_id)
+        assert report.refused == [] and report.to_dict()["family_model_id"] == family and report.family_collection
+        identity_model, kinship_model = report.model_id, report.kinship_model_id
+        counts = tenant_counts(suite, tenant)
+        assert counts[identity_model] == counts[kinship_model] == counts[family] == len(names)
+        people = [f"{client.kind}-fam-{n}" for n in names]
+        by_model = {
+            m: {r.record_id: r for r in owned.records(people, model_id=m)}
+            for m in (identity_model, kinship_model, family)
+        }
+        assert set(by_model[family]) == set(by_model[identity_model]) == {e["record_id"] for e in report.enrolled}
+        for record_id, record in by_model[family].items():
+            expected = combined_vectors(
+                np.asarray(by_model[kinship_model][record_id].embedding),
+                np.asarray(by_model[identity_model][record_id].embedding),
+            )[0]
+            assert np.allclose(record.embedding, expected, atol=1e-6)
+            assert record.person_id == by_model[identity_model][record_id].person_id
+            assert record.facts.birth_year == 1956 and record.facts.region == "US"
+
+        planted = f"{client.kind}-fam-tom-hanks"
+        found = owned.find_relatives([Relative("self", [suite.query])], birth_year=(1950, 1960), top_n=5)
+        assert found.candidates[0].person_id == planted
+        compared = owned.compare([Relative("self", [suite.query])], candidate_person_id=planted)
+        assert compared.candidate.log10_lr == pytest.approx(found.candidates[0].log10_lr, abs=1e-6)
+
+        # Erasure by person: identity, kinship and combined rows alike.
+        gone = f"{client.kind}-fam-eileen-collins"
+        assert owned.delete(person_ids=[gone]) == 3
+        assert owned.records(gone, model_id=family) == [] and owned.records(gone) == []
+        counts = tenant_counts(suite, tenant)
+        assert counts[identity_model] == counts[kinship_model] == counts[family] == len(names) - 1
+
+        # The planted face loses its combined vector only (as if enrolled by an older client): the
+        # family query could never find it, so the ranker must search per photo and still find it.
+        assert owned.delete(person_ids=[planted], model_id=family) == 1
+        assert tenant_counts(suite, tenant)[family] == len(names) - 2
+        again = owned.find_relatives([Relative("self", [suite.query])], birth_year=(1950, 1960), top_n=5)
+        assert again.candidates[0].person_id == planted
+        assert again.candidates[0].log10_lr == pytest.approx(found.candidates[0].log10_lr, abs=1e-6)
+    finally:
+        owned.close()

@@ -77,7 +77,7 @@ class GrpcFaceEmbedder:
 
 
 class GrpcGalleryIndex:
-    """GalleryIndex over kinship.v1.Indexer/Search and /GetRecords."""
+    """GalleryIndex over kinship.v1.Indexer/Search, /GetRecords and /Stats."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float):
         self._stub = indexer_pb2_grpc.IndexerStub(channel)
@@ -121,3 +121,8 @@ class GrpcGalleryIndex:
             )
             for record in reply.records
         ]
+
+    async def record_counts(self, tenant: str) -> dict[str, int]:
+        request = indexer_pb2.StatsRequest(tenant=tenant)
+        reply = await clients.call(self._stub.Stats, request, service="indexer", timeout=self._timeout)
+        return {c.collection.model_id: c.tenant_record_count for c in reply.collections}

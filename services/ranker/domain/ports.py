@@ -39,3 +39,6 @@ class GalleryIndex(Protocol):
     ) -> list[GalleryRecord]:
         """The records of the given people that pass `search_filter` (at most 1000 ids per call); people
         with no such record are absent. Records carry their vector in `embedding`, whatever the model."""
+
+    async def record_counts(self, tenant: str) -> dict[str, int]:
+        """Model id -> records of `tenant` in that model's collection (the indexer's Stats), every collection."""

@@ -10,7 +10,12 @@
    [kinship; identity] vector plus a constant, so one search per calibration group
    (candidate sex) of the gallery's combined collection (`kinship.family_vectors`)
    returns the pool that rescoring orders: max(10 x top_n, `family_pool`) records,
-   within the indexer's top_k limit. Without a combined collection, or uncalibrated:
+   within the indexer's top_k limit. The family query runs only where the combined
+   collection covers the tenant's gallery: it holds at least as many of the tenant's
+   records as the identity collection (the indexer's Stats, re-read every
+   `family_check_seconds`); a gallery only partly enrolled with combined vectors (say,
+   before the SDK wrote them) is searched per photo, and the ranker logs a warning.
+   Without a combined collection, with too few rows in it, or uncalibrated:
    one identity-space search with every photo's identity vector and, when calibrated,
    one kinship-space search with the kin relatives' photos (SELF searches identity
    only), the union of the people found. Every search is filtered by what is known of
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -50,6 +56,7 @@ from kinship.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from kinship.runtime.logs import get_logger
 
 from . import scoring
 from .calibration import photo_age_gap, require_calibration
@@ -76,6 +83,8 @@ from .validation import Limits, validate, validate_comparison
 
 T = TypeVar("T")
 
+_log = get_logger(__name__)
+
 #: The indexer's limit on person ids per GetRecords call.
 GET_RECORDS_BATCH = 1000
 
@@ -91,6 +100,8 @@ class RankerOptions:
     family_pool: int = 1000
     #: Run the per-photo searches beside the family query as well (they add latency; see docs/kinship.md).
     per_photo_search: bool = False
+    #: How long the combined collection's coverage of a tenant's gallery (row counts) is trusted, seconds.
+    family_check_seconds: float = 30.0
     max_concurrent_embeds: int = 4
     limits: Limits = Limits()
 
@@ -167,6 +178,8 @@ class KinshipRanker:
         self._gallery = gallery
         self._options = options
         self._scoring = scoring_config or ScoringConfig()  # None: uncalibrated
+        #: tenant -> (monotonic time read, whether the combined collection covers its gallery).
+        self._family_coverage: dict[str, tuple[float, bool]] = {}
 
     @property
     def scoring(self) -> ScoringConfig:
@@ -405,7 +418,11 @@ class KinshipRanker:
         """
         retrieved_by: dict[str, set[int]] = {}
         per_photo = True
-        if self._scoring.calibrated and self._options.family_pool > 0:
+        if (
+            self._scoring.calibrated
+            and self._options.family_pool > 0
+            and await self._family_covers(model_id, filters[0].tenant)
+        ):
             found = await self._family_candidates(family, filters, query)
             if found is not None:
                 everyone = set(range(len(family)))
@@ -417,6 +434,33 @@ class KinshipRanker:
                 for person_id, owners in (await self._per_photo_candidates(family, model_id, flt)).items():
                     retrieved_by.setdefault(person_id, set()).update(owners)
         return retrieved_by
+
+    async def _family_covers(self, model_id: str, tenant: str) -> bool:
+        """Whether the combined collection holds every face of the tenant's gallery (by row counts).
+
+        A face enrolled without its combined vector would never be found by the family
+        query: where the combined collection holds fewer of the tenant's records than the
+        identity collection, the per-photo searches run instead and a warning says so.
+        """
+        now = time.monotonic()
+        known = self._family_coverage.get(tenant)
+        if known is not None and now - known[0] < self._options.family_check_seconds:
+            return known[1]
+        counts = await self._gallery.record_counts(tenant)
+        family = family_model_id(self._scoring.kinship_model_id)
+        faces, combined = counts.get(model_id, 0), counts.get(family)
+        covers = combined is not None and combined >= faces
+        if combined is not None and not covers:
+            _log.warning(
+                "the combined collection misses faces of this gallery: searching per photo; enrol the gallery "
+                "again (kinship enroll) to give every face its combined vector",
+                tenant=tenant or "default",
+                identity_records=faces,
+                family_records=combined,
+                family_model_id=family,
+            )
+        self._family_coverage[tenant] = (now, covers)
+        return covers
 
     async def _family_candidates(
         self, family: list[RelativeFaces], filters: Sequence[SearchFilter], query: KinshipQuery

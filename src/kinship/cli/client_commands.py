@@ -374,6 +374,10 @@ def enroll_lines(report: sdk_enrolment.EnrolReport, total: int) -> list[str]:
         lines.append(
             f"  with their kinship vectors in {report.kinship_collection or '-'} (model {report.kinship_model_id})"
         )
+        lines.append(
+            f"  and their combined [kinship; identity] vectors for the family query in "
+            f"{report.family_collection or '-'} (model {report.family_model_id})"
+        )
     else:
         lines.append("  without kinship vectors: the embedder serves no kinship model for this model (kinship train)")
     if report.already_enrolled:

@@ -96,15 +96,24 @@ def _served_kinship_model(embedder_address: str) -> str:
 def ensure_sample_gallery(data_dir: Path, addresses: dict[str, str]) -> None:
     """Enrols the sample gallery on the first run, and again when a newly trained kinship model is served.
 
-    The marker names the kinship model the gallery was enrolled with: after `kinship
-    train` the gallery needs that model's vectors too (re-enrolling replaces records).
+    The marker names the kinship model the gallery was enrolled with and whether its
+    combined vectors (the family query's collection) were written: after `kinship train`
+    the gallery needs that model's vectors too, and a gallery enrolled before the SDK
+    wrote combined vectors needs those (re-enrolling replaces records).
     """
     sample_dir = data_dir / "sample"
     marker = sample_dir / ".enrolled"
     kinship_model = _served_kinship_model(addresses["embedder"])
-    enrolled_with = marker.read_text().splitlines()[1:2] if marker.exists() else []
-    if not marker.exists() or enrolled_with != [f"kinship model: {kinship_model or 'none'}"]:
-        why = "first run" if not marker.exists() else "a new kinship model is served"
+    enrolled_with = marker.read_text().splitlines()[1:3] if marker.exists() else []
+    wanted = [f"kinship model: {kinship_model or 'none'}", f"family vectors: {'yes' if kinship_model else 'none'}"]
+    if not marker.exists() or enrolled_with != wanted:
+        why = (
+            "first run"
+            if not marker.exists()
+            else "a new kinship model is served"
+            if enrolled_with[:1] != wanted[:1]
+            else "the family query's combined vectors are missing"
+        )
         print(f"kinship: enrolling the sample gallery ({why})...", file=sys.stderr, flush=True)
         items, _ = build_sample_images(sample_dir, addresses["embedder"])
         report = enrol(items, addresses["embedder"], addresses["indexer"], progress=False)
@@ -114,6 +123,7 @@ def ensure_sample_gallery(data_dir: Path, addresses: dict[str, str]) -> None:
         marker.write_text(
             f"{len(report['enrolled'])} records in {report['collection']}\n"
             f"kinship model: {report['kinship_model_id'] or 'none'}\n"
+            f"family vectors: {'yes' if report['family_model_id'] else 'none'}\n"
         )
         print(f"kinship: sample gallery enrolled: {len(report['enrolled'])} people", file=sys.stderr)
     print_examples(sample_dir)

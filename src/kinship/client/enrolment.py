@@ -5,8 +5,11 @@ enrolled once (the later ones are reported as duplicates, never an error); batch
 images go to the embedder's EmbedBatch, at most `in_flight` at once; the most prominent
 face of each image becomes a record, streamed to the indexer's BulkEnrol: its identity
 vector to the identity model's stream and, when the embedder serves a kinship model bound
-to that identity model, its kinship vector to the kinship model's stream under the same
-record id. A refused file (unreadable, undecodable, no face, refused by the indexer) is
+to that identity model, its kinship vector to the kinship model's stream and its combined
+[kinship; identity] vector (`kinship.family_vectors.combined_vectors`) to the family
+model's stream (`family_model_id(kinship model)`, the collection the ranker's family
+query searches), all under the same record id: a record is enrolled once every stream
+acknowledged it. A face without a kinship vector gets no combined vector. A refused file (unreadable, undecodable, no face, refused by the indexer) is
 reported with the reason and the run goes on.
 
 Resuming. The record id is the person id plus a digest of the image's bytes, so sending a
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import grpc
 
+from kinship.family_vectors import combined_vectors, family_model_id
 from kinship.v1 import common_pb2, embedder_pb2, indexer_pb2
 
 from . import errors
@@ -252,6 +256,9 @@ class EnrolReport:
     collection: str = ""
     kinship_model_id: str = ""
     kinship_collection: str = ""
+    #: The combined [kinship; identity] vectors' model (`family_model_id(kinship_model_id)`), "" without kinship.
+    family_model_id: str = ""
+    family_collection: str = ""
     #: {path, person_id, record_id} per image stored.
     enrolled: list[dict] = field(default_factory=list)
     #: {path, person_id, record_id}: in the journal of an earlier, interrupted run; not sent again.
@@ -274,6 +281,8 @@ class EnrolReport:
             "collection": self.collection,
             "kinship_model_id": self.kinship_model_id,
             "kinship_collection": self.kinship_collection,
+            "family_model_id": self.family_model_id,
+            "family_collection": self.family_collection,
             "enrolled": self.enrolled,
             "skipped": self.refused,
             "already_enrolled": self.already_enrolled,
@@ -387,14 +396,19 @@ async def enrol(
     total = len(items) if isinstance(items, Sized) else None
     listed = await unary("/kinship.v1.Embedder/ListModels", embedder_pb2.ListModelsRequest(), timeout)
     identity, kinship = choose_models(listed.models, model_id)
-    report.model_id, report.kinship_model_id = identity, kinship
+    family = family_model_id(kinship) if kinship else ""
+    report.model_id, report.kinship_model_id, report.family_model_id = identity, kinship, family
+    #: What the embedder makes, and what the indexer stores (those plus the combined vectors).
     models = [identity] + ([kinship] if kinship else [])
+    stored = models + ([family] if family else [])
     done_before: set[str] = set()
     if journal is not None:
-        done_before = journal.open(json.dumps([indexer_target, tenant, identity, kinship]))
+        # The family model is part of the key: a journal of a run that wrote no combined
+        # vectors is not taken as done by one that does.
+        done_before = journal.open(json.dumps([indexer_target, tenant, identity, kinship, family]))
         report.journal = str(journal.path)
     run = _Run(report, total, progress, journal)
-    streams = {m: _Stream(m, tenant, bulk_enrol, run) for m in models}
+    streams = {m: _Stream(m, tenant, bulk_enrol, run) for m in stored}
     slots = asyncio.Semaphore(in_flight)
     finished = False
 
@@ -407,7 +421,7 @@ async def enrol(
                 ]
             )
             reply = await unary("/kinship.v1.Embedder/EmbedBatch", request, timeout)
-            records: dict[str, list[indexer_pb2.GalleryRecord]] = {m: [] for m in models}
+            records: dict[str, list[indexer_pb2.GalleryRecord]] = {m: [] for m in stored}
             for (item, record_id, _), result in zip(batch, reply.results, strict=True):
                 reason = _refusal(result, models)
                 if reason:
@@ -416,8 +430,10 @@ async def enrol(
                 faces = result.response.faces
                 face = faces[most_prominent(faces)]
                 vectors = {identity: face.embedding, **{e.model_id: e.values for e in face.additional_embeddings}}
-                run.pending[record_id] = _Pending(item, record_id, acks_left=len(models))
-                for m in models:
+                if family:
+                    vectors[family] = combined_vectors(vectors[kinship], vectors[identity])[0].tolist()
+                run.pending[record_id] = _Pending(item, record_id, acks_left=len(stored))
+                for m in stored:
                     records[m].append(
                         indexer_pb2.GalleryRecord(
                             record_id=record_id,
@@ -426,7 +442,7 @@ async def enrol(
                             attributes=item.attributes,
                         )
                     )
-            for m in models:
+            for m in stored:
                 if records[m]:
                     await streams[m].send(records[m])
         except asyncio.CancelledError:
@@ -507,6 +523,7 @@ async def enrol(
     names = {c.model_id: c.name for c in listed.collections}
     report.collection = names.get(identity, "")
     report.kinship_collection = names.get(kinship, "") if kinship else ""
+    report.family_collection = names.get(family, "") if family else ""
     report.seconds = time.monotonic() - run.started
     return report
 

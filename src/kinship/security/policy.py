@@ -30,8 +30,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "/kinship.v1.Indexer/Upsert": frozenset({ENROLLER, ADMIN}),
     # Bulk enrolment (a stream of records): the same right as Upsert.
     "/kinship.v1.Indexer/BulkEnrol": frozenset({ENROLLER, ADMIN}),
-    # Row counts and index state of the caller's tenant: no person data.
-    "/kinship.v1.Indexer/Stats": frozenset({ADMIN, ENROLLER, AUDITOR, SERVICE}),
+    # Row counts and index state of the caller's tenant: no person data. The searcher's, for the
+    # ranker (calling on a searcher's behalf) to check that the family query covers the gallery.
+    "/kinship.v1.Indexer/Stats": frozenset({ADMIN, ENROLLER, SEARCHER, AUDITOR, SERVICE}),
     "/kinship.v1.Indexer/Search": frozenset({SEARCHER}),
     "/kinship.v1.Indexer/GetRecords": frozenset({SEARCHER}),
     "/kinship.v1.Indexer/Delete": frozenset({ADMIN}),

@@ -195,5 +195,12 @@ class FakeGallery:
             if r.person_id in wanted and admits(r, search_filter) and self._in_tenant(r, search_filter)
         ]
 
+    async def record_counts(self, tenant: str) -> dict[str, int]:
+        self.counted = getattr(self, "counted", 0) + 1
+        return {
+            model: sum(1 for r in records if self.tenant_of.get(r.record_id, "") == tenant)
+            for model, records in self.collections.items()
+        }
+
     def _in_tenant(self, record: GalleryRecord, search_filter: SearchFilter) -> bool:
         return self.tenant_of.get(record.record_id, "") == search_filter.tenant

@@ -198,6 +198,33 @@ def test_without_a_combined_collection_the_per_photo_union_serves():
     assert ranking.candidates[0].person_id == "son"
 
 
+def test_a_gallery_whose_combined_collection_misses_faces_is_searched_per_photo():
+    # A face enrolled after the others without its combined vector (an older client): the
+    # family query would never find it, so the ranker searches per photo and finds it.
+    gallery = gallery_with_family_collection()
+    gallery.add("late", "late/a", unit(0.3, 0, 1), kinship=unit(1, 0.2, 0, 0), sex=Sex.MALE, birth_year=1980)
+    ranking = find(gallery, MissingPerson(sex=Sex.MALE))
+    assert {s[0] for s in gallery.searches} == {gallery.identity_model, KIN}
+    assert "late" in [c.person_id for c in ranking.candidates]
+
+
+def test_the_coverage_check_is_per_tenant_and_read_again_after_its_time():
+    gallery = gallery_with_family_collection()
+    ranker = KinshipRanker(FakeEmbedder({DAD: [face(DAD_ID, kinship=DAD_KIN)]}), gallery, RankerOptions(), calibrated())
+    relatives = [RelativeInput(label="", relation=Relation.FATHER, photos=[DAD])]
+
+    def ask(tenant: str = ""):
+        request = FindRelativesInput(relatives, missing_person=MissingPerson(sex=Sex.MALE), top_n=10, tenant=tenant)
+        return asyncio.run(ranker.find_relatives(request))
+
+    ask()
+    ask()
+    assert gallery.counted == 1  # trusted for family_check_seconds
+    assert [s[0] for s in gallery.searches] == [family_model_id(KIN)] * 2
+    ask("agency-b")  # another tenant: its own count (an empty gallery is covered)
+    assert gallery.counted == 2
+
+
 @pytest.mark.parametrize("family_pool", [1000, 0])
 def test_a_soft_birth_year_keeps_an_out_of_window_true_child_with_the_stated_penalty(family_pool):
     hard = find(gallery_with_family_collection(), MissingPerson(birth_year_min=1990, birth_year_max=1996))
