@@ -239,6 +239,26 @@ def test_the_cli_enrols_and_finds_through_the_client(suite, tmp_path, capsys, mo
     )
     found = json.loads(capsys.readouterr().out)
     assert found["candidates"][0]["person_id"].startswith("cli-tom-hanks")
+    # A window that misses his registered 1956, made soft: he stays, 34 years outside, with the penalty stated.
+    soft = [
+        "find",
+        "--relative",
+        f"self={suite.query}",
+        "--born-from",
+        "1990",
+        "--born-to",
+        "1995",
+        "--soft-birth-year",
+    ]
+    assert main([*soft, "--birth-year-penalty", "-0.05", "--json"]) == 0
+    kept = next(
+        c for c in json.loads(capsys.readouterr().out)["candidates"] if c["person_id"].startswith("cli-tom-hanks")
+    )
+    ((fact),) = kept["facts"]
+    assert fact["fact"] == "birth_year" and fact["years_outside"] == 34
+    assert fact["log10_likelihood_ratio"] == pytest.approx(34 * -0.05)
+    assert main([*soft, "--birth-year-penalty", "-0.05", "--top-n", "50"]) == 0
+    assert "soft birth year log10 LR -1.70 (" in capsys.readouterr().out
     assert main(["find", "--relative", f"self={tmp_path / 'missing.jpg'}"]) == 1
     assert "cannot read" in capsys.readouterr().err
 

@@ -122,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     find.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
     _add_known_facts(find)
+    _add_soft_facts(find)
     find.add_argument("--top-n", type=int, default=10, help="how many candidates [default 10]")
     _add_report_flags(find)
     _add_common(find, "ranker")
@@ -173,6 +174,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for programs")
     security_commands.add_client_flags(status)
     status.set_defaults(func=_run(cmd_status))
+
+
+def _add_soft_facts(parser: argparse.ArgumentParser) -> None:
+    """MissingPerson.soft: facts that may be wrong in the gallery keep a candidate, with a stated penalty."""
+    soft = parser.add_argument_group(
+        "soft facts",
+        "a gallery may hold a false birth year or region (a child registered long ago): with these, a candidate "
+        "outside the window or regions stays in the list, its log10 LR lowered by a stated penalty shown in "
+        "its evidence, instead of being excluded (the default: hard filters)",
+    )
+    soft.add_argument(
+        "--soft-birth-year",
+        action="store_true",
+        help="the birth-year window (--birth-year or --born-from/--born-to) is soft",
+    )
+    soft.add_argument("--soft-region", action="store_true", help="the --region filter is soft")
+    soft.add_argument(
+        "--birth-year-penalty",
+        type=float,
+        metavar="LOG10_LR",
+        help="log10 LR per year outside the window, -10 to 0 (below 0) [default: the ranker's, -0.25]",
+    )
+    soft.add_argument(
+        "--region-penalty",
+        type=float,
+        metavar="LOG10_LR",
+        help="log10 LR for a region outside --region, -10 to 0 (below 0) [default: the ranker's, -1]",
+    )
+
+
+def _soft_facts(args: argparse.Namespace, missing: ranker_pb2.MissingPerson) -> None:
+    soft_year, soft_region = getattr(args, "soft_birth_year", False), getattr(args, "soft_region", False)
+    year_penalty, region_penalty = getattr(args, "birth_year_penalty", None), getattr(args, "region_penalty", None)
+    if soft_year and not missing.HasField("birth_year"):
+        raise CommandError("--soft-birth-year: give the window too (--birth-year, or --born-from/--born-to)")
+    if soft_region and not missing.regions:
+        raise CommandError("--soft-region: give the regions too (--region)")
+    for flag, value, needs, needs_flag in (
+        ("--birth-year-penalty", year_penalty, soft_year, "--soft-birth-year"),
+        ("--region-penalty", region_penalty, soft_region, "--soft-region"),
+    ):
+        if value is None:
+            continue
+        if not needs:
+            raise CommandError(f"{flag} is the penalty of {needs_flag}: give {needs_flag} too")
+        if not (math.isfinite(value) and -10 <= value < 0):
+            raise CommandError(f"{flag} must be below 0 and at least -10 (a log10 likelihood ratio), got {value:g}")
+    if soft_year:
+        missing.soft.birth_year = True
+        missing.soft.birth_year_log10_lr_per_year = year_penalty or 0.0
+    if soft_region:
+        missing.soft.regions = True
+        missing.soft.region_log10_lr = region_penalty or 0.0
 
 
 def _add_known_facts(parser: argparse.ArgumentParser) -> None:
@@ -469,6 +523,7 @@ def missing_person(args: argparse.Namespace) -> ranker_pb2.MissingPerson:
         missing.birth_year.min = low
     if high is not None:
         missing.birth_year.max = high
+    _soft_facts(args, missing)
     return missing
 
 
@@ -549,6 +604,11 @@ def candidate_lines(cand: ranker_pb2.Candidate, calibrated: bool) -> list[str]:
             f"       {e.label:<14} log10 LR {e.log10_likelihood_ratio:+.2f} ({e.calibration}{weight}; "
             f"similarity {e.similarity:+.3f}{'' if e.retrieved else '*'}, photo {e.photo_index}, "
             f"record {e.record_id or '-'})"
+        )
+    for fact in cand.facts:
+        lines.append(
+            f"       {'soft ' + fact.fact.replace('_', ' '):<14} log10 LR {fact.log10_likelihood_ratio:+.2f} "
+            f"({fact.detail or 'outside what is known'})"
         )
     return lines
 

@@ -197,6 +197,51 @@ def _scoring(calibrated: bool = True) -> ranker_pb2.ScoringInfo:
     )
 
 
+def test_find_soft_facts_from_flags(tmp_path: Path) -> None:
+    a = _touch(tmp_path / "dad.jpg")
+    parse = build_parser().parse_args
+    base = ["find", "--relative", f"father={a}", "--born-from", "1990", "--born-to", "1996", "--region", "R1"]
+    hard = cc.build_find_request(parse(base)).missing_person
+    assert not hard.HasField("soft")  # the hard filters stay the default
+    soft = cc.build_find_request(parse([*base, "--soft-birth-year", "--soft-region"])).missing_person.soft
+    assert (soft.birth_year, soft.regions) == (True, True)
+    assert (soft.birth_year_log10_lr_per_year, soft.region_log10_lr) == (0.0, 0.0)  # 0: the ranker's defaults
+    stated = cc.build_find_request(
+        parse([*base, "--soft-birth-year", "--birth-year-penalty", "-0.1", "--soft-region", "--region-penalty", "-2"])
+    ).missing_person.soft
+    assert (stated.birth_year_log10_lr_per_year, stated.region_log10_lr) == (-0.1, -2.0)
+    year_only = cc.build_find_request(parse([*base, "--soft-birth-year"])).missing_person.soft
+    assert (year_only.birth_year, year_only.regions) == (True, False)
+    refused = [
+        (["find", "--relative", f"father={a}", "--soft-birth-year"], "give the window too"),
+        (["find", "--relative", f"father={a}", "--soft-region"], "give the regions too"),
+        ([*base, "--birth-year-penalty", "-0.1"], "give --soft-birth-year too"),
+        ([*base, "--soft-birth-year", "--birth-year-penalty", "0.5"], "below 0 and at least -10"),
+        ([*base, "--soft-region", "--region-penalty", "-11"], "below 0 and at least -10"),
+    ]
+    for argv, message in refused:
+        with pytest.raises(cc.CommandError, match=message):
+            cc.build_find_request(parse(argv))
+
+
+def test_find_shows_the_soft_facts_a_candidate_lies_outside_in_text_and_json() -> None:
+    outside = _candidate("p1", 1, 0.4, False)
+    outside.facts.add(
+        fact="birth_year", detail="born 1980, 10 years outside 1990-1996", log10_likelihood_ratio=-2.5, years_outside=10
+    )
+    outside.facts.add(fact="region", detail="region XX, not R1", log10_likelihood_ratio=-1.0)
+    reply = ranker_pb2.FindRelativesResponse(candidates=[outside], scoring=_scoring(), model_id="ident")
+    text = "\n".join(cc.find_lines(reply))
+    assert "soft birth year log10 LR -2.50 (born 1980, 10 years outside 1990-1996)" in text
+    assert "soft region    log10 LR -1.00 (region XX, not R1)" in text
+    shown = json.loads(cc.to_json(reply))["candidates"][0]["facts"]
+    assert (
+        shown[0]["fact"] == "birth_year"
+        and shown[0]["years_outside"] == 10
+        and shown[1]["log10_likelihood_ratio"] == -1
+    )
+
+
 def _candidate(person: str, rank: int, llr: float, strong: bool) -> ranker_pb2.Candidate:
     return ranker_pb2.Candidate(
         person_id=person,
