@@ -183,6 +183,19 @@ class TableIndexer(indexer_pb2_grpc.IndexerServicer):
             results.append(indexer_pb2.QueryResult(hits=hits[: request.top_k]))
         return indexer_pb2.SearchResponse(results=results)
 
+    async def Stats(self, request, context):
+        """Row counts per collection (the ranker's family-query coverage check): no combined collection here."""
+        return indexer_pb2.StatsResponse(
+            collections=[
+                indexer_pb2.CollectionStats(
+                    collection=indexer_pb2.CollectionInfo(model_id=m, record_count=len(self.RECORDS)),
+                    tenant_record_count=len(self.RECORDS),
+                )
+                for m in (MODEL, KIN)
+            ],
+            tenant=request.tenant,
+        )
+
     async def GetRecords(self, request, context):
         records = self._collection(request.model_id)
         self.fetches.append(request)
