@@ -49,8 +49,13 @@ def test_kinship_train_on_fiw_writes_an_active_calibrated_head_artifact(trained)
     data, summary = trained
     artifact = load_active(data / "artifacts")
     assert artifact is not None and not artifact.shipped and artifact.artifact_id == summary["artifact_id"]
-    assert artifact.network_kind == "head" and artifact.head_inputs == {"feature_map": "bn1", "identity": "fc1"}
-    assert (artifact.path / "head.onnx").stat().st_size < 2_000_000
+    from kinship.kinship_head import BLOCK_BORROWED
+
+    # The default head: SFace's last block re-run from conv_13, the identity layer borrowed from the graph.
+    assert artifact.network_kind == "head"
+    assert artifact.head_inputs == {"feature_map": "conv_13_relu", "identity": "fc1", **BLOCK_BORROWED}
+    assert (artifact.path / "head.onnx").stat().st_size < 4_000_000
+    assert artifact.training["head"] == "block"
     assert {"father", "mother", "sibling", "self"} <= set(artifact.calibration.relations)
     assert "research use only" in artifact.licence.lower() and artifact.dataset["kind"] == "fiw"
     assert set(artifact.dataset["split"]) == {"train", "validation", "test"}

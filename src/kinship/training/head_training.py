@@ -97,7 +97,7 @@ class HeadParams:
     #: "layer": only the identity layer is fine-tuned, over the cached bn1 map (the shipped head);
     #: "block": SFace's last block (conv_14) is fine-tuned too, over the cached conv_13 map.
     head: str = "layer"
-    block_learning_rate: float = 3e-5
+    block_learning_rate: float = 1e-4
     block_input_dropout: float = 0.2
 
     def as_dict(self) -> dict:
@@ -237,6 +237,8 @@ def cache_feature_maps(
     mode = "r+" if done else "w+"
     maps = np.lib.format.open_memmap(maps_path, mode, np.float16, (count, views, 1024, 7, 7))
     identity = np.lib.format.open_memmap(identity_path, mode, np.float32, (count, views, 128))
+    if progress and done:
+        progress(done, count)  # a resumed cache starts where it stopped
     if done < count:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
