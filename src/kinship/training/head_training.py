@@ -1,10 +1,12 @@
 """Kinship model v2: a head over the identity model's feature map, learned from FIW families.
 
     FIW folder --family_split--> train (65%) | validation (15%) | test (20%)   by family, salted hash
-    every crop, 3 views (crop, mirror, augmented) --identity trunk--> bn1 maps + fc1, cached (resumable)
-    train families:      the identity layer (SFace pre_fc1 with fc1's batch norm folded) fine-tuned with a
-                         contrastive loss (NT-Xent) over batches of kin pairs from distinct families, dropout
-                         on the feature map; the change is then cut to rank r (a few directions) -> head.onnx
+    every crop, 3 views (crop, mirror, augmented) --identity trunk--> conv_13 maps (head "block", the
+                         default) or bn1 maps (head "layer") + fc1, cached (resumable)
+    train families:      SFace's last block ("block" only) and the identity layer (SFace pre_fc1 with fc1's
+                         batch norm folded) fine-tuned with a contrastive loss (NT-Xent) over batches of kin
+                         pairs from distinct families, dropout on the feature map; the layer's change is then
+                         cut to rank r (a few directions) -> head.onnx
     validation families: per-relation calibration (kinship cosine + identity cosine -> log LR), thresholds
     test families:       the figures written into the manifest (never used to fit or choose anything)
 
