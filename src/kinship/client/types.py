@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kinship.domain.faces import most_prominent as choose_face
+from kinship.domain.faces import prominence
 from kinship.v1 import common_pb2, embedder_pb2, indexer_pb2, ranker_pb2
 
 RELATIONS: dict[str, int] = {
@@ -190,13 +192,16 @@ class Face:
 
 
 def most_prominent(faces: Sequence[embedder_pb2.Face]) -> int:
-    """Index of the face with the largest box area x detection score: the photo's subject."""
+    """Index of the photo's subject, by the suite's one face rule (kinship.domain.faces)."""
 
-    def weight(face: embedder_pb2.Face) -> float:
-        b = face.box
-        return max(0.0, b.x_max - b.x_min) * max(0.0, b.y_max - b.y_min) * face.detection_score
+    def weight(i: int) -> float:
+        b = faces[i].box
+        return prominence(b.x_min, b.y_min, b.x_max, b.y_max, faces[i].detection_score)
 
-    return max(range(len(faces)), key=lambda i: weight(faces[i]))
+    chosen = choose_face(range(len(faces)), weight)
+    if chosen is None:
+        raise ValueError("no faces to choose from")
+    return chosen
 
 
 @dataclass(frozen=True)
