@@ -14,7 +14,7 @@ on all alike, and prints p50/p90/p99 per variant:
 - `call-context-only`: only the runtime's call context (request id, logs, metrics);
 - `bare`: no chain at all (grpc alone).
 
-The differences are what each part adds to a call (docs/benchmarks.md).
+The differences are what each part adds to a call (docs/benchmarks.md, "Costs behind the defaults").
 """
 
 from __future__ import annotations

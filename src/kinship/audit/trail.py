@@ -246,7 +246,7 @@ class AuditTrail:
     one write and one fsync per group instead of per event. With an fsync per event the
     trail capped every audited call at one per fsync, whatever the cores: an indexer that
     audits each Search answered 4 concurrent callers at 10.5 Searches/s where Milvus took
-    29.8 (docs/benchmarks.md). The chain is unchanged: events are chained in the order
+    29.8 (docs/benchmarks.md, "Costs behind the defaults"). The chain is unchanged: events are chained in the order
     they were recorded.
 
     The writer is one thread, not a task per group on asyncio's default executor: a group
@@ -254,7 +254,7 @@ class AuditTrail:
     callers' loop once. Through `asyncio.to_thread` each group cost the event loop an
     executor submission, two wrapped futures and a task's wake-up; an indexer auditing
     every Search spent about 0.1 ms of CPU less per Search this way (docs/benchmarks.md,
-    "Tenth run"). The thread ends after a second without events and starts again with the next.
+    "Costs behind the defaults"). The thread ends after a second without events and starts again with the next.
     """
 
     def __init__(self, sinks: Sequence[Sink]):

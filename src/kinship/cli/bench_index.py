@@ -333,7 +333,7 @@ def wait_for_steady_search(
 
     Nothing pending in the index is not the end of Milvus's work: its query node then swaps
     the indexed segments in for the ones it served, and searches meanwhile are slow (a p99 of
-    335 ms measured seconds after the index reported done, docs/benchmarks.md).
+    335 ms measured seconds after the index reported done, docs/benchmarks.md, "Costs behind the defaults").
     """
     started = time.perf_counter()
     medians: list[float] = []

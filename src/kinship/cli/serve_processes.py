@@ -7,7 +7,7 @@ command starts N copies of the service, each binding the same port with SO_REUSE
 Ctrl-C reaches every copy, which drains as a single server does, and if one copy dies
 the others are stopped too. Only the first copy serves the metrics and health-only
 ports (those are not shared). Whether it pays is measured, not assumed: see
-docs/benchmarks.md.
+docs/benchmarks.md, "Costs behind the defaults".
 """
 
 from __future__ import annotations

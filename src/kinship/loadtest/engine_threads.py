@@ -1,6 +1,6 @@
 """The same load on grpc's synchronous client and threads (`--engine threads`).
 
-Measured on the 2-core machine (docs/benchmarks.md): grpc.aio's client spends about
+Measured on the 2-core machine (docs/benchmarks.md, "Costs behind the defaults"): grpc.aio's client spends about
 650 us of CPU per unary call, the synchronous client with threads 200-300 us, because
 its blocking call waits in C with the GIL released. Where the generator shares the
 machine with the server, that CPU is taken from the server, so the cheaper client

@@ -7,7 +7,7 @@ executor and, with Milvus Lite, Lite's in-process gRPC server): under a burst it
 9 to 24 threads and from 36 to 104 MiB of malloc heap, 54-58 MiB of it free but kept, and
 stayed there (+31 MiB resident, a step that a soak reads as growth). Capped at 2 arenas, the
 same load left 62 MiB of heap (17 free) and no step (`scripts/indexer_memory_probe.py
---diagnose`, docs/benchmarks.md). Python's own objects live in pymalloc regardless; the
+--diagnose`, docs/benchmarks.md, "Costs behind the defaults"). Python's own objects live in pymalloc regardless; the
 allocations glibc serves are numpy buffers, protobuf and gRPC's.
 """
 

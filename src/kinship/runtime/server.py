@@ -339,7 +339,7 @@ def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | N
     uvloop runs the loop's own work (callbacks, the selector, timers, the wake-ups from grpc's
     polling thread) in C: at a million rows the indexer spent 3 to 6 % less CPU per search
     than on asyncio's loop, and answered 15 % more health checks per CPU second, measured
-    side by side (docs/benchmarks.md, "Eleventh run").
+    side by side (docs/benchmarks.md, "Costs behind the defaults").
     """
     if name == "asyncio":
         return None

@@ -667,7 +667,7 @@ class SecurityInterceptor(CallInterceptor):
     One interceptor, not one per gate: each layer of a grpc.aio chain costs every call a
     handler object, a coroutine and its awaits. Nine layers (audit, seven gates, binding)
     cost about 0.2 ms a call more than this one (a trivial Search handler behind the
-    whole chain, measured side by side; docs/benchmarks.md).
+    whole chain, measured side by side; docs/benchmarks.md, "Costs behind the defaults").
 
     - `enter` runs each gate; the first to refuse (a KinshipError) is named in the audit.
     - Then the call is bound: `tenancy.AUTHENTICATED_TENANT` (security on),

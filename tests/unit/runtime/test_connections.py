@@ -86,7 +86,7 @@ def test_calls_in_flight_get_an_hour_when_their_connection_ages() -> None:
 
 def test_a_stream_window_is_fixed_so_a_fast_sender_cannot_fill_the_service() -> None:
     # With gRPC's automatic window growth (BDP probing) on, a million-row bulk enrolment over 4
-    # streams held 350 MiB more in the indexer than the rows in work (docs/benchmarks.md).
+    # streams held 350 MiB more in the indexer than the rows in work (docs/benchmarks.md, "Costs behind the defaults").
     fixed = dict(server_options(config.resolve(config.server_settings("indexer", 0), env={})))
     assert fixed["grpc.http2.bdp_probe"] == 0
     assert fixed["grpc.http2.lookahead_bytes"] == 4 << 20
