@@ -145,9 +145,7 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
                         failures.append(
                             indexer_pb2.EnrolFailure(record_id=message.record_id, index=index, reason=exc.message)
                         )
-                checked = await self._bulk_executor.run(
-                    self._gallery.check_batch, model_id, indexed, seen, dimension
-                )
+                checked = await self._bulk_executor.run(self._gallery.check_batch, model_id, indexed, seen, dimension)
                 dimension = dimension or checked.dimension
                 failures += [
                     indexer_pb2.EnrolFailure(record_id=f.record_id, index=f.index, reason=f.reason)
@@ -208,16 +206,49 @@ class IndexerServicer(indexer_pb2_grpc.IndexerServicer):
             results = await self._executor.run(
                 self._gallery.search, request.model_id, queries, request.top_k, flt, tenant, consistency
             )
-        return indexer_pb2.SearchResponse(
+        response = indexer_pb2.SearchResponse(
             results=[indexer_pb2.QueryResult(hits=[hit_to_proto(h) for h in hits]) for hits in results]
         )
+        if request.count_excluded_unknown:
+            excluded = await self._executor.run(self._gallery.count_excluded_unknown, request.model_id, flt, tenant)
+            response.excluded_unknown.birth_year = excluded.birth_year
+            response.excluded_unknown.sex = excluded.sex
+        return response
 
     async def GetRecords(self, request: indexer_pb2.GetRecordsRequest, context: grpc.aio.ServicerContext):
         tenant = resolve_tenant(request.tenant)
         flt = filter_from_proto(request.filter)
         consistency = consistency_from_proto(request.consistency)
+        with_embeddings = not request.omit_embeddings
+        if request.all_people:
+            if request.person_ids:
+                raise InvalidArgument(
+                    "give person_ids or all_people, not both (all_people lists every person)", field="person_ids"
+                )
+            page = await self._executor.run(
+                partial(
+                    self._gallery.list_people,
+                    page_size=request.page_size,
+                    page_token=request.page_token,
+                    with_embeddings=with_embeddings,
+                ),
+                request.model_id,
+                flt,
+                tenant,
+                consistency,
+            )
+            return indexer_pb2.GetRecordsResponse(
+                records=[record_to_proto(r) for r in page.records], next_page_token=page.next_page_token
+            )
+        if request.page_size or request.page_token:
+            raise InvalidArgument("page_size and page_token page a listing: set all_people too", field="page_token")
         records = await self._executor.run(
-            self._gallery.get_records, request.model_id, list(request.person_ids), flt, tenant, consistency
+            partial(self._gallery.get_records, with_embeddings=with_embeddings),
+            request.model_id,
+            list(request.person_ids),
+            flt,
+            tenant,
+            consistency,
         )
         return indexer_pb2.GetRecordsResponse(records=[record_to_proto(r) for r in records])
 
@@ -279,9 +310,7 @@ def attributes_from_proto(message: common_pb2.PersonAttributes, field: str) -> A
 
 
 def attributes_to_proto(attributes: Attributes) -> common_pb2.PersonAttributes:
-    message = common_pb2.PersonAttributes(
-        sex=int(attributes.sex), region=attributes.region, source=attributes.source
-    )
+    message = common_pb2.PersonAttributes(sex=int(attributes.sex), region=attributes.region, source=attributes.source)
     if attributes.birth_year is not None:
         message.birth_year = attributes.birth_year
     return message
@@ -321,6 +350,7 @@ def filter_from_proto(message: indexer_pb2.SearchFilter) -> SearchFilter:
         sex=sex_from_proto(message.sex, "filter.sex"),
         regions=tuple(message.regions),
         exclude_person_ids=tuple(message.exclude_person_ids),
+        include_unknown=message.include_unknown,
     )
 
 

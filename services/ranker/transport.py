@@ -32,6 +32,7 @@ def photo_from_pb(photo: ranker_pb2.Photo) -> Photo:
         image=photo.image,
         capture_year=photo.capture_year if photo.HasField("capture_year") else None,
         age_at_photo=photo.age_at_photo if photo.HasField("age_at_photo") else None,
+        pre_aligned=photo.pre_aligned,
     )
 
 
@@ -59,6 +60,7 @@ def missing_person_from_pb(known: ranker_pb2.MissingPerson) -> MissingPerson:
         # 0 (unset in proto3) means the ranker's default penalty.
         birth_year_log10_lr_per_year=known.soft.birth_year_log10_lr_per_year or None,
         region_log10_lr=known.soft.region_log10_lr or None,
+        include_unknown=known.include_unknown,
     )
 
 
@@ -145,6 +147,8 @@ def response_to_pb(ranking: Ranking) -> ranker_pb2.FindRelativesResponse:
         candidates_considered=ranking.candidates_considered,
         strong_candidates=ranking.strong_candidates,
     )
+    response.excluded_unknown.birth_year = ranking.excluded_unknown.birth_year
+    response.excluded_unknown.sex = ranking.excluded_unknown.sex
     if ranking.scoring is not None:
         response.scoring.CopyFrom(scoring_info_to_pb(ranking.scoring))
     return response

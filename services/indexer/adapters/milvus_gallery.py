@@ -217,14 +217,22 @@ def filter_expression(flt: SearchFilter, tenant: str | None = None) -> str:
     """The Milvus boolean expression for a typed filter, confined to `tenant` when given."""
     parts: list[str] = [tenant_expression(tenant)] if tenant is not None else []
     if flt.restricts_birth_year:
-        # Unknown birth years are stored as a sentinel that a range must never admit.
-        parts.append(f"birth_year != {UNKNOWN_BIRTH_YEAR}")
+        # Unknown birth years are stored as a sentinel that a range must never admit
+        # (unless the filter keeps the unknown ones).
+        years = [f"birth_year != {UNKNOWN_BIRTH_YEAR}"]
         if flt.birth_year_min is not None:
-            parts.append(f"birth_year >= {int(flt.birth_year_min)}")
+            years.append(f"birth_year >= {int(flt.birth_year_min)}")
         if flt.birth_year_max is not None:
-            parts.append(f"birth_year <= {int(flt.birth_year_max)}")
+            years.append(f"birth_year <= {int(flt.birth_year_max)}")
+        if flt.include_unknown:
+            parts.append(f"(birth_year == {UNKNOWN_BIRTH_YEAR} or ({' and '.join(years)}))")
+        else:
+            parts += years
     if flt.sex != Sex.UNSPECIFIED:
-        parts.append(f"sex == {int(Sex(flt.sex))}")
+        if flt.include_unknown:
+            parts.append(f"(sex == {int(Sex(flt.sex))} or sex == {int(Sex.UNSPECIFIED)})")
+        else:
+            parts.append(f"sex == {int(Sex(flt.sex))}")
     if flt.regions:
         parts.append(in_list("region", flt.regions))
     if flt.exclude_person_ids:
@@ -237,6 +245,13 @@ def records_expression(person_ids: Sequence[str], flt: SearchFilter, tenant: str
     people = in_list("person_id", person_ids)
     restriction = filter_expression(flt, tenant)
     return f"{people} and ({restriction})" if restriction else people
+
+
+def unknown_expression(flt: SearchFilter, fact: str, tenant: str | None = None) -> str:
+    """Records whose `fact` ("birth_year" or "sex") is unknown and that pass the filter's regions and exclusions."""
+    unknown = {"birth_year": f"birth_year == {UNKNOWN_BIRTH_YEAR}", "sex": f"sex == {int(Sex.UNSPECIFIED)}"}[fact]
+    rest = filter_expression(SearchFilter(regions=flt.regions, exclude_person_ids=flt.exclude_person_ids), tenant)
+    return f"{rest} and {unknown}" if rest else unknown
 
 
 def expired_expression(now: int) -> str:
@@ -463,21 +478,67 @@ class MilvusGallery:
         return None if call is None else _hits_when_answered(call, len(queries))
 
     def get_records(
-        self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
+        self,
+        model_id: str,
+        tenant: str,
+        person_ids: Sequence[str],
+        flt: SearchFilter,
+        consistency: Consistency,
+        *,
+        with_embeddings: bool = True,
     ) -> list[GalleryRecord]:
         name = collection_name(model_id)
+        fields = _RECORD_FIELDS if with_embeddings else [f for f in _RECORD_FIELDS if f != "embedding"]
         rows = self._call(
             f"read records from {name}",
             lambda c, t: c.query(
                 name,
                 filter=records_expression(person_ids, flt, tenant),
-                output_fields=_RECORD_FIELDS,
+                output_fields=fields,
                 consistency_level=_CONSISTENCY_LEVEL[consistency],
                 timeout=t,
             ),
             model_id,
         )
         return [_record(row, tenant) for row in rows]
+
+    def person_ids(self, model_id: str, tenant: str, flt: SearchFilter) -> list[str]:
+        """Every person id of `tenant` with a record that passes `flt`, sorted (a Strong read).
+
+        One query where the rows fit one (Milvus caps a query's results), else pymilvus's
+        query iterator, which pages by primary key (Milvus returns no order to page on).
+        """
+        name = collection_name(model_id)
+        expression = filter_expression(flt, tenant)
+        rows_matching = self._count(model_id, expression)
+
+        def read(client: MilvusClient, timeout: float) -> set[str]:
+            if rows_matching < _QUERY_PAGE:
+                rows = client.query(
+                    name,
+                    filter=expression,
+                    output_fields=["person_id"],
+                    limit=_QUERY_PAGE,
+                    consistency_level="Strong",
+                    timeout=timeout,
+                )
+                return {row["person_id"] for row in rows}
+            found: set[str] = set()
+            iterator = client.query_iterator(
+                name, batch_size=_QUERY_PAGE, filter=expression, output_fields=["person_id"], timeout=timeout
+            )
+            try:
+                while batch := iterator.next():
+                    found.update(row["person_id"] for row in batch)
+            finally:
+                iterator.close()
+            return found
+
+        return sorted(self._call(f"list the people of {name}", read, model_id))
+
+    def count_unknown(self, model_id: str, tenant: str, flt: SearchFilter, fact: str) -> int:
+        """Records of `tenant` whose `fact` is unknown and that pass the filter's regions and exclusions."""
+        return self._count(model_id, unknown_expression(flt, fact, tenant))
 
     def delete(self, model_id: str, tenant: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         clauses = []
@@ -1175,7 +1236,7 @@ def _record(row: dict, tenant: str) -> GalleryRecord:
     return GalleryRecord(
         record_id=row["record_id"],
         person_id=row["person_id"],
-        embedding=np.asarray(row["embedding"], dtype=np.float32),
+        embedding=np.asarray(row.get("embedding", ()), dtype=np.float32),
         attributes=_attributes(row),
         captured_at=_time(row.get("captured_at")),
         expires_at=_time(row.get("expires_at")),

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,16 @@ from .model import (
     Consistency,
     DeleteResult,
     EnrolFailure,
+    ExcludedUnknown,
     GalleryRecord,
     Hit,
+    RecordPage,
     SearchFilter,
     UpsertResult,
 )
+
+#: People per page of a listing (GetRecords with all_people) unless the request says.
+DEFAULT_PAGE_SIZE = 100
 
 
 class GalleryStore(Protocol):
@@ -70,6 +76,13 @@ class GalleryStore(Protocol):
         self, model_id: str, tenant: str, person_ids: Sequence[str], flt: SearchFilter, consistency: Consistency
     ) -> list[GalleryRecord]:
         """Every record of these people in `tenant` that passes `flt`, embeddings included."""
+
+    def person_ids(self, model_id: str, tenant: str, flt: SearchFilter) -> list[str]:
+        """Every person id of `tenant` with a record that passes `flt`, sorted, without duplicates."""
+
+    def count_unknown(self, model_id: str, tenant: str, flt: SearchFilter, fact: str) -> int:
+        """Records of `tenant` whose `fact` ("birth_year" or "sex") is unknown and that pass the
+        filter's regions and exclusions (its birth-year and sex restrictions are not applied)."""
 
     def delete(self, model_id: str, tenant: str, person_ids: Sequence[str], record_ids: Sequence[str]) -> int:
         """Erases `tenant`'s records matching any id; returns the exact number erased."""
@@ -205,6 +218,8 @@ class Gallery:
         flt: SearchFilter | None = None,
         tenant: str = DEFAULT_TENANT,
         consistency: Consistency = Consistency.BOUNDED,
+        *,
+        with_embeddings: bool = True,
     ) -> list[GalleryRecord]:
         """The records of these people that pass `flt` (the same typed filter as Search).
 
@@ -218,7 +233,60 @@ class Gallery:
         rules.validate_filter(flt, "filter", problems)
         problems.raise_if_any()
         self._require_dimension(model_id)
-        return self._store.get_records(model_id, tenant, _unique(person_ids), flt, _read_consistency(consistency))
+        read = _read_consistency(consistency)
+        if not with_embeddings:
+            return self._store.get_records(model_id, tenant, _unique(person_ids), flt, read, with_embeddings=False)
+        return self._store.get_records(model_id, tenant, _unique(person_ids), flt, read)
+
+    def list_people(
+        self,
+        model_id: str,
+        flt: SearchFilter | None = None,
+        tenant: str = DEFAULT_TENANT,
+        consistency: Consistency = Consistency.BOUNDED,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        with_embeddings: bool = True,
+    ) -> RecordPage:
+        """The records of every person of the tenant, `page_size` people at a time in id order.
+
+        The page token is the last person id of the previous page, so a person enrolled or
+        erased between pages neither repeats nor shifts the others.
+        """
+        rules.check_model_id(model_id)
+        flt = flt or SearchFilter()
+        problems = rules.Violations()
+        size = page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= size <= rules.MAX_IDS_PER_REQUEST:
+            problems.add("page_size", f"must be between 1 and {rules.MAX_IDS_PER_REQUEST} people, got {page_size}")
+        if page_token:
+            rules.check_id(page_token, "page_token", problems)
+        rules.validate_filter(flt, "filter", problems)
+        problems.raise_if_any()
+        self._require_dimension(model_id)
+        people = self._store.person_ids(model_id, tenant, flt)
+        start = bisect.bisect_right(people, page_token) if page_token else 0
+        page = people[start : start + size]
+        if not page:
+            return RecordPage(records=[])
+        read = _read_consistency(consistency)
+        if with_embeddings:
+            records = self._store.get_records(model_id, tenant, page, flt, read)
+        else:
+            records = self._store.get_records(model_id, tenant, page, flt, read, with_embeddings=False)
+        records = sorted(records, key=lambda r: (r.person_id, r.record_id))
+        more = start + size < len(people)
+        return RecordPage(records=records, next_page_token=page[-1] if more else "")
+
+    def count_excluded_unknown(self, model_id: str, flt: SearchFilter, tenant: str = DEFAULT_TENANT) -> ExcludedUnknown:
+        """Records the filter leaves out only because their birth year or sex is unknown (zeros where
+        it keeps them, or does not restrict that fact)."""
+        if flt.include_unknown:
+            return ExcludedUnknown()
+        birth_year = self._store.count_unknown(model_id, tenant, flt, "birth_year") if flt.restricts_birth_year else 0
+        sex = self._store.count_unknown(model_id, tenant, flt, "sex") if flt.sex else 0
+        return ExcludedUnknown(birth_year=birth_year, sex=sex)
 
     def delete(
         self,

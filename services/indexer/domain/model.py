@@ -53,7 +53,9 @@ class GalleryRecord:
 class SearchFilter:
     """Typed restrictions on search hits; unset fields do not restrict.
 
-    A birth-year bound admits only records whose birth year is known and in range.
+    A birth-year bound admits only records whose birth year is known and in range, and a
+    sex only records of that sex; with `include_unknown`, records whose birth year or sex
+    is unknown pass those restrictions too.
     """
 
     birth_year_min: int | None = None
@@ -61,6 +63,7 @@ class SearchFilter:
     sex: Sex = Sex.UNSPECIFIED
     regions: tuple[str, ...] = ()
     exclude_person_ids: tuple[str, ...] = ()
+    include_unknown: bool = False
 
     @property
     def restricts_birth_year(self) -> bool:
@@ -75,16 +78,34 @@ class SearchFilter:
         if self.restricts_birth_year:
             year = attributes.birth_year
             if year is None:
+                if not self.include_unknown:
+                    return False
+            elif self.birth_year_min is not None and year < self.birth_year_min:
                 return False
-            if self.birth_year_min is not None and year < self.birth_year_min:
-                return False
-            if self.birth_year_max is not None and year > self.birth_year_max:
+            elif self.birth_year_max is not None and year > self.birth_year_max:
                 return False
         if self.sex != Sex.UNSPECIFIED and attributes.sex != self.sex:
-            return False
+            if not (self.include_unknown and attributes.sex == Sex.UNSPECIFIED):
+                return False
         if self.regions and attributes.region not in self.regions:
             return False
         return person_id not in self.exclude_person_ids
+
+
+@dataclass(frozen=True)
+class ExcludedUnknown:
+    """Records a filter left out only because their birth year or sex is unknown (kinship.v1.UnknownExcluded)."""
+
+    birth_year: int = 0
+    sex: int = 0
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """One page of a gallery listing: the records of some people, and where the next page starts."""
+
+    records: list[GalleryRecord]
+    next_page_token: str = ""
 
 
 @dataclass(frozen=True)

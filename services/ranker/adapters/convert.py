@@ -45,9 +45,7 @@ def attributes_from_pb(message: common_pb2.PersonAttributes) -> PersonAttributes
 
 
 def attributes_to_pb(attributes: PersonAttributes) -> common_pb2.PersonAttributes:
-    message = common_pb2.PersonAttributes(
-        sex=int(attributes.sex), region=attributes.region, source=attributes.source
-    )
+    message = common_pb2.PersonAttributes(sex=int(attributes.sex), region=attributes.region, source=attributes.source)
     if attributes.birth_year is not None:
         message.birth_year = attributes.birth_year
     return message
@@ -67,6 +65,7 @@ def search_filter_to_pb(search_filter: SearchFilter) -> indexer_pb2.SearchFilter
         sex=int(search_filter.sex),
         regions=list(search_filter.regions),
         exclude_person_ids=list(search_filter.exclude_person_ids),
+        include_unknown=search_filter.include_unknown,
     )
     if search_filter.birth_year_min is not None or search_filter.birth_year_max is not None:
         message.birth_year.CopyFrom(birth_year_range_to_pb(search_filter.birth_year_min, search_filter.birth_year_max))

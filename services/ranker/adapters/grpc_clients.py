@@ -19,6 +19,7 @@ from ..domain.model import (
     Box,
     DetectedFace,
     EmbeddedImage,
+    ExcludedUnknown,
     GalleryRecord,
     ModelKind,
     SearchFilter,
@@ -41,11 +42,17 @@ class GrpcFaceEmbedder:
         self._stub = embedder_pb2_grpc.EmbedderStub(channel)
         self._timeout = timeout_seconds
 
-    async def embed(self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = ()) -> EmbeddedImage:
+    async def embed(
+        self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = (), *, pre_aligned: bool = False
+    ) -> EmbeddedImage:
         # max_faces=0: every face comes back, so the ranker can pick the most prominent
         # one by size as well as confidence.
         request = embedder_pb2.EmbedRequest(
-            image=image, model_id=model_id, max_faces=0, additional_model_ids=list(additional_model_ids)
+            image=image,
+            model_id=model_id,
+            max_faces=0,
+            additional_model_ids=list(additional_model_ids),
+            pre_aligned=pre_aligned,
         )
         reply = await clients.call(self._stub.Embed, request, service="embedder", timeout=self._timeout)
         faces = [
@@ -121,6 +128,18 @@ class GrpcGalleryIndex:
             )
             for record in reply.records
         ]
+
+    async def excluded_unknown(self, model_id: str, query: np.ndarray, search_filter: SearchFilter) -> ExcludedUnknown:
+        request = indexer_pb2.SearchRequest(
+            model_id=model_id,
+            queries=[indexer_pb2.QueryEmbedding(embedding=np.asarray(query, dtype=np.float32).tolist())],
+            top_k=1,
+            filter=search_filter_to_pb(search_filter),
+            tenant=search_filter.tenant,
+            count_excluded_unknown=True,
+        )
+        reply = await clients.call(self._stub.Search, request, service="indexer", timeout=self._timeout)
+        return ExcludedUnknown(birth_year=reply.excluded_unknown.birth_year, sex=reply.excluded_unknown.sex)
 
     async def record_counts(self, tenant: str) -> dict[str, int]:
         request = indexer_pb2.StatsRequest(tenant=tenant)

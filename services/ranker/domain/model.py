@@ -26,6 +26,8 @@ class Photo:
     image: bytes
     capture_year: int | None = None
     age_at_photo: float | None = None
+    #: A face crop already aligned to the 112x112 template: the embedder skips detection.
+    pre_aligned: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class MissingPerson:
     #: (<= 0; None = the ranker's defaults).
     birth_year_log10_lr_per_year: float | None = None
     region_log10_lr: float | None = None
+    #: Keep gallery people whose birth year or sex is unknown (by default a birth-year or sex
+    #: restriction leaves them out, and the answer counts them).
+    include_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,18 @@ class SearchFilter:
     birth_year_max: int | None = None
     regions: tuple[str, ...] = ()
     exclude_person_ids: tuple[str, ...] = ()
+    #: Records of unknown birth year or sex pass the birth-year and sex restrictions.
+    include_unknown: bool = False
     #: The tenant whose gallery the indexer reads ("" = its default); never a restriction a caller can widen.
     tenant: str = ""
+
+
+@dataclass(frozen=True)
+class ExcludedUnknown:
+    """Gallery records a birth-year or sex restriction left out only because that fact is unknown."""
+
+    birth_year: int = 0
+    sex: int = 0
 
 
 @dataclass(frozen=True)
@@ -260,6 +275,8 @@ class Ranking:
     candidates_considered: int
     scoring: ScoringInfo | None = None
     strong_candidates: int = 0
+    #: Gallery records left out only because their birth year or sex is unknown.
+    excluded_unknown: ExcludedUnknown = field(default_factory=ExcludedUnknown)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ from .model import (
     Comparison,
     DetectedFace,
     EmbeddedImage,
+    ExcludedUnknown,
     FindRelativesInput,
     GalleryRecord,
     KinshipQuery,
@@ -160,6 +161,7 @@ def search_filter_of(query: KinshipQuery) -> SearchFilter:
         birth_year_max=known.birth_year_max,
         regions=known.regions,
         exclude_person_ids=tuple(dict.fromkeys(r.person_id for r in query.relatives if r.person_id)),
+        include_unknown=known.include_unknown,
         tenant=query.tenant,
     )
 
@@ -201,7 +203,9 @@ class KinshipRanker:
         # so that the window's own best candidates are never crowded out of the pool.
         wide_filter = widened(search_filter, soft)
         filters = [search_filter, wide_filter] if wide_filter != search_filter else [search_filter]
-        retrieved_by = await self._candidates(family, model_id, filters, query)
+        retrieved_by, excluded = await _gather_or_cancel(
+            [self._candidates(family, model_id, filters, query), self._excluded_unknown(family, model_id, wide_filter)]
+        )
         records = await self._records(model_id, sorted(retrieved_by), wide_filter, self._needs_kinship(query))
         scored = scoring.score_candidates(family, records, retrieved_by, config, model_id=model_id)
         scored = scoring.apply_soft_facts(scored, soft, records)
@@ -213,6 +217,7 @@ class KinshipRanker:
             candidates_considered=len(scored),
             scoring=config.info(model_id),
             strong_candidates=sum(1 for c in candidates if c.strong_candidate),
+            excluded_unknown=excluded,
         )
 
     async def compare_kinship(self, request: CompareKinshipInput) -> Comparison:
@@ -291,8 +296,24 @@ class KinshipRanker:
         With the sex known, the gallery's filter passes only candidates of that sex; unknown,
         the grandparent's calibration for a candidate of unknown sex is needed.
         """
+        sexes = [candidate_sex]
+        if query.missing_person.include_unknown and candidate_sex != Sex.UNSPECIFIED:
+            sexes.append(Sex.UNSPECIFIED)  # candidates of unknown sex are kept, and scored as such
         for relation in dict.fromkeys(r.relation for r in query.relatives):
-            require_calibration(relation, candidate_sex, self._scoring.calibration)
+            for sex in sexes:
+                require_calibration(relation, sex, self._scoring.calibration)
+
+    async def _excluded_unknown(
+        self, family: list[RelativeFaces], model_id: str, search_filter: SearchFilter
+    ) -> ExcludedUnknown:
+        """What the (widened) filter leaves out for an unknown birth year or sex: asked of the indexer only
+        where it restricts one of them and keeps no unknown ones."""
+        restricts = search_filter.sex != Sex.UNSPECIFIED or (
+            search_filter.birth_year_min is not None or search_filter.birth_year_max is not None
+        )
+        if not restricts or search_filter.include_unknown:
+            return ExcludedUnknown()
+        return await self._gallery.excluded_unknown(model_id, family[0].embeddings[0], search_filter)
 
     def _needs_kinship(self, query: KinshipQuery) -> bool:
         return self._scoring.calibrated and any(r.relation is not Relation.SELF for r in query.relatives)
@@ -385,6 +406,8 @@ class KinshipRanker:
 
     async def _embed_photo(self, job: _PhotoJob, model_id: str, additional: Sequence[str]) -> EmbeddedImage:
         try:
+            if job.photo.pre_aligned:  # only then: an embedder port without the option still serves the rest
+                return await self._embedder.embed(job.photo.image, model_id, additional, pre_aligned=True)
             return await self._embedder.embed(job.photo.image, model_id, additional)
         except InvalidArgument as exc:
             # Say which photo the embedder refused (it only saw bytes).

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kinship/v1/common.proto\x12\nkinship.v1\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"D\n\x0e\x42irthYearRange\x12\x10\n\x03min\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"x\n\x10PersonAttributes\x12\x17\n\nbirth_year\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\tB\r\n\x0b_birth_year\"-\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t*8\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n\nSEX_FEMALE\x10\x01\x12\x0c\n\x08SEX_MALE\x10\x02*\xd6\x01\n\x08Relation\x12\x18\n\x14RELATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fRELATION_FATHER\x10\x01\x12\x13\n\x0fRELATION_MOTHER\x10\x02\x12\x14\n\x10RELATION_SIBLING\x10\x03\x12\x11\n\rRELATION_SELF\x10\x04\x12\x14\n\x10RELATION_BROTHER\x10\x05\x12\x13\n\x0fRELATION_SISTER\x10\x06\x12\x18\n\x14RELATION_GRANDFATHER\x10\x07\x12\x18\n\x14RELATION_GRANDMOTHER\x10\x08\x42@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kinship/v1/common.proto\x12\nkinship.v1\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"D\n\x0e\x42irthYearRange\x12\x10\n\x03min\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"2\n\x0fUnknownExcluded\x12\x12\n\nbirth_year\x18\x01 \x01(\x03\x12\x0b\n\x03sex\x18\x02 \x01(\x03\"x\n\x10PersonAttributes\x12\x17\n\nbirth_year\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\tB\r\n\x0b_birth_year\"-\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08model_id\x18\x02 \x01(\t*8\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n\nSEX_FEMALE\x10\x01\x12\x0c\n\x08SEX_MALE\x10\x02*\xd6\x01\n\x08Relation\x12\x18\n\x14RELATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fRELATION_FATHER\x10\x01\x12\x13\n\x0fRELATION_MOTHER\x10\x02\x12\x14\n\x10RELATION_SIBLING\x10\x03\x12\x11\n\rRELATION_SELF\x10\x04\x12\x14\n\x10RELATION_BROTHER\x10\x05\x12\x13\n\x0fRELATION_SISTER\x10\x06\x12\x18\n\x14RELATION_GRANDFATHER\x10\x07\x12\x18\n\x14RELATION_GRANDMOTHER\x10\x08\x42@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,18 +32,20 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kinship.v1.common_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024org.kinshipsearch.v1P\001Z&kinshipsearch/gen/kinship/v1;kinshipv1'
-  _globals['_SEX']._serialized_start=384
-  _globals['_SEX']._serialized_end=440
-  _globals['_RELATION']._serialized_start=443
-  _globals['_RELATION']._serialized_end=657
+  _globals['_SEX']._serialized_start=436
+  _globals['_SEX']._serialized_end=492
+  _globals['_RELATION']._serialized_start=495
+  _globals['_RELATION']._serialized_end=709
   _globals['_BOUNDINGBOX']._serialized_start=39
   _globals['_BOUNDINGBOX']._serialized_end=112
   _globals['_POINT']._serialized_start=114
   _globals['_POINT']._serialized_end=143
   _globals['_BIRTHYEARRANGE']._serialized_start=145
   _globals['_BIRTHYEARRANGE']._serialized_end=213
-  _globals['_PERSONATTRIBUTES']._serialized_start=215
-  _globals['_PERSONATTRIBUTES']._serialized_end=335
-  _globals['_EMBEDDING']._serialized_start=337
-  _globals['_EMBEDDING']._serialized_end=382
+  _globals['_UNKNOWNEXCLUDED']._serialized_start=215
+  _globals['_UNKNOWNEXCLUDED']._serialized_end=265
+  _globals['_PERSONATTRIBUTES']._serialized_start=267
+  _globals['_PERSONATTRIBUTES']._serialized_end=387
+  _globals['_EMBEDDING']._serialized_start=389
+  _globals['_EMBEDDING']._serialized_end=434
 # @@protoc_insertion_point(module_scope)

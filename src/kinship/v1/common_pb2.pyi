@@ -65,6 +65,14 @@ class BirthYearRange(_message.Message):
     max: int
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
+class UnknownExcluded(_message.Message):
+    __slots__ = ("birth_year", "sex")
+    BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]
+    SEX_FIELD_NUMBER: _ClassVar[int]
+    birth_year: int
+    sex: int
+    def __init__(self, birth_year: _Optional[int] = ..., sex: _Optional[int] = ...) -> None: ...
+
 class PersonAttributes(_message.Message):
     __slots__ = ("birth_year", "sex", "region", "source")
     BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]

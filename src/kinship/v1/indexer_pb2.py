@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kinship.v1 import common_pb2 as kinship_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kinship/v1/indexer.proto\x12\nkinship.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kinship/v1/common.proto\"\x9c\x02\n\rGalleryRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\x12/\n\x0b\x63\x61ptured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65nrolled_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x08 \x01(\t\"]\n\rUpsertRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"L\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"\x89\x01\n\x0cSearchFilter\x12.\n\nbirth_year\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0f\n\x07regions\x18\x03 \x03(\t\x12\x1a\n\x12\x65xclude_person_ids\x18\x04 \x03(\t\"#\n\x0eQueryEmbedding\x12\x11\n\tembedding\x18\x01 \x03(\x02\"\xc9\x01\n\rSearchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12+\n\x07queries\x18\x02 \x03(\x0b\x32\x1a.kinship.v1.QueryEmbedding\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x06 \x01(\x0e\x32\x1b.kinship.v1.ReadConsistency\"w\n\tSearchHit\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"2\n\x0bQueryResult\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kinship.v1.SearchHit\":\n\x0eSearchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.kinship.v1.QueryResult\"\xa5\x01\n\x11GetRecordsRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x05 \x01(\x0e\x32\x1b.kinship.v1.ReadConsistency\"@\n\x12GetRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"s\n\rDeleteRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12\x12\n\nrecord_ids\x18\x03 \x03(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x18\n\x10\x61wait_compaction\x18\x05 \x01(\x08\"V\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x12\x11\n\tcompacted\x18\x02 \x01(\x08\x12\x1a\n\x12\x63ompaction_seconds\x18\x03 \x01(\x01\"`\n\x10\x42ulkEnrolRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12*\n\x07records\x18\x03 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"@\n\x0c\x45nrolFailure\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x11\x42ulkEnrolResponse\x12\x16\n\x0ereceived_total\x18\x01 \x01(\x03\x12\x16\n\x0e\x65nrolled_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x66\x61iled_total\x18\x03 \x01(\x03\x12*\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x18.kinship.v1.EnrolFailure\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\x18\n\x16ListCollectionsRequest\"q\n\x0e\x43ollectionInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x16\n\x0eschema_version\x18\x05 \x01(\x05\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.kinship.v1.CollectionInfo\"\x1e\n\x0cStatsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xcf\x01\n\x0f\x43ollectionStats\x12.\n\ncollection\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.CollectionInfo\x12\x1b\n\x13tenant_record_count\x18\x02 \x01(\x03\x12\x12\n\nindex_type\x18\x03 \x01(\t\x12\x14\n\x0cindex_params\x18\x04 \x01(\t\x12\x14\n\x0cindexed_rows\x18\x05 \x01(\x03\x12\x1a\n\x12pending_index_rows\x18\x06 \x01(\x03\x12\x13\n\x0bindex_state\x18\x07 \x01(\t\"Q\n\rStatsResponse\x12\x30\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1b.kinship.v1.CollectionStats\x12\x0e\n\x06tenant\x18\x02 \x01(\t*n\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18READ_CONSISTENCY_BOUNDED\x10\x01\x12\x1b\n\x17READ_CONSISTENCY_STRONG\x10\x02\x32\x81\x04\n\x07Indexer\x12?\n\x06Upsert\x12\x19.kinship.v1.UpsertRequest\x1a\x1a.kinship.v1.UpsertResponse\x12?\n\x06Search\x12\x19.kinship.v1.SearchRequest\x1a\x1a.kinship.v1.SearchResponse\x12K\n\nGetRecords\x12\x1d.kinship.v1.GetRecordsRequest\x1a\x1e.kinship.v1.GetRecordsResponse\x12?\n\x06\x44\x65lete\x12\x19.kinship.v1.DeleteRequest\x1a\x1a.kinship.v1.DeleteResponse\x12Z\n\x0fListCollections\x12\".kinship.v1.ListCollectionsRequest\x1a#.kinship.v1.ListCollectionsResponse\x12L\n\tBulkEnrol\x12\x1c.kinship.v1.BulkEnrolRequest\x1a\x1d.kinship.v1.BulkEnrolResponse(\x01\x30\x01\x12<\n\x05Stats\x12\x18.kinship.v1.StatsRequest\x1a\x19.kinship.v1.StatsResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kinship/v1/indexer.proto\x12\nkinship.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17kinship/v1/common.proto\"\x9c\x02\n\rGalleryRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\x12/\n\x0b\x63\x61ptured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65nrolled_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x08 \x01(\t\"]\n\rUpsertRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12*\n\x07records\x18\x02 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"L\n\x0eUpsertResponse\x12\x16\n\x0eupserted_count\x18\x01 \x01(\x05\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"\xa2\x01\n\x0cSearchFilter\x12.\n\nbirth_year\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.BirthYearRange\x12\x1c\n\x03sex\x18\x02 \x01(\x0e\x32\x0f.kinship.v1.Sex\x12\x0f\n\x07regions\x18\x03 \x03(\t\x12\x1a\n\x12\x65xclude_person_ids\x18\x04 \x03(\t\x12\x17\n\x0finclude_unknown\x18\x05 \x01(\x08\"#\n\x0eQueryEmbedding\x12\x11\n\tembedding\x18\x01 \x03(\x02\"\xe9\x01\n\rSearchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12+\n\x07queries\x18\x02 \x03(\x0b\x32\x1a.kinship.v1.QueryEmbedding\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x06 \x01(\x0e\x32\x1b.kinship.v1.ReadConsistency\x12\x1e\n\x16\x63ount_excluded_unknown\x18\x07 \x01(\x08\"w\n\tSearchHit\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\x12\x30\n\nattributes\x18\x04 \x01(\x0b\x32\x1c.kinship.v1.PersonAttributes\"2\n\x0bQueryResult\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kinship.v1.SearchHit\"q\n\x0eSearchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.kinship.v1.QueryResult\x12\x35\n\x10\x65xcluded_unknown\x18\x02 \x01(\x0b\x32\x1b.kinship.v1.UnknownExcluded\"\xf9\x01\n\x11GetRecordsRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.kinship.v1.SearchFilter\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x05 \x01(\x0e\x32\x1b.kinship.v1.ReadConsistency\x12\x12\n\nall_people\x18\x06 \x01(\x08\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x17\n\x0fomit_embeddings\x18\t \x01(\x08\"Y\n\x12GetRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\rDeleteRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nperson_ids\x18\x02 \x03(\t\x12\x12\n\nrecord_ids\x18\x03 \x03(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x18\n\x10\x61wait_compaction\x18\x05 \x01(\x08\"V\n\x0e\x44\x65leteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x12\x11\n\tcompacted\x18\x02 \x01(\x08\x12\x1a\n\x12\x63ompaction_seconds\x18\x03 \x01(\x01\"`\n\x10\x42ulkEnrolRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12*\n\x07records\x18\x03 \x03(\x0b\x32\x19.kinship.v1.GalleryRecord\"@\n\x0c\x45nrolFailure\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x11\x42ulkEnrolResponse\x12\x16\n\x0ereceived_total\x18\x01 \x01(\x03\x12\x16\n\x0e\x65nrolled_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x66\x61iled_total\x18\x03 \x01(\x03\x12*\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x18.kinship.v1.EnrolFailure\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\x18\n\x16ListCollectionsRequest\"q\n\x0e\x43ollectionInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x16\n\x0eschema_version\x18\x05 \x01(\x05\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.kinship.v1.CollectionInfo\"\x1e\n\x0cStatsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xcf\x01\n\x0f\x43ollectionStats\x12.\n\ncollection\x18\x01 \x01(\x0b\x32\x1a.kinship.v1.CollectionInfo\x12\x1b\n\x13tenant_record_count\x18\x02 \x01(\x03\x12\x12\n\nindex_type\x18\x03 \x01(\t\x12\x14\n\x0cindex_params\x18\x04 \x01(\t\x12\x14\n\x0cindexed_rows\x18\x05 \x01(\x03\x12\x1a\n\x12pending_index_rows\x18\x06 \x01(\x03\x12\x13\n\x0bindex_state\x18\x07 \x01(\t\"Q\n\rStatsResponse\x12\x30\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1b.kinship.v1.CollectionStats\x12\x0e\n\x06tenant\x18\x02 \x01(\t*n\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n\x18READ_CONSISTENCY_BOUNDED\x10\x01\x12\x1b\n\x17READ_CONSISTENCY_STRONG\x10\x02\x32\x81\x04\n\x07Indexer\x12?\n\x06Upsert\x12\x19.kinship.v1.UpsertRequest\x1a\x1a.kinship.v1.UpsertResponse\x12?\n\x06Search\x12\x19.kinship.v1.SearchRequest\x1a\x1a.kinship.v1.SearchResponse\x12K\n\nGetRecords\x12\x1d.kinship.v1.GetRecordsRequest\x1a\x1e.kinship.v1.GetRecordsResponse\x12?\n\x06\x44\x65lete\x12\x19.kinship.v1.DeleteRequest\x1a\x1a.kinship.v1.DeleteResponse\x12Z\n\x0fListCollections\x12\".kinship.v1.ListCollectionsRequest\x1a#.kinship.v1.ListCollectionsResponse\x12L\n\tBulkEnrol\x12\x1c.kinship.v1.BulkEnrolRequest\x1a\x1d.kinship.v1.BulkEnrolResponse(\x01\x30\x01\x12<\n\x05Stats\x12\x18.kinship.v1.StatsRequest\x1a\x19.kinship.v1.StatsResponseB@\n\x14org.kinshipsearch.v1P\x01Z&kinshipsearch/gen/kinship/v1;kinshipv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kinship.v1.indexer_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024org.kinshipsearch.v1P\001Z&kinshipsearch/gen/kinship/v1;kinshipv1'
-  _globals['_READCONSISTENCY']._serialized_start=2467
-  _globals['_READCONSISTENCY']._serialized_end=2577
+  _globals['_READCONSISTENCY']._serialized_start=2688
+  _globals['_READCONSISTENCY']._serialized_end=2798
   _globals['_GALLERYRECORD']._serialized_start=99
   _globals['_GALLERYRECORD']._serialized_end=383
   _globals['_UPSERTREQUEST']._serialized_start=385
@@ -43,43 +43,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTRESPONSE']._serialized_start=480
   _globals['_UPSERTRESPONSE']._serialized_end=556
   _globals['_SEARCHFILTER']._serialized_start=559
-  _globals['_SEARCHFILTER']._serialized_end=696
-  _globals['_QUERYEMBEDDING']._serialized_start=698
-  _globals['_QUERYEMBEDDING']._serialized_end=733
-  _globals['_SEARCHREQUEST']._serialized_start=736
-  _globals['_SEARCHREQUEST']._serialized_end=937
-  _globals['_SEARCHHIT']._serialized_start=939
-  _globals['_SEARCHHIT']._serialized_end=1058
-  _globals['_QUERYRESULT']._serialized_start=1060
-  _globals['_QUERYRESULT']._serialized_end=1110
-  _globals['_SEARCHRESPONSE']._serialized_start=1112
-  _globals['_SEARCHRESPONSE']._serialized_end=1170
-  _globals['_GETRECORDSREQUEST']._serialized_start=1173
-  _globals['_GETRECORDSREQUEST']._serialized_end=1338
-  _globals['_GETRECORDSRESPONSE']._serialized_start=1340
-  _globals['_GETRECORDSRESPONSE']._serialized_end=1404
-  _globals['_DELETEREQUEST']._serialized_start=1406
-  _globals['_DELETEREQUEST']._serialized_end=1521
-  _globals['_DELETERESPONSE']._serialized_start=1523
-  _globals['_DELETERESPONSE']._serialized_end=1609
-  _globals['_BULKENROLREQUEST']._serialized_start=1611
-  _globals['_BULKENROLREQUEST']._serialized_end=1707
-  _globals['_ENROLFAILURE']._serialized_start=1709
-  _globals['_ENROLFAILURE']._serialized_end=1773
-  _globals['_BULKENROLRESPONSE']._serialized_start=1776
-  _globals['_BULKENROLRESPONSE']._serialized_end=1923
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1925
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1949
-  _globals['_COLLECTIONINFO']._serialized_start=1951
-  _globals['_COLLECTIONINFO']._serialized_end=2064
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=2066
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=2140
-  _globals['_STATSREQUEST']._serialized_start=2142
-  _globals['_STATSREQUEST']._serialized_end=2172
-  _globals['_COLLECTIONSTATS']._serialized_start=2175
-  _globals['_COLLECTIONSTATS']._serialized_end=2382
-  _globals['_STATSRESPONSE']._serialized_start=2384
-  _globals['_STATSRESPONSE']._serialized_end=2465
-  _globals['_INDEXER']._serialized_start=2580
-  _globals['_INDEXER']._serialized_end=3093
+  _globals['_SEARCHFILTER']._serialized_end=721
+  _globals['_QUERYEMBEDDING']._serialized_start=723
+  _globals['_QUERYEMBEDDING']._serialized_end=758
+  _globals['_SEARCHREQUEST']._serialized_start=761
+  _globals['_SEARCHREQUEST']._serialized_end=994
+  _globals['_SEARCHHIT']._serialized_start=996
+  _globals['_SEARCHHIT']._serialized_end=1115
+  _globals['_QUERYRESULT']._serialized_start=1117
+  _globals['_QUERYRESULT']._serialized_end=1167
+  _globals['_SEARCHRESPONSE']._serialized_start=1169
+  _globals['_SEARCHRESPONSE']._serialized_end=1282
+  _globals['_GETRECORDSREQUEST']._serialized_start=1285
+  _globals['_GETRECORDSREQUEST']._serialized_end=1534
+  _globals['_GETRECORDSRESPONSE']._serialized_start=1536
+  _globals['_GETRECORDSRESPONSE']._serialized_end=1625
+  _globals['_DELETEREQUEST']._serialized_start=1627
+  _globals['_DELETEREQUEST']._serialized_end=1742
+  _globals['_DELETERESPONSE']._serialized_start=1744
+  _globals['_DELETERESPONSE']._serialized_end=1830
+  _globals['_BULKENROLREQUEST']._serialized_start=1832
+  _globals['_BULKENROLREQUEST']._serialized_end=1928
+  _globals['_ENROLFAILURE']._serialized_start=1930
+  _globals['_ENROLFAILURE']._serialized_end=1994
+  _globals['_BULKENROLRESPONSE']._serialized_start=1997
+  _globals['_BULKENROLRESPONSE']._serialized_end=2144
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=2146
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=2170
+  _globals['_COLLECTIONINFO']._serialized_start=2172
+  _globals['_COLLECTIONINFO']._serialized_end=2285
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=2287
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=2361
+  _globals['_STATSREQUEST']._serialized_start=2363
+  _globals['_STATSREQUEST']._serialized_end=2393
+  _globals['_COLLECTIONSTATS']._serialized_start=2396
+  _globals['_COLLECTIONSTATS']._serialized_end=2603
+  _globals['_STATSRESPONSE']._serialized_start=2605
+  _globals['_STATSRESPONSE']._serialized_end=2686
+  _globals['_INDEXER']._serialized_start=2801
+  _globals['_INDEXER']._serialized_end=3314
 # @@protoc_insertion_point(module_scope)

@@ -61,16 +61,18 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted_count: _Optional[int] = ..., collection: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class SearchFilter(_message.Message):
-    __slots__ = ("birth_year", "sex", "regions", "exclude_person_ids")
+    __slots__ = ("birth_year", "sex", "regions", "exclude_person_ids", "include_unknown")
     BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]
     SEX_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     birth_year: _common_pb2.BirthYearRange
     sex: _common_pb2.Sex
     regions: _containers.RepeatedScalarFieldContainer[str]
     exclude_person_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., regions: _Optional[_Iterable[str]] = ..., exclude_person_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    include_unknown: bool
+    def __init__(self, birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., regions: _Optional[_Iterable[str]] = ..., exclude_person_ids: _Optional[_Iterable[str]] = ..., include_unknown: _Optional[bool] = ...) -> None: ...
 
 class QueryEmbedding(_message.Message):
     __slots__ = ("embedding",)
@@ -79,20 +81,22 @@ class QueryEmbedding(_message.Message):
     def __init__(self, embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("model_id", "queries", "top_k", "filter", "tenant", "consistency")
+    __slots__ = ("model_id", "queries", "top_k", "filter", "tenant", "consistency", "count_excluded_unknown")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_EXCLUDED_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     queries: _containers.RepeatedCompositeFieldContainer[QueryEmbedding]
     top_k: int
     filter: SearchFilter
     tenant: str
     consistency: ReadConsistency
-    def __init__(self, model_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[QueryEmbedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., tenant: _Optional[str] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ...) -> None: ...
+    count_excluded_unknown: bool
+    def __init__(self, model_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[QueryEmbedding, _Mapping]]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., tenant: _Optional[str] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ..., count_excluded_unknown: _Optional[bool] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("record_id", "person_id", "similarity", "attributes")
@@ -113,30 +117,42 @@ class QueryResult(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "excluded_unknown")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
+    excluded_unknown: _common_pb2.UnknownExcluded
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., excluded_unknown: _Optional[_Union[_common_pb2.UnknownExcluded, _Mapping]] = ...) -> None: ...
 
 class GetRecordsRequest(_message.Message):
-    __slots__ = ("model_id", "person_ids", "filter", "tenant", "consistency")
+    __slots__ = ("model_id", "person_ids", "filter", "tenant", "consistency", "all_people", "page_size", "page_token", "omit_embeddings")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    ALL_PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OMIT_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     person_ids: _containers.RepeatedScalarFieldContainer[str]
     filter: SearchFilter
     tenant: str
     consistency: ReadConsistency
-    def __init__(self, model_id: _Optional[str] = ..., person_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., tenant: _Optional[str] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ...) -> None: ...
+    all_people: bool
+    page_size: int
+    page_token: str
+    omit_embeddings: bool
+    def __init__(self, model_id: _Optional[str] = ..., person_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., tenant: _Optional[str] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ..., all_people: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., omit_embeddings: _Optional[bool] = ...) -> None: ...
 
 class GetRecordsResponse(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "next_page_token")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[GalleryRecord]
-    def __init__(self, records: _Optional[_Iterable[_Union[GalleryRecord, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[GalleryRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("model_id", "person_ids", "record_ids", "tenant", "await_compaction")

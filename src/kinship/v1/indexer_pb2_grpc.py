@@ -97,8 +97,11 @@ class IndexerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRecords(self, request, context):
-        """Fetches the records of the given people, embeddings included.
-        Errors: INVALID_ARGUMENT without person ids or for a bad filter;
+        """Fetches the records of the given people, embeddings included; or, with
+        all_people, every person of the tenant a page at a time (to list and
+        inspect a gallery).
+        Errors: INVALID_ARGUMENT without person ids (and without all_people), for
+        person ids together with all_people, a bad page token or a bad filter;
         NOT_FOUND for an unknown model id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

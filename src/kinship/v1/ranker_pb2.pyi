@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Photo(_message.Message):
-    __slots__ = ("image", "capture_year", "age_at_photo")
+    __slots__ = ("image", "capture_year", "age_at_photo", "pre_aligned")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_YEAR_FIELD_NUMBER: _ClassVar[int]
     AGE_AT_PHOTO_FIELD_NUMBER: _ClassVar[int]
+    PRE_ALIGNED_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     capture_year: int
     age_at_photo: float
-    def __init__(self, image: _Optional[bytes] = ..., capture_year: _Optional[int] = ..., age_at_photo: _Optional[float] = ...) -> None: ...
+    pre_aligned: bool
+    def __init__(self, image: _Optional[bytes] = ..., capture_year: _Optional[int] = ..., age_at_photo: _Optional[float] = ..., pre_aligned: _Optional[bool] = ...) -> None: ...
 
 class Relative(_message.Message):
     __slots__ = ("label", "relation", "photos", "person_id")
@@ -30,16 +32,18 @@ class Relative(_message.Message):
     def __init__(self, label: _Optional[str] = ..., relation: _Optional[_Union[_common_pb2.Relation, str]] = ..., photos: _Optional[_Iterable[_Union[Photo, _Mapping]]] = ..., person_id: _Optional[str] = ...) -> None: ...
 
 class MissingPerson(_message.Message):
-    __slots__ = ("sex", "birth_year", "regions", "soft")
+    __slots__ = ("sex", "birth_year", "regions", "soft", "include_unknown")
     SEX_FIELD_NUMBER: _ClassVar[int]
     BIRTH_YEAR_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     SOFT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     sex: _common_pb2.Sex
     birth_year: _common_pb2.BirthYearRange
     regions: _containers.RepeatedScalarFieldContainer[str]
     soft: SoftFacts
-    def __init__(self, sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ..., soft: _Optional[_Union[SoftFacts, _Mapping]] = ...) -> None: ...
+    include_unknown: bool
+    def __init__(self, sex: _Optional[_Union[_common_pb2.Sex, str]] = ..., birth_year: _Optional[_Union[_common_pb2.BirthYearRange, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ..., soft: _Optional[_Union[SoftFacts, _Mapping]] = ..., include_unknown: _Optional[bool] = ...) -> None: ...
 
 class SoftFacts(_message.Message):
     __slots__ = ("birth_year", "regions", "birth_year_log10_lr_per_year", "region_log10_lr")
@@ -148,20 +152,22 @@ class ScoringInfo(_message.Message):
     def __init__(self, calibrated: _Optional[bool] = ..., artifact_id: _Optional[str] = ..., calibration_id: _Optional[str] = ..., identity_model_id: _Optional[str] = ..., kinship_model_id: _Optional[str] = ..., fusion_method: _Optional[str] = ..., prior_probability: _Optional[float] = ..., strong_candidate_log10_lr: _Optional[float] = ...) -> None: ...
 
 class FindRelativesResponse(_message.Message):
-    __slots__ = ("candidates", "model_id", "fusion_method", "candidates_considered", "scoring", "strong_candidates")
+    __slots__ = ("candidates", "model_id", "fusion_method", "candidates_considered", "scoring", "strong_candidates", "excluded_unknown")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     FUSION_METHOD_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_CONSIDERED_FIELD_NUMBER: _ClassVar[int]
     SCORING_FIELD_NUMBER: _ClassVar[int]
     STRONG_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     model_id: str
     fusion_method: str
     candidates_considered: int
     scoring: ScoringInfo
     strong_candidates: int
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_id: _Optional[str] = ..., fusion_method: _Optional[str] = ..., candidates_considered: _Optional[int] = ..., scoring: _Optional[_Union[ScoringInfo, _Mapping]] = ..., strong_candidates: _Optional[int] = ...) -> None: ...
+    excluded_unknown: _common_pb2.UnknownExcluded
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_id: _Optional[str] = ..., fusion_method: _Optional[str] = ..., candidates_considered: _Optional[int] = ..., scoring: _Optional[_Union[ScoringInfo, _Mapping]] = ..., strong_candidates: _Optional[int] = ..., excluded_unknown: _Optional[_Union[_common_pb2.UnknownExcluded, _Mapping]] = ...) -> None: ...
 
 class CandidatePhotos(_message.Message):
     __slots__ = ("photos", "sex")

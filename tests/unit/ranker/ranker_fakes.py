@@ -16,6 +16,7 @@ from kinship.ranker.domain.model import (
     Box,
     DetectedFace,
     EmbeddedImage,
+    ExcludedUnknown,
     GalleryRecord,
     ModelKind,
     PersonAttributes,
@@ -83,9 +84,13 @@ class FakeEmbedder:
         self.calls: list[tuple[bytes, str]] = []
         self.additional_asked: list[tuple[str, ...]] = []
         self.other_models: set[str] = set()  # further identity models served (same faces)
+        self.pre_aligned: list[bool] = []  # per call, whether the photo was sent as an aligned crop
 
-    async def embed(self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = ()) -> EmbeddedImage:
+    async def embed(
+        self, image: bytes, model_id: str, additional_model_ids: Sequence[str] = (), *, pre_aligned: bool = False
+    ) -> EmbeddedImage:
         self.calls.append((image, model_id))
+        self.pre_aligned.append(pre_aligned)
         self.additional_asked.append(tuple(additional_model_ids))
         served = {self.model_id, self.kinship_model_id, *self.other_models}
         for m in (model_id or self.model_id, *additional_model_ids):
@@ -115,13 +120,13 @@ def admits(record: GalleryRecord, f: SearchFilter) -> bool:
     a = record.attributes
     if record.person_id in f.exclude_person_ids:
         return False
-    if f.sex is not Sex.UNSPECIFIED and a.sex != f.sex:
+    if f.sex is not Sex.UNSPECIFIED and a.sex != f.sex and not (f.include_unknown and a.sex == Sex.UNSPECIFIED):
         return False
     if f.regions and a.region not in f.regions:
         return False
     if f.birth_year_min is not None or f.birth_year_max is not None:
         if a.birth_year is None:
-            return False
+            return f.include_unknown
         if f.birth_year_min is not None and a.birth_year < f.birth_year_min:
             return False
         if f.birth_year_max is not None and a.birth_year > f.birth_year_max:
@@ -194,6 +199,21 @@ class FakeGallery:
             for r in records
             if r.person_id in wanted and admits(r, search_filter) and self._in_tenant(r, search_filter)
         ]
+
+    async def excluded_unknown(self, model_id, query, search_filter) -> ExcludedUnknown:
+        """As the indexer counts: records of the tenant, within the regions and exclusions, whose fact is unknown."""
+        records = [
+            r
+            for r in self._collection(model_id)
+            if self._in_tenant(r, search_filter)
+            and (not search_filter.regions or r.attributes.region in search_filter.regions)
+            and r.person_id not in search_filter.exclude_person_ids
+        ]
+        years = search_filter.birth_year_min is not None or search_filter.birth_year_max is not None
+        return ExcludedUnknown(
+            birth_year=sum(1 for r in records if r.attributes.birth_year is None) if years else 0,
+            sex=sum(1 for r in records if r.attributes.sex == Sex.UNSPECIFIED) if search_filter.sex else 0,
+        )
 
     async def record_counts(self, tenant: str) -> dict[str, int]:
         self.counted = getattr(self, "counted", 0) + 1
