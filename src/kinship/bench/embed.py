@@ -20,7 +20,11 @@ noisy one:
     grafted onto the identity graph) asked for identity AND kinship vectors of a whole
     photo, against one serving no artifact asked for the identity vector alone, by a lone
     caller, in alternating rounds; the ratio of their p50 latencies is what the kinship
-    model adds to Embed.
+    model adds to Embed;
+(e) FindRelatives with two relatives (a father and a mother photo of the sample gallery)
+    through two suites (`kinship serve all --sample-gallery`), one serving the shipped
+    artifact and one serving none, by a lone caller in alternating rounds: what the
+    kinship model adds to a search end to end (two Embeds, the kinship searches, scoring).
 
 (a)-(c) run the embedder with no kinship artifact (ACTIVE says none) so that they
 measure the identity model alone.
@@ -29,6 +33,7 @@ measure the identity model alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -280,6 +285,127 @@ def measure_kinship_cost(photo: bytes, seconds: float, rounds: int = 4) -> dict:
     }
 
 
+class SuiteProcess:
+    """`kinship serve all --sample-gallery` on free ports and a fresh data folder, stopped on exit; with
+    `artifact` False, ACTIVE says none (identity only)."""
+
+    def __init__(self, *, artifact: bool):
+        import tempfile
+
+        self._folder = tempfile.TemporaryDirectory(prefix="kinship-bench-suite-")
+        self.data = Path(self._folder.name)
+        if not artifact:
+            (self.data / "artifacts").mkdir()
+            (self.data / "artifacts" / "ACTIVE").write_text("none\n")
+        self.ports = {name: free_port() for name in ("embedder", "indexer", "ranker")}
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> SuiteProcess:
+        cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "all", "--sample-gallery"]
+        cmd += ["--data-dir", str(self.data)]
+        for name, port in self.ports.items():
+            cmd += [f"--{name}-port", str(port)]
+        log = self.data / "suite.log"
+        with log.open("w") as out:
+            env = {**os.environ, "KINSHIP_LOG_LEVEL": "warning"}
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 300
+        # The sample gallery is enrolled once the three serve: ready when a two-parent search finds someone.
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"the suite did not start ({' '.join(cmd)}):\n{tail}")
+            time.sleep(0.5)
+        return self
+
+    def _answers(self) -> bool:
+        import grpc
+
+        from kinship.v1 import ranker_pb2_grpc
+
+        if not (self.data / "sample" / "gallery" / "group-person-2.jpg").exists():
+            return False
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{self.ports['ranker']}") as channel:
+                reply = ranker_pb2_grpc.KinshipRankerStub(channel).FindRelatives(self.two_parent_request(), timeout=30)
+        except grpc.RpcError:
+            return False
+        return len(reply.candidates) > 0
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._folder.cleanup()
+
+    def two_parent_request(self):
+        from kinship.v1 import common_pb2, ranker_pb2
+
+        gallery = self.data / "sample" / "gallery"
+        request = ranker_pb2.FindRelativesRequest(top_n=5)
+        for relation, name in (
+            (common_pb2.RELATION_FATHER, "group-person-1.jpg"),
+            (common_pb2.RELATION_MOTHER, "group-person-2.jpg"),
+        ):
+            relative = request.relatives.add(relation=relation)
+            relative.photos.add(image=(gallery / name).read_bytes())
+        return request
+
+
+def _find_latencies(address: str, request, seconds: float) -> tuple[list[float], bool]:
+    import grpc
+
+    from kinship.v1 import ranker_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = ranker_pb2_grpc.KinshipRankerStub(channel)
+        reply = stub.FindRelatives(request, timeout=60)  # warm-up
+        latencies = []
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            reply = stub.FindRelatives(request, timeout=60)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies, bool(reply.scoring.calibrated)
+
+
+def measure_find_cost(seconds: float, rounds: int = 4) -> dict:
+    """(e): FindRelatives with a father and a mother, shipped artifact vs none, alternating rounds."""
+    p50s: dict[bool, list[float]] = {True: [], False: []}
+    calibrated: dict[bool, bool] = {}
+    with SuiteProcess(artifact=True) as served, SuiteProcess(artifact=False) as plain:
+        for _ in range(rounds):
+            for artifact, suite in ((True, served), (False, plain)):
+                latencies, calibrated[artifact] = _find_latencies(
+                    f"127.0.0.1:{suite.ports['ranker']}", suite.two_parent_request(), seconds / rounds
+                )
+                p50s[artifact].append(percentile(latencies, 50))
+    if not calibrated[True] or calibrated[False]:
+        raise RuntimeError(
+            f"(e) expected a calibrated answer with the artifact and none without: got {calibrated[True]}, "
+            f"{calibrated[False]}"
+        )
+    with_p50, without_p50 = median(p50s[True]), median(p50s[False])
+    return {
+        "find_two_parents_p50_ms_with_kinship": with_p50,
+        "find_two_parents_p50_ms_identity_only": without_p50,
+        "find_kinship_latency_ratio": with_p50 / without_p50,
+    }
+
+
+def run_kinship_cost(*, seconds: float, progress: Callable[[str], None]) -> dict:
+    """Parts (d) and (e) alone: what the kinship model adds to Embed and to FindRelatives."""
+    _, photo = sample_faces()
+    progress("(d) whole photo: identity + kinship (shipped artifact) vs identity alone, alternating rounds")
+    kinship = measure_kinship_cost(photo, seconds)
+    progress("(e) FindRelatives, father + mother: two suites (shipped artifact, none), alternating rounds")
+    return {**kinship, **measure_find_cost(seconds), "seconds_per_measurement": seconds}
+
+
 def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], None]) -> dict:
     from kinship.embedder.public import available_cores
     from kinship.v1 import embedder_pb2
@@ -310,8 +436,11 @@ def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], Non
         lone_no_wait, _ = drive(server.address, crop_requests, 1, seconds / 2)
     progress("(d) whole photo: identity + kinship (shipped artifact) vs identity alone, alternating rounds")
     kinship = measure_kinship_cost(photo, seconds)
+    progress("(e) FindRelatives, father + mother: two suites (shipped artifact, none), alternating rounds")
+    find = measure_find_cost(seconds)
     return {
         **kinship,
+        **find,
         "cores": cores,
         "concurrency": concurrency,
         "seconds_per_measurement": seconds,
@@ -335,6 +464,24 @@ def run_bench(*, seconds: float, concurrency: int, progress: Callable[[str], Non
     }
 
 
+def _kinship_lines(result: dict) -> list[str]:
+    return [
+        f"(d) Embed of a whole photo (6 faces), lone caller: identity + kinship {result['embed_p50_ms_with_kinship']:.1f} ms "
+        f"p50 vs identity alone {result['embed_p50_ms_identity_only']:.1f} ms = {result['kinship_latency_ratio']:.2f}x "
+        f"({result['kinship_model_id']})",
+        f"(e) FindRelatives, father + mother, sample gallery, lone caller: with the artifact "
+        f"{result['find_two_parents_p50_ms_with_kinship']:.1f} ms p50 vs without "
+        f"{result['find_two_parents_p50_ms_identity_only']:.1f} ms = {result['find_kinship_latency_ratio']:.2f}x",
+    ]
+
+
+def describe_kinship_cost(result: dict) -> str:
+    return "\n".join(
+        [f"kinship bench embed --kinship-only: {result['seconds_per_measurement']:.0f} s per measurement"]
+        + _kinship_lines(result)
+    )
+
+
 def describe(result: dict) -> str:
     by_batch = ", ".join(f"{k}: {v:.1f}" for k, v in result["raw_faces_per_s_by_batch"].items())
     return "\n".join(
@@ -352,9 +499,7 @@ def describe(result: dict) -> str:
             f"(c) prepared vs plain SFace session: {result['prep_speedup']:.2f}x "
             f"({result['prep_prepared_faces_per_s']:.1f} vs {result['prep_plain_faces_per_s']:.1f} faces/s, {result['cores']} threads), "
             f"min cosine {result['prep_min_cosine']:.7f}",
-            f"(d) Embed of a whole photo (6 faces), lone caller: identity + kinship {result['embed_p50_ms_with_kinship']:.1f} ms "
-            f"p50 vs identity alone {result['embed_p50_ms_identity_only']:.1f} ms = {result['kinship_latency_ratio']:.2f}x "
-            f"({result['kinship_model_id']})",
+            *_kinship_lines(result),
             f"errors: {result['service_errors']}",
         ]
     )
