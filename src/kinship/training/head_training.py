@@ -101,6 +101,10 @@ class HeadParams:
     head: str = "layer"
     block_learning_rate: float = 1e-4
     block_input_dropout: float = 0.2
+    #: "family": a batch is any kin pairs of distinct families; "relation": every batch holds pairs of one
+    #: relation code (father-son, sisters, ...), so its negatives are other families' fathers and sons: the
+    #: hard negatives a search faces (a candidate of the relative's relation, age and sex), not easy ones.
+    batching: str = "family"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -302,13 +306,38 @@ class TrainedHead:
         return {"feature_map": IDENTITY_FEATURE_MAP, "identity": IDENTITY_OUTPUT}
 
 
-def _kin_member_pairs(dataset: FiwDataset, families: set[str]) -> list[tuple[str, list[int], list[int]]]:
+def _kin_member_pairs(dataset: FiwDataset, families: set[str]) -> list[tuple[str, list[int], list[int], str]]:
     images_of = dataset.images_of()
     return [
-        (p.family, images_of[(p.family, p.elder)], images_of[(p.family, p.younger)])
+        (p.family, images_of[(p.family, p.elder)], images_of[(p.family, p.younger)], p.relation)
         for p in dataset.pairs
         if p.family in families
     ]
+
+
+def _batches(
+    member_pairs: list[tuple[str, list[int], list[int], str]], size: int, by_relation: bool, rng: np.random.Generator
+) -> list[list[int]]:
+    """One epoch's batches of member-pair indices, at most one pair per family in a batch (no in-batch
+    negative is secretly kin); with `by_relation`, each batch holds one relation code only."""
+    groups: dict[str, list[int]] = {}
+    for k in rng.permutation(len(member_pairs)):
+        groups.setdefault(member_pairs[k][3] if by_relation else "", []).append(int(k))
+    batches = []
+    for group in groups.values():
+        current, seen = [], set()
+        for k in group:
+            family = member_pairs[k][0]
+            if family in seen:
+                continue
+            current.append(k)
+            seen.add(family)
+            if len(current) == size:
+                batches.append(current)
+                current, seen = [], set()
+        if len(current) >= 2:
+            batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))] if by_relation else batches
 
 
 def _train_contrastive(
@@ -329,7 +358,7 @@ def _train_contrastive(
     if len(member_pairs) < 2:
         raise ValueError(f"{len(member_pairs)} kin pairs in the training families: too few to train on")
     photo = dataset.image_photo
-    used = sorted({i for _, a, b in member_pairs for i in a + b})
+    used = sorted({i for _, a, b, _ in member_pairs for i in a + b})
     # Only the training families' maps are read into memory (float16), indexed through `where`.
     where = np.full(len(dataset.images), -1, np.int64)
     where[used] = np.arange(len(used))
@@ -344,20 +373,11 @@ def _train_contrastive(
                 return i, j
         return None
 
+    if params.batching not in ("family", "relation"):
+        raise ValueError(f"batching {params.batching!r}: choose family or relation")
     losses = []
     for epoch in range(params.epochs):
-        batches, current, seen = [], [], set()
-        for k in rng.permutation(len(member_pairs)):
-            family = member_pairs[k][0]
-            if family in seen:
-                continue
-            current.append(k)
-            seen.add(family)
-            if len(current) == params.batch:
-                batches.append(current)
-                current, seen = [], set()
-        if len(current) >= 2:
-            batches.append(current)
+        batches = _batches(member_pairs, params.batch, params.batching == "relation", rng)
         epoch_losses = []
         for chosen in batches:
             drawn = [draw(member_pairs[k][1], member_pairs[k][2]) for k in chosen]

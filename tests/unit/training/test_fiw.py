@@ -77,3 +77,38 @@ def test_missing_layout_says_what_is_needed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="members.csv"):
         (tmp_path / "images").mkdir()
         load_fiw(tmp_path)
+
+
+def _member_pairs(families: int, relations: tuple[str, ...]) -> list[tuple[str, list[int], list[int], str]]:
+    return [(f"F{f:03d}", [2 * f], [2 * f + 1], r) for f in range(families) for r in relations]
+
+
+@pytest.mark.parametrize("by_relation", [False, True])
+def test_a_training_batch_never_holds_two_pairs_of_one_family(by_relation: bool) -> None:
+    from kinship.training.head_training import _batches
+
+    pairs = _member_pairs(40, ("fs", "fd", "bb"))
+    batches = _batches(pairs, 16, by_relation, np.random.default_rng(0))
+    for batch in batches:
+        families = [pairs[k][0] for k in batch]
+        assert len(families) == len(set(families)), batch
+        assert 2 <= len(batch) <= 16
+    used = [k for batch in batches for k in batch]
+    assert len(used) == len(set(used))
+    # Each relation group of 40 families fills two batches of 16 and one of 8: nothing is dropped.
+    if by_relation:
+        assert len(used) == len(pairs)
+
+
+def test_relation_batches_hold_one_relation_each_and_come_in_shuffled_order() -> None:
+    from kinship.training.head_training import _batches
+
+    pairs = _member_pairs(40, ("fs", "fd", "bb", "ss"))
+    batches = _batches(pairs, 16, True, np.random.default_rng(0))
+    relations = [{pairs[k][3] for k in batch} for batch in batches]
+    assert all(len(r) == 1 for r in relations)
+    order = [r.pop() for r in relations]
+    assert sorted(set(order)) == ["bb", "fd", "fs", "ss"]
+    # Shuffled: the relations interleave (grouped, 12 batches of 4 relations would change relation 3 times).
+    changes = sum(a != b for a, b in zip(order, order[1:], strict=False))
+    assert changes > 3
