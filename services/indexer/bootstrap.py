@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import grpc
 
-from kinship.runtime import config
+from kinship.runtime import config, processes
 from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import get_logger
 from kinship.security.settings import server_settings
@@ -26,6 +26,8 @@ log = get_logger("kinship.indexer")
 DEFAULT_PORT = 50052
 SERVICE_NAME = indexer_pb2.DESCRIPTOR.services_by_name["Indexer"].full_name
 LITE_FILE = Path("milvus") / "gallery.db"
+#: Milvus Lite's advisory lock inside that file's folder (milvus_lite.db.LOCK_FILENAME): one process holds it.
+LITE_LOCK = LITE_FILE / "LOCK"
 
 
 def settings() -> list[config.Setting]:
@@ -254,7 +256,22 @@ def vector_index(settings: SimpleNamespace) -> VectorIndex:
         raise ConfigError(f"--index-type / --index-build-params / --index-search-params: {exc}") from exc
 
 
+def refuse_locked_lite(data_dir: Path) -> None:
+    """ConfigError naming the holder when another process has the Milvus Lite file open (it allows one)."""
+    lock = Path(data_dir).expanduser() / LITE_LOCK
+    holders = processes.lock_holders(lock)
+    if holders is not None:
+        pids = " ".join(str(h.pid) for h in holders)
+        raise ConfigError(
+            f"the data folder {Path(data_dir).expanduser()} is in use: its Milvus Lite file {lock.parent} is locked "
+            f"by {processes.describe(holders)}; stop {'it (kill ' + pids + ')' if pids else 'it'}, or choose "
+            "another --data-dir, or --milvus-uri to share a Milvus server"
+        )
+
+
 async def build(settings: SimpleNamespace) -> IndexerService:
+    if not settings.milvus_uri:
+        refuse_locked_lite(settings.data_dir)
     uri = settings.milvus_uri or lite_uri(settings.data_dir)
     store = MilvusGallery(
         uri,

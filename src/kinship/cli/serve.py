@@ -4,7 +4,14 @@
 its own), waits until every one answers SERVING on the standard health service, and
 on Ctrl-C or SIGTERM sends SIGTERM to each so they drain gracefully, killing any that
 outlive the grace period. If one of them dies, the others are stopped too and the
-command exits non-zero: a half-running suite is worse than a stopped one.
+command exits non-zero: a half-running suite is worse than a stopped one. If `all`
+itself dies, SIGKILL included, the kernel sends each child SIGTERM (parent-death
+signal, runtime.processes): nothing is left holding the ports or the data folder.
+
+Start-up refuses, with one line naming the holder (pid and command) and exit code 2,
+a port that is taken or a Milvus Lite data folder that another process holds: a
+suite left running, or a stale one. `all` reports SERVING only for the processes it
+started (the listener on each port is its child or a descendant of it).
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from kinship.runtime import config
+from kinship.runtime import config, processes
 from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import configure_logging
 
 SERVICES = {"embedder": 50051, "indexer": 50052, "ranker": 50053}
 START_ORDER = ("embedder", "indexer", "ranker")
+#: The indexer's Milvus Lite lock under the data dir (kinship.indexer.bootstrap.LITE_LOCK, not imported:
+#: that module brings in pymilvus).
+LITE_LOCK = Path("milvus") / "gallery.db" / "LOCK"
 
 
 def _bootstrap(name: str):
@@ -104,6 +114,11 @@ def run_one(name: str, argv: list[str]) -> int:
     from . import serve_processes
 
     index = serve_processes.worker_index()
+    if index is None:  # copies share the port their supervisor found free
+        taken = taken_ports(settings)
+        if taken:
+            print(f"kinship serve {name}: {taken}", file=sys.stderr)
+            return 2
     if settings.processes > 1 and index is None:
         if settings.port == 0:
             print(f"kinship serve {name}: --processes needs a fixed --port (copies must share it)", file=sys.stderr)
@@ -124,6 +139,26 @@ def run_one(name: str, argv: list[str]) -> int:
     return 0
 
 
+def _kill_hint(pids: list[int]) -> str:
+    return f"stop {'it' if len(pids) == 1 else 'them'} (kill {' '.join(map(str, pids))})" if pids else "stop it"
+
+
+def taken_ports(settings) -> str | None:
+    """One line naming the holders of the ports `settings` would listen on, None when all are free."""
+    flags = (("--port", settings.port), ("--metrics-port", settings.metrics_port))
+    flags += (("--health-port", getattr(settings, "health_port", -1)),)
+    problems, pids, choose = [], [], []
+    for flag, port in flags:
+        if port > 0 and processes.port_taken(settings.host, port):
+            holders = processes.port_holders(port)
+            problems.append(f"port {port} on {settings.host} is taken by {processes.describe(holders)}")
+            pids += [h.pid for h in holders if h.pid not in pids]
+            choose.append(flag)
+    if not problems:
+        return None
+    return f"{'; '.join(problems)}; {_kill_hint(pids)} or choose another with {' / '.join(choose)}"
+
+
 @dataclass
 class Child:
     name: str
@@ -132,9 +167,17 @@ class Child:
 
 
 def wait_serving(
-    address: str, deadline: float, process: subprocess.Popen | None = None, tls_dir: Path | None = None
+    address: str,
+    deadline: float,
+    process: subprocess.Popen | None = None,
+    tls_dir: Path | None = None,
+    owned: bool = False,
 ) -> bool:
-    """Polls the health service at `address` until SERVING or `deadline` (time.monotonic)."""
+    """Polls the health service at `address` until SERVING or `deadline` (time.monotonic).
+
+    With `owned`, a SERVING answer counts only when `process` (or a descendant of it) is
+    what listens on the port, where the OS tells: another server there, a stale one, is not it.
+    """
     from kinship.runtime.clients import sync_channel
     from kinship.security.client import ClientSecurity
     from kinship.security.transport import ClientTls
@@ -148,11 +191,38 @@ def wait_serving(
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
+                    if not owned or process is None or _listens_itself(process.pid, address):
+                        return True
             except grpc.RpcError:
                 pass
             time.sleep(0.25)
     return False
+
+
+def _listens_itself(pid: int, address: str) -> bool:
+    listeners = processes.pids_listening_on(int(address.rsplit(":", 1)[1]))
+    return not listeners or any(processes.descends_from(p, pid) for p in listeners)
+
+
+def _already_running(host: str, ports: dict[str, int], data_dir: Path) -> str | None:
+    """One line naming what holds the suite's ports or its Milvus Lite folder, None when nothing does."""
+    problems, pids = [], []
+    for name, port in ports.items():
+        if processes.port_taken(host, port):
+            holders = processes.port_holders(port)
+            problems.append(f"port {port} ({name}) is taken by {processes.describe(holders)}")
+            pids += [h.pid for h in holders if h.pid not in pids]
+    if not os.environ.get("KINSHIP_MILVUS_URI"):  # the indexer would open the Lite file in data_dir
+        holders = processes.lock_holders(data_dir / LITE_LOCK)
+        if holders is not None:
+            problems.append(f"the data folder {data_dir} is locked (Milvus Lite) by {processes.describe(holders)}")
+            pids += [h.pid for h in holders if h.pid not in pids]
+    if not problems:
+        return None
+    return (
+        f"a suite is already running here, or a stale one: {'; '.join(problems)}; {_kill_hint(pids)}, or choose "
+        "other ports (--embedder-port, --indexer-port, --ranker-port) and another --data-dir"
+    )
 
 
 def _stop_children(children: list[Child], grace: float) -> None:
@@ -191,6 +261,10 @@ def run_all(args: argparse.Namespace) -> int:
     # Listening on every address, the services reach each other on localhost (a name server.crt holds).
     connect_host = "localhost" if args.host in ("0.0.0.0", "::", "[::]") else args.host
     addresses = {name: f"{connect_host}:{port}" for name, port in ports.items()}
+    busy = _already_running(args.host, ports, data_dir)
+    if busy:
+        print(f"kinship serve all: {busy}", file=sys.stderr)
+        return 2
 
     stop_requested = False
 
@@ -230,14 +304,17 @@ def run_all(args: argparse.Namespace) -> int:
             if name == "ranker":
                 cmd += ["--embedder-address", addresses["embedder"], "--indexer-address", addresses["indexer"]]
             # Children ignore Ctrl-C from the terminal's process group: the supervisor
-            # decides when and how they stop (SIGTERM, then a grace period).
-            process = subprocess.Popen(cmd, start_new_session=True)
+            # decides when and how they stop (SIGTERM, then a grace period). If the
+            # supervisor dies, SIGKILL included, the kernel sends them SIGTERM.
+            process = subprocess.Popen(
+                cmd, start_new_session=True, preexec_fn=processes.die_with_parent(signal.SIGTERM)
+            )
             children.append(Child(name, ports[name], process))
             print(f"kinship: started {name} (pid {process.pid}) on {addresses[name]}", file=sys.stderr)
         for child in children:
             if stop_requested:
                 break
-            if not wait_serving(addresses[child.name], deadline, child.process, tls_dir):
+            if not wait_serving(addresses[child.name], deadline, child.process, tls_dir, owned=True):
                 if child.process.poll() is not None:
                     why = f"exited with code {child.process.returncode}"
                 else:
@@ -246,7 +323,8 @@ def run_all(args: argparse.Namespace) -> int:
                 return 1
         if stop_requested:
             return 0
-        print(f"kinship: all three services are SERVING (data in {data_dir})", file=sys.stderr)
+        pids = ", ".join(str(child.process.pid) for child in children)
+        print(f"kinship: all three services are SERVING (pids {pids}; data in {data_dir})", file=sys.stderr)
         if args.sample_gallery:
             from kinship.security import client as client_security
 

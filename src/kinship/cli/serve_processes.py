@@ -5,8 +5,9 @@ Python-bound uses one core however many threads it has. With `--processes N` the
 command starts N copies of the service, each binding the same port with SO_REUSEPORT
 (the kernel spreads new connections among them), and supervises them: SIGTERM or
 Ctrl-C reaches every copy, which drains as a single server does, and if one copy dies
-the others are stopped too. Only the first copy serves the metrics and health-only
-ports (those are not shared). Whether it pays is measured, not assumed: see
+the others are stopped too; if the supervisor dies, SIGKILL included, the kernel sends
+every copy SIGTERM (parent-death signal). Only the first copy serves the metrics and
+health-only ports (those are not shared). Whether it pays is measured, not assumed: see
 docs/benchmarks.md, "Costs behind the defaults".
 """
 
@@ -17,6 +18,8 @@ import signal
 import subprocess
 import sys
 import time
+
+from kinship.runtime.processes import die_with_parent
 
 #: Set in each copy: its index (0 is the first). A copy never starts copies of its own.
 WORKER_ENV = "KINSHIP_SERVE_PROCESS_INDEX"
@@ -41,7 +44,9 @@ def supervise(name: str, argv: list[str], processes: int, grace_seconds: float) 
         for index in range(processes):
             env = {**os.environ, WORKER_ENV: str(index)}
             cmd = [sys.executable, "-m", "kinship.cli.main", "serve", name, *argv]
-            children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            children.append(
+                subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
+            )
         print(
             f"kinship: {name}: {processes} processes (pids {', '.join(str(c.pid) for c in children)})", file=sys.stderr
         )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kinship.runtime.processes import pids_listening_on
+
 PROC = Path("/proc")
+__all__ = ["cpu_seconds", "pids_listening_on", "resolve_watch", "rss_bytes", "total_cpu", "total_rss"]
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -17,41 +20,6 @@ def rss_bytes(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return None
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (PROC / "net" / table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            parts = line.split()
-            local, state, inode = parts[1], parts[3], parts[9]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(inode)
-    return inodes
-
-
-def pids_listening_on(port: int) -> list[int]:
-    """Processes of this user holding a listening socket on `port` (several with SO_REUSEPORT)."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return []
-    found = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in (entry / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    found.append(int(entry.name))
-                    break
-        except (PermissionError, FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            continue
-    return sorted(found)
 
 
 def resolve_watch(spec: str) -> tuple[str, list[int]]:

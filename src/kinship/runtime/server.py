@@ -270,8 +270,12 @@ async def start_server(service: Service, settings: SimpleNamespace) -> RunningSe
     else:
         cause = None
     if port == 0:
+        from kinship.runtime.processes import describe, port_holders
+
+        holders = port_holders(settings.port) if settings.port > 0 else []
+        by = f" (by {describe(holders)})" if holders else ""
         raise OSError(
-            f"cannot listen on {address}: the port is taken or the address is not local; "
+            f"cannot listen on {address}: the port is taken{by} or the address is not local; "
             f"choose another with --port or --host"
         ) from cause
     running = RunningServer(server=server, service=service, health=health, port=port, settings=settings)
