@@ -11,6 +11,10 @@ etcd ignores `--etcd-port` and would listen on 2379/2380, so it gets a config fi
 of its own through ETCD_CONFIG_PATH. The metrics/health port (9091) has no flag:
 `milvus-server` itself takes the first free port from 9091 up, so only two servers
 starting at the same instant could collide there.
+
+Supervision: the launcher dies with the test process that started it, SIGKILL included,
+and the `milvus` binary with the launcher (parent-death signal, kinship.runtime.processes):
+a killed test run leaves no Milvus behind holding ports and memory.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from kinship.runtime.processes import die_with_parent
 from tests.conftest import IN_CI, free_ports
 
 STARTUP_TIMEOUT_S = 180.0
@@ -113,9 +118,16 @@ def _stop(process: subprocess.Popen) -> None:
 # milvus-server probes each port it is given by binding it without SO_REUSEADDR, so right
 # after a kill it refuses ports that still hold TIME_WAIT connections of its clients (the
 # server, written in Go, binds them fine). This launcher gives the probe SO_REUSEADDR, so a
-# killed server restarts at once on the same ports (see docs/milvus-notes.md).
+# killed server restarts at once on the same ports (see docs/milvus-notes.md). Its children
+# (the `milvus` binary) get SIGKILL when it dies, however it dies.
 _LAUNCHER = """
-import socket, sys, milvus
+import signal, socket, subprocess, sys, milvus
+from kinship.runtime.processes import die_with_parent
+class DiesWithLauncher(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("preexec_fn", die_with_parent(signal.SIGKILL))
+        super().__init__(*args, **kwargs)
+subprocess.Popen = DiesWithLauncher
 def try_bind_port(self, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -170,6 +182,8 @@ class MilvusProcess:
                 stderr=subprocess.STDOUT,
                 env=self._env,
                 start_new_session=True,
+                # The launcher dies with this process; the milvus binary with the launcher.
+                preexec_fn=die_with_parent(signal.SIGKILL),
                 cwd=self.folder,
             )
         _wait_until_serving(self.process, self.uri, self.folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kinship.cli.serve import wait_serving
 from kinship.loadtest.processes import pids_listening_on
+from kinship.runtime.processes import alive
 from tests.conftest import free_ports
 
 
@@ -36,6 +38,33 @@ def test_two_processes_share_the_port_and_stop_together(tmp_path) -> None:
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(60) == 0
     assert pids_listening_on(port) == []
+
+
+def test_copies_die_with_a_sigkilled_supervisor(tmp_path) -> None:
+    (port,) = free_ports(1)
+    cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "embedder", "--port", str(port), "--processes", "2",
+           "--artifacts-dir", str(tmp_path), "--log-level", "warning"]  # fmt: skip
+    supervisor = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    copies: list[int] = []
+    try:
+        assert wait_serving(f"127.0.0.1:{port}", time.monotonic() + 120, supervisor)
+        deadline = time.monotonic() + 60
+        while len(copies := pids_listening_on(port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(copies) == 2
+        supervisor.kill()  # SIGKILL: the supervisor stops nothing itself
+        supervisor.wait(30)
+        deadline = time.monotonic() + 15
+        while (any(alive(pid) for pid in copies) or pids_listening_on(port)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in copies if alive(pid)] == [] and pids_listening_on(port) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(30)
+        for pid in copies:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_processes_need_a_fixed_port(tmp_path) -> None:
