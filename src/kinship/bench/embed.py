@@ -45,6 +45,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kinship.runtime.processes import die_with_parent
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -203,7 +205,7 @@ class EmbedderProcess:
 
         cmd = [sys.executable, "-m", "kinship.cli.main", "serve", "embedder", "--port", str(self.port)]
         cmd += ["--log-level", "warning", "--artifacts-dir", self._folder.name, *self._extra]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent())
         if not wait_serving(self.address, time.monotonic() + 180, self.process):
             self.__exit__(None, None, None)
             raise RuntimeError(f"the embedder did not start ({' '.join(cmd)})")

@@ -44,6 +44,7 @@ from kinship.bench.exhaustive import GalleryArrays, exhaustive_ranking, family_p
 from kinship.domain.people import Relation, Sex
 from kinship.family_vectors import family_model_id
 from kinship.ranker.public import ScoringConfig, relative_faces
+from kinship.runtime.processes import die_with_parent
 from kinship.v1 import (
     common_pb2,
     embedder_pb2,
@@ -93,7 +94,12 @@ def running_suite(data_dir: Path, milvus_uri: str, ranker_env: dict[str, str] | 
             log = (data_dir / f"{name}.log").open("w")
             env = {**os.environ, **(ranker_env or {})} if name == "ranker" else None
             command = [sys.executable, "-m", "kinship.cli.main", "serve", name, "--port", str(ports[name])]
-            children.append(subprocess.Popen([*command, *extra, *common], stdout=log, stderr=log, env=env))
+            # The services die with the bench, however it dies (runtime.processes).
+            children.append(
+                subprocess.Popen(
+                    [*command, *extra, *common], stdout=log, stderr=log, env=env, preexec_fn=die_with_parent()
+                )
+            )
         for name, child in zip(commands, children, strict=True):
             if not wait_serving(address[name], time.monotonic() + 300, child):
                 tail = (data_dir / f"{name}.log").read_text()[-2000:]

@@ -42,6 +42,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kinship.runtime.processes import die_with_parent
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
 from .bench_commands import bench_kinds
@@ -207,8 +208,16 @@ def running_indexer(args: argparse.Namespace, milvus_uri: str, data_dir: Path) -
     log = open(data_dir / "indexer.log", "wb")  # noqa: SIM115 - closed in finally
     cpus = args.indexer_cpus
     # Set in the child before it starts a thread, so every thread of the indexer keeps to these CPUs.
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
+    # The indexer dies with the bench, however it dies (runtime.processes).
+    arm = die_with_parent()
+
+    def before_exec() -> None:
+        if arm is not None:
+            arm()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=before_exec)
     indexer = Indexer(process, f"127.0.0.1:{port}")
     try:
         _wait_serving(indexer, data_dir / "indexer.log")
