@@ -44,6 +44,11 @@ __all__ = ["RELATIONS", "SEXES", "EnrolItem", "most_prominent"]  # kept here for
 CALL_TIMEOUT = 120.0
 LEAD_NOTICE = "A candidate is a lead for a person to verify, never an identification."
 RELATIVE_SYNTAX = "RELATION[@WHEN][:LABEL]=IMAGE[,IMAGE...]"
+ALIGNED_HELP = (
+    "the images are face crops already aligned to the ArcFace 112x112 template (a data set of crops such as "
+    "KinFaceW's 64x64 ones, resized): no face detection runs, each image is one face (the API's pre_aligned); "
+    "a tight crop the detector would miss is used as it is"
+)
 RELATIVE_HELP = (
     "a relative and their photos; RELATION is father, mother, brother, sister, sibling (sex unknown), "
     "grandfather, grandmother or self (an earlier photo of the missing person); @WHEN is the age at the photos (self@6=kid.jpg) or the year "
@@ -67,9 +72,10 @@ def _client(args: argparse.Namespace, **kwargs) -> KinshipClient:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     embed = subparsers.add_parser("embed", help="detect and embed the faces of one image")
-    embed.add_argument("image", type=Path, help="a JPEG or PNG file")
+    embed.add_argument("image", type=Path, help="a JPEG, PNG, WebP or BMP file")
     embed.add_argument("--model-id", default="", help="embedding model (default: the embedder's default)")
     embed.add_argument("--max-faces", type=int, default=0, help="keep at most this many faces (0: all)")
+    embed.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
     _add_common(embed, "embedder")
     embed.set_defaults(func=cmd_embed)
 
@@ -78,8 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="enrol images into the gallery",
         description=(
             "Enrol face images. Each image gives one record (its most prominent face). Person ids: "
-            "--person-id for all images; otherwise images in a folder's sub-folders belong to the person "
-            "named by the sub-folder, and loose images to the person named by the file's stem. "
+            "--person-id for all images; --person-per-file makes each image its own person (named by the file's "
+            "stem, in sub-folders too); otherwise images in a folder's sub-folders belong to the person "
+            "named by the sub-folder, and loose images to the person named by the file's stem; --dry-run lists "
+            "the people and their files without enrolling. "
             "A --manifest CSV (columns path,person_id[,birth_year,sex,region,source]) sets both per image. "
             "Images are embedded in batches and streamed to the indexer; a record id is the person id plus a "
             "digest of the image, so enrolling a file again replaces its records; byte-identical files are "
@@ -88,7 +96,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     enroll.add_argument("paths", nargs="*", type=Path, help="image files or folders of images")
     enroll.add_argument("--manifest", type=Path, help="CSV: path,person_id[,birth_year,sex,region,source]")
-    enroll.add_argument("--person-id", help="person id for every image given")
+    who = enroll.add_mutually_exclusive_group()
+    who.add_argument("--person-id", help="person id for every image given")
+    who.add_argument(
+        "--person-per-file",
+        action="store_true",
+        help="each image is one person, its id the file's stem (also in sub-folders, which otherwise name the person)",
+    )
+    enroll.add_argument(
+        "--dry-run", action="store_true", help="list the people and their files, enrol nothing (no service is called)"
+    )
+    enroll.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
     enroll.add_argument("--birth-year", type=int, help="birth year for every image given")
     enroll.add_argument("--sex", choices=sorted(SEXES), help="sex for every image given")
     enroll.add_argument("--region", default="", help="region for every image given")
@@ -122,8 +140,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     find.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
     _add_known_facts(find)
+    find.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="with --sex or a birth year: also consider gallery people whose sex or birth year is unknown (by "
+        "default they are left out, and the answer says how many records were)",
+    )
     _add_soft_facts(find)
     find.add_argument("--top-n", type=int, default=10, help="how many candidates [default 10]")
+    find.add_argument("--aligned", action="store_true", help="the --relative photos: " + ALIGNED_HELP)
     _add_report_flags(find)
     _add_common(find, "ranker")
     find.set_defaults(func=cmd_find)
@@ -144,6 +169,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--candidate-sex", choices=sorted(SEXES), help="sex of the candidate given as photos (picks the calibration)"
     )
     _add_known_facts(compare)
+    compare.add_argument(
+        "--aligned", action="store_true", help="the --relative and --candidate photos: " + ALIGNED_HELP
+    )
     _add_common(compare, "ranker")
     compare.set_defaults(func=cmd_compare)
 
@@ -160,6 +188,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--response", type=Path, required=True, help="a saved `kinship find --json` response")
     case.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
     _add_known_facts(case)
+    case.add_argument("--aligned", action="store_true", help="the --relative photos: " + ALIGNED_HELP)
     case.add_argument("--top-n", type=int, default=10, help="how many candidates were asked for [default 10]")
     case.add_argument("--output", type=Path, help="the HTML file to write")
     _add_report_flags(case, output=False)
@@ -319,7 +348,7 @@ def _read_image(path: Path) -> bytes:
 def cmd_embed(args: argparse.Namespace) -> int:
     image = _read_image(args.image)
     with _client(args) as client:
-        reply = client.embed(image, model_id=args.model_id, max_faces=args.max_faces).proto
+        reply = client.embed(image, model_id=args.model_id, max_faces=args.max_faces, pre_aligned=args.aligned).proto
     if args.json:
         print(to_json(reply))
         return 0
@@ -342,7 +371,9 @@ def collect_items(args: argparse.Namespace) -> list[EnrolItem]:
     """Expands paths and the manifest into (image, person id, attributes) items (see kinship.client.enrolment)."""
     try:
         defaults = sdk_enrolment.attributes(args.birth_year, args.sex, args.region, args.source)
-        items = sdk_enrolment.items_from_paths(args.paths, person_id=args.person_id, defaults=defaults)
+        items = sdk_enrolment.items_from_paths(
+            args.paths, person_id=args.person_id, defaults=defaults, person_per_file=args.person_per_file
+        )
         if args.manifest:
             items += sdk_enrolment.items_from_manifest(args.manifest, defaults)
     except EnrolError as exc:
@@ -392,9 +423,50 @@ def _duration(seconds: float) -> str:
     )
 
 
+def people_of_items(items: list[EnrolItem]) -> dict[str, list[str]]:
+    """Person id -> the files that would be enrolled as that person, in order."""
+    people: dict[str, list[str]] = {}
+    for item in items:
+        people.setdefault(item.person_id, []).append(str(item.path))
+    return dict(sorted(people.items()))
+
+
+def person_summary(person_ids: list[str], shown: int = 20) -> str:
+    """`3 person(s): a, b, c`, the list cut after `shown` ids."""
+    listed = ", ".join(person_ids[:shown])
+    more = f" and {len(person_ids) - shown} more" if len(person_ids) > shown else ""
+    return f"{len(person_ids)} person(s): {listed}{more}" if person_ids else "0 persons"
+
+
+def dry_run(items: list[EnrolItem], args: argparse.Namespace) -> int:
+    people = people_of_items(items)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "dry_run": True,
+                    "person_count": len(people),
+                    "image_count": len(items),
+                    "people": [{"person_id": pid, "files": files} for pid, files in people.items()],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"dry run: {len(items)} image(s) would be enrolled as {len(people)} person(s):")
+    for pid, files in people.items():
+        print(f"  {pid} ({len(files)} image(s))")
+        for path in files:
+            print(f"      {path}")
+    print("nothing was enrolled (drop --dry-run to enrol)")
+    return 0
+
+
 @_run
 def cmd_enroll(args: argparse.Namespace) -> int:
     items = collect_items(args)
+    if args.dry_run:
+        return dry_run(items, args)
     journal = None if args.no_journal else (args.journal or True)
     try:
         with _client(args, tenant=args.tenant) as client:
@@ -404,6 +476,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 journal=journal,
                 progress=None if args.json else _ProgressLine(),
                 batch_size=args.batch_size,
+                pre_aligned=args.aligned,
             )
     except KeyboardInterrupt:
         print(
@@ -422,7 +495,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def enroll_lines(report: sdk_enrolment.EnrolReport, total: int) -> list[str]:
     lines = [
         f"enrolled {len(report.enrolled)} of {total} image(s) into {report.collection or '-'} (model {report.model_id or '-'}) "
-        f"in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s"
+        f"in {report.seconds:.1f} s, {report.images_per_second:.1f} images/s",
+        f"  {person_summary(report.person_ids)}",
     ]
     if report.kinship_model_id:
         lines.append(
@@ -490,7 +564,7 @@ def _when(text: str, spec: str) -> dict:
     )
 
 
-def parse_relative(text: str, index: int) -> ranker_pb2.Relative:
+def parse_relative(text: str, index: int, *, aligned: bool = False) -> ranker_pb2.Relative:
     """`father=dad.jpg`, `sister:anna=a1.jpg,a2.jpg`, `self@6=kid.jpg` -> a Relative with its photos."""
     head, sep, paths = text.partition("=")
     if not sep or not paths:
@@ -506,14 +580,18 @@ def parse_relative(text: str, index: int) -> ranker_pb2.Relative:
     if relation is None:
         raise CommandError(f"--relative {text!r}: relation must be one of {', '.join(RELATIONS)}")
     dates = _when(text, when.strip()) if at else {}
-    photos = [ranker_pb2.Photo(image=_read_image(Path(p.strip())), **dates) for p in paths.split(",") if p.strip()]
+    photos = [
+        ranker_pb2.Photo(image=_read_image(Path(p.strip())), pre_aligned=aligned, **dates)
+        for p in paths.split(",")
+        if p.strip()
+    ]
     if not photos:
         raise CommandError(f"--relative {text!r}: no image after '='")
     return ranker_pb2.Relative(label=label.strip(), relation=relation, photos=photos)
 
 
 def missing_person(args: argparse.Namespace) -> ranker_pb2.MissingPerson:
-    missing = ranker_pb2.MissingPerson(regions=args.region)
+    missing = ranker_pb2.MissingPerson(regions=args.region, include_unknown=getattr(args, "include_unknown", False))
     if args.sex:
         missing.sex = SEXES[args.sex]
     low, high = args.born_from, args.born_to
@@ -528,7 +606,8 @@ def missing_person(args: argparse.Namespace) -> ranker_pb2.MissingPerson:
 
 
 def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequest:
-    relatives = [parse_relative(text, i) for i, text in enumerate(args.relative)]
+    aligned = getattr(args, "aligned", False)
+    relatives = [parse_relative(text, i, aligned=aligned) for i, text in enumerate(args.relative)]
     return ranker_pb2.FindRelativesRequest(
         relatives=relatives,
         missing_person=missing_person(args),
@@ -541,7 +620,7 @@ def build_find_request(args: argparse.Namespace) -> ranker_pb2.FindRelativesRequ
 
 def build_compare_request(args: argparse.Namespace) -> ranker_pb2.CompareKinshipRequest:
     request = ranker_pb2.CompareKinshipRequest(
-        relatives=[parse_relative(text, i) for i, text in enumerate(args.relative)],
+        relatives=[parse_relative(text, i, aligned=args.aligned) for i, text in enumerate(args.relative)],
         missing_person=missing_person(args),
         model_id=args.model_id,
         prior_probability=args.prior,
@@ -555,7 +634,9 @@ def build_compare_request(args: argparse.Namespace) -> ranker_pb2.CompareKinship
         paths = [p.strip() for p in args.candidate.split(",") if p.strip()]
         if not paths:
             raise CommandError("--candidate: give one or more images, comma-separated")
-        request.candidate_photos.photos.extend(ranker_pb2.Photo(image=_read_image(Path(p))) for p in paths)
+        request.candidate_photos.photos.extend(
+            ranker_pb2.Photo(image=_read_image(Path(p)), pre_aligned=args.aligned) for p in paths
+        )
         if args.candidate_sex:
             request.candidate_photos.sex = SEXES[args.candidate_sex]
     return request
@@ -620,6 +701,7 @@ def find_lines(reply: ranker_pb2.FindRelativesResponse) -> list[str]:
         f"scoring: {describe_scoring(reply.scoring)}",
         f"fusion: {reply.fusion_method}",
     ]
+    lines += excluded_unknown_lines(reply.excluded_unknown)
     for cand in reply.candidates:
         lines += candidate_lines(cand, calibrated)
     if any(not e.retrieved for c in reply.candidates for e in c.evidence):
@@ -632,6 +714,18 @@ def find_lines(reply: ranker_pb2.FindRelativesResponse) -> list[str]:
     elif calibrated:
         lines.append(f"{reply.strong_candidates} strong candidate(s).")
     lines.append(LEAD_NOTICE)
+    return lines
+
+
+def excluded_unknown_lines(excluded: common_pb2.UnknownExcluded) -> list[str]:
+    """What --sex and the birth-year filters left out because the gallery does not know the fact."""
+    lines = []
+    for count, what in ((excluded.birth_year, "without a birth year"), (excluded.sex, "of unknown sex")):
+        if count:
+            lines.append(
+                f"{count} record{'s' if count != 1 else ''} {what} {'were' if count != 1 else 'was'} not considered; "
+                "--include-unknown to keep them"
+            )
     return lines
 
 
@@ -696,7 +790,10 @@ def relative_face_crops(request: ranker_pb2.FindRelativesRequest, embedder) -> d
             crop = b""
             try:
                 reply = embedder.Embed(
-                    embedder_pb2.EmbedRequest(image=photo.image, model_id=request.model_id), timeout=CALL_TIMEOUT
+                    embedder_pb2.EmbedRequest(
+                        image=photo.image, model_id=request.model_id, pre_aligned=photo.pre_aligned
+                    ),
+                    timeout=CALL_TIMEOUT,
                 )
                 if reply.faces:
                     crop = crop_face(photo.image, reply.faces[most_prominent(reply.faces)].box)

@@ -4,6 +4,7 @@
     kinship embed IMAGE [--json]
     kinship enroll PATH... [--person-id ID] [--birth-year Y] [--sex f|m] [--region R] [--json]
     kinship find --relative father=dad.jpg --relative mother=mum.jpg [--json]
+    kinship people [--person ID...] [--json] / kinship delete --person ID... [--yes]
     kinship status [--json]
 
 Room is left for `bench`, `loadtest`, `train`, `eval`, `audit` and `certs`: each is a
@@ -23,6 +24,7 @@ from . import (
     bench_find,
     bench_index,
     client_commands,
+    gallery_commands,
     report_commands,
     security_commands,
     serve,
@@ -34,6 +36,7 @@ from . import (
 COMMANDS = (
     serve,
     client_commands,
+    gallery_commands,
     training_commands,
     loadtest_commands,
     bench_commands,

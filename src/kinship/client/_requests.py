@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,10 +10,21 @@ from pathlib import Path
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
 
+from kinship.family_vectors import FAMILY_MODEL_PREFIX
 from kinship.v1 import common_pb2, embedder_pb2, indexer_pb2, ranker_pb2
 
 from . import enrolment
-from .types import Facts, ImageLike, Photo, Relative, missing_person, read_image, sex_value
+from .types import (
+    Facts,
+    GalleryPerson,
+    ImageLike,
+    PersonRecord,
+    Photo,
+    Relative,
+    missing_person,
+    read_image,
+    sex_value,
+)
 
 EMBED = "/kinship.v1.Embedder/Embed"
 EMBED_BATCH = "/kinship.v1.Embedder/EmbedBatch"
@@ -46,10 +58,14 @@ SERVICE_OF = {
 
 
 def embed_request(
-    image: ImageLike, model_id: str, max_faces: int, additional_model_ids: Sequence[str]
+    image: ImageLike, model_id: str, max_faces: int, additional_model_ids: Sequence[str], pre_aligned: bool = False
 ) -> embedder_pb2.EmbedRequest:
     return embedder_pb2.EmbedRequest(
-        image=read_image(image), model_id=model_id, max_faces=max_faces, additional_model_ids=list(additional_model_ids)
+        image=read_image(image),
+        model_id=model_id,
+        max_faces=max_faces,
+        additional_model_ids=list(additional_model_ids),
+        pre_aligned=pre_aligned,
     )
 
 
@@ -117,6 +133,62 @@ def records_request(person_ids: Sequence[str], model_id: str, tenant: str) -> in
     return indexer_pb2.GetRecordsRequest(
         model_id=model_id, person_ids=list(person_ids), tenant=tenant, consistency=indexer_pb2.READ_CONSISTENCY_STRONG
     )
+
+
+#: People per GetRecords page when listing a gallery.
+PEOPLE_PAGE = 500
+
+
+def person_list(person_ids: Sequence[str] | str | None) -> list[str]:
+    """None: every person; else the ids given (at least one, without repeats)."""
+    if person_ids is None:
+        return []
+    ids = [person_ids] if isinstance(person_ids, str) else list(person_ids)
+    if not ids:
+        raise ValueError("give one or more person ids, or None for every person")
+    return list(dict.fromkeys(ids))
+
+
+def people_requests(
+    model_id: str, person_ids: list[str], tenant: str, page_token: str
+) -> indexer_pb2.GetRecordsRequest:
+    """The GetRecords call of a listing: one page of every person, or these people, without vectors."""
+    request = indexer_pb2.GetRecordsRequest(
+        model_id=model_id, tenant=tenant, consistency=indexer_pb2.READ_CONSISTENCY_STRONG, omit_embeddings=True
+    )
+    if person_ids:
+        request.person_ids.extend(person_ids)
+    else:
+        request.all_people, request.page_size, request.page_token = True, PEOPLE_PAGE, page_token
+    return request
+
+
+def listed_models(stats: indexer_pb2.StatsResponse) -> list[str]:
+    """The models whose collections hold records of the tenant, identity models first."""
+    held = [c.collection.model_id for c in stats.collections if c.tenant_record_count > 0]
+    return sorted(held, key=lambda m: (m.startswith(FAMILY_MODEL_PREFIX), m.startswith("kinship-"), m))
+
+
+def people_of(records_by_model: dict[str, list[indexer_pb2.GalleryRecord]], tenant: str) -> list[GalleryPerson]:
+    """Records read from each model's collection -> people, each record with the models holding it."""
+    found: dict[str, dict[str, tuple[indexer_pb2.GalleryRecord, list[str]]]] = {}
+    for model, records in records_by_model.items():
+        for record in records:
+            mine = found.setdefault(record.person_id, {})
+            if record.record_id in mine:
+                mine[record.record_id][1].append(model)
+            else:
+                mine[record.record_id] = (record, [model])
+    people = []
+    for person_id in sorted(found):
+        records = []
+        for record_id in sorted(found[person_id]):
+            record, models = found[person_id][record_id]
+            enrolled = record.enrolled_at.ToDatetime(tzinfo=datetime.UTC) if record.HasField("enrolled_at") else None
+            records.append(PersonRecord(record_id, Facts.from_proto(record.attributes), enrolled, tuple(models)))
+        models = tuple(dict.fromkeys(m for r in records for m in r.models))
+        people.append(GalleryPerson(person_id, tuple(records), models, tenant))
+    return people
 
 
 def delete_request(person_ids, record_ids, model_id, await_compaction, tenant) -> indexer_pb2.DeleteRequest:

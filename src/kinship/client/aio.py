@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from kinship.security.client import ClientSecurity
 from kinship.security.transport import ClientTls
-from kinship.v1 import embedder_pb2, embedder_pb2_grpc, indexer_pb2_grpc, ranker_pb2, ranker_pb2_grpc
+from kinship.v1 import embedder_pb2, embedder_pb2_grpc, indexer_pb2, indexer_pb2_grpc, ranker_pb2, ranker_pb2_grpc
 
 from . import _calls, _requests, enrolment, errors
 from ._calls import RetryPolicy, Targets
@@ -20,6 +20,7 @@ from .types import (
     EmbedResult,
     Facts,
     FindResult,
+    GalleryPerson,
     ImageLike,
     Photo,
     Record,
@@ -120,10 +121,12 @@ class AsyncKinshipClient:
         model_id: str = "",
         max_faces: int = 0,
         additional_model_ids: Sequence[str] = (),
+        pre_aligned: bool = False,
         timeout: float | None = None,
     ) -> EmbedResult:
-        """The faces of one image (bytes or a file) and their embeddings."""
-        request = _requests.embed_request(image, model_id, max_faces, additional_model_ids)
+        """The faces of one image (bytes or a file) and their embeddings; `pre_aligned`: the image is one
+        face crop already aligned to the 112x112 template (no detection: exactly one face)."""
+        request = _requests.embed_request(image, model_id, max_faces, additional_model_ids, pre_aligned)
         return EmbedResult.from_proto(await self.call(_requests.EMBED, request, timeout))
 
     async def models(self, *, timeout: float | None = None) -> list[embedder_pb2.ModelInfo]:
@@ -142,6 +145,7 @@ class AsyncKinshipClient:
         progress: Callable[[enrolment.EnrolProgress], None] | None = None,
         batch_size: int = enrolment.BATCH_SIZE,
         in_flight: int = enrolment.IN_FLIGHT,
+        pre_aligned: bool = False,
         timeout: float | None = None,
     ) -> enrolment.EnrolReport:
         """Enrols images: `source` is a file, a folder (sub-folders name people), a list of them, or
@@ -163,6 +167,7 @@ class AsyncKinshipClient:
             progress=progress,
             batch_size=batch_size,
             in_flight=in_flight,
+            pre_aligned=pre_aligned,
             timeout=self.timeout if timeout is None else timeout,
         )
 
@@ -219,6 +224,25 @@ class AsyncKinshipClient:
         model_id = model_id or await self._default_model(timeout)
         request = _requests.records_request(person_ids, model_id, self.tenant)
         return [Record.from_proto(r) for r in (await self.call(_requests.GET_RECORDS, request, timeout)).records]
+
+    async def people(
+        self, person_ids: Sequence[str] | str | None = None, *, timeout: float | None = None
+    ) -> list[GalleryPerson]:
+        """As KinshipClient.people: the gallery's people with their records and the models holding them."""
+        wanted = _requests.person_list(person_ids)
+        stats = await self.call(_requests.STATS, indexer_pb2.StatsRequest(tenant=self.tenant), timeout)
+        by_model: dict[str, list] = {}
+        for model in _requests.listed_models(stats):
+            records, token = [], ""
+            while True:
+                request = _requests.people_requests(model, wanted, self.tenant, token)
+                reply = await self.call(_requests.GET_RECORDS, request, timeout)
+                records += reply.records
+                token = reply.next_page_token
+                if wanted or not token:
+                    break
+            by_model[model] = records
+        return _requests.people_of(by_model, stats.tenant or self.tenant)
 
     async def delete(
         self,

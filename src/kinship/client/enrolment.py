@@ -96,10 +96,14 @@ def items_from_paths(
     *,
     person_id: str | None = None,
     defaults: common_pb2.PersonAttributes | None = None,
+    person_per_file: bool = False,
 ) -> list[EnrolItem]:
     """Files and folders -> items. In a folder, loose images belong to the person named by the
     file's stem and images in a sub-folder to the person named by the sub-folder; `person_id`
-    names one person for all."""
+    names one person for all; `person_per_file` makes each image its own person, named by the
+    file's stem, in sub-folders too (a data set of relation folders, say)."""
+    if person_id and person_per_file:
+        raise EnrolError("give a person id for every image or one person per file, not both")
     defaults = defaults or common_pb2.PersonAttributes()
     items: list[EnrolItem] = []
     for given in paths:
@@ -107,7 +111,7 @@ def items_from_paths(
         if path.is_dir():
             found = [(img, person_id or img.stem) for img in _images_in(path)]
             for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                found += [(img, person_id or sub.name) for img in _images_in(sub)]
+                found += [(img, img.stem if person_per_file else person_id or sub.name) for img in _images_in(sub)]
             if not found:
                 raise EnrolError(f"{path} holds no {', '.join(sorted(IMAGE_SUFFIXES))} images")
             items += [EnrolItem(img, pid, _copy(defaults)) for img, pid in found]
@@ -271,6 +275,11 @@ class EnrolReport:
     seconds: float = 0.0
 
     @property
+    def person_ids(self) -> list[str]:
+        """The people whose records are in the gallery after the run (enrolled now or by an interrupted run)."""
+        return sorted({e["person_id"] for e in (*self.enrolled, *self.already_enrolled)})
+
+    @property
     def images_per_second(self) -> float:
         return (len(self.enrolled) + len(self.refused)) / self.seconds if self.seconds > 0 else 0.0
 
@@ -283,6 +292,8 @@ class EnrolReport:
             "kinship_collection": self.kinship_collection,
             "family_model_id": self.family_model_id,
             "family_collection": self.family_collection,
+            "person_count": len(self.person_ids),
+            "person_ids": self.person_ids,
             "enrolled": self.enrolled,
             "skipped": self.refused,
             "already_enrolled": self.already_enrolled,
@@ -387,6 +398,7 @@ async def enrol(
     progress: Callable[[EnrolProgress], None] | None = None,
     batch_size: int = BATCH_SIZE,
     in_flight: int = IN_FLIGHT,
+    pre_aligned: bool = False,
     timeout: float | None = 120.0,
 ) -> EnrolReport:
     """Runs the pipeline (see the module's docstring) over the client's calls; returns the report."""
@@ -405,7 +417,10 @@ async def enrol(
     if journal is not None:
         # The family model is part of the key: a journal of a run that wrote no combined
         # vectors is not taken as done by one that does.
-        done_before = journal.open(json.dumps([indexer_target, tenant, identity, kinship, family]))
+        # So is pre-alignment (only when set, so that earlier journals keep their keys): the same
+        # files embedded the other way are other vectors.
+        key = [indexer_target, tenant, identity, kinship, family] + (["pre-aligned"] if pre_aligned else [])
+        done_before = journal.open(json.dumps(key))
         report.journal = str(journal.path)
     run = _Run(report, total, progress, journal)
     streams = {m: _Stream(m, tenant, bulk_enrol, run) for m in stored}
@@ -416,7 +431,9 @@ async def enrol(
         try:
             request = embedder_pb2.EmbedBatchRequest(
                 items=[
-                    embedder_pb2.EmbedRequest(image=image, model_id=identity, additional_model_ids=models[1:])
+                    embedder_pb2.EmbedRequest(
+                        image=image, model_id=identity, additional_model_ids=models[1:], pre_aligned=pre_aligned
+                    )
                     for _, _, image in batch
                 ]
             )

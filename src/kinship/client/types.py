@@ -103,9 +103,11 @@ class Photo:
     image: ImageLike
     age_at_photo: float | None = None
     capture_year: int | None = None
+    #: The image is one face crop already aligned to the 112x112 template (no detection runs).
+    pre_aligned: bool = False
 
     def to_proto(self) -> ranker_pb2.Photo:
-        photo = ranker_pb2.Photo(image=read_image(self.image))
+        photo = ranker_pb2.Photo(image=read_image(self.image), pre_aligned=self.pre_aligned)
         if self.age_at_photo is not None:
             photo.age_at_photo = self.age_at_photo
         if self.capture_year is not None:
@@ -356,6 +358,46 @@ class Record:
     def from_proto(cls, r: indexer_pb2.GalleryRecord) -> Record:
         enrolled = r.enrolled_at.ToDatetime(tzinfo=datetime.UTC) if r.HasField("enrolled_at") else None
         return cls(r.record_id, r.person_id, Facts.from_proto(r.attributes), tuple(r.embedding), enrolled, r.tenant, r)
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """One record of a gallery person, and the models whose collections hold it."""
+
+    record_id: str
+    facts: Facts
+    enrolled_at: datetime.datetime | None
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GalleryPerson:
+    """A person of the gallery: their records (each with its models), and every model holding one."""
+
+    person_id: str
+    records: tuple[PersonRecord, ...]
+    models: tuple[str, ...]
+    tenant: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as `kinship people --json` prints each person."""
+        return {
+            "person_id": self.person_id,
+            "tenant": self.tenant,
+            "models": list(self.models),
+            "records": [
+                {
+                    "record_id": r.record_id,
+                    "birth_year": r.facts.birth_year,
+                    "sex": r.facts.sex,
+                    "region": r.facts.region,
+                    "source": r.facts.source,
+                    "enrolled_at": r.enrolled_at.isoformat() if r.enrolled_at else None,
+                    "models": list(r.models),
+                }
+                for r in self.records
+            ],
+        }
 
 
 @dataclass(frozen=True)
