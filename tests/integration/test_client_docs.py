@@ -47,8 +47,9 @@ def run(code: str, workdir) -> str:
 
 def test_the_page_has_its_sync_async_and_error_examples():
     codes = examples()
-    assert len(codes) == 3
+    assert len(codes) == 4
     assert "KinshipClient()" in codes[0] and "AsyncKinshipClient" in codes[1] and "InvalidArgument" in codes[2]
+    assert "client.people()" in codes[3]
 
 
 def test_enrol_then_search(workdir):
@@ -64,6 +65,13 @@ def test_asyncio(workdir):
     run(examples()[0], workdir)  # the gallery the example compares against
     lines = run(examples()[1], workdir).splitlines()
     assert [line.split()[0] for line in lines] == ["tom-hanks", "eileen-collins"]
+
+
+def test_people(workdir):
+    run(examples()[0], workdir)  # the gallery the example lists
+    out = run(examples()[3], workdir).splitlines()
+    assert out[0] == "8 people: ['eileen-collins', 'group-person-1', 'group-person-2']", out
+    assert out[1].startswith("eileen-collins 1 record(s) in ('"), out
 
 
 def test_errors(workdir):
