@@ -16,7 +16,6 @@ import os
 import pty
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
