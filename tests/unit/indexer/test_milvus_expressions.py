@@ -99,3 +99,21 @@ def test_ids_that_sanitise_alike_get_different_collections():
 def test_redact_uri_drops_credentials():
     assert redact_uri("https://user:secret@milvus:19530") == "https://milvus:19530"
     assert redact_uri("/data/milvus/gallery.db") == "/data/milvus/gallery.db"
+
+
+def test_include_unknown_admits_the_unknown_sentinels_beside_the_range_and_the_sex():
+    flt = SearchFilter(birth_year_min=1980, birth_year_max=1995, sex=Sex.FEMALE, include_unknown=True)
+    assert filter_expression(flt) == (
+        f"(birth_year == {UNKNOWN_BIRTH_YEAR} or (birth_year != {UNKNOWN_BIRTH_YEAR} and birth_year >= 1980 "
+        "and birth_year <= 1995)) and (sex == 1 or sex == 0)"
+    )
+
+
+def test_the_count_of_unknowns_keeps_only_the_regions_and_exclusions_of_the_filter():
+    from kinship.indexer.adapters.milvus_gallery import unknown_expression
+
+    flt = SearchFilter(birth_year_min=1980, sex=Sex.MALE, regions=("IT-MI",), exclude_person_ids=("p1",))
+    assert unknown_expression(flt, "birth_year", "t1") == (
+        f'tenant == "t1" and region in ["IT-MI"] and person_id not in ["p1"] and birth_year == {UNKNOWN_BIRTH_YEAR}'
+    )
+    assert unknown_expression(SearchFilter(sex=Sex.MALE), "sex") == "sex == 0"
