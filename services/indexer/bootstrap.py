@@ -11,13 +11,14 @@ from types import SimpleNamespace
 
 import grpc
 
-from kinship.runtime import config, processes
-from kinship.runtime.errors import ConfigError
+from kinship.runtime import config, deadlines, processes
+from kinship.runtime.errors import ConfigError, DeadlineExceeded, Unavailable
 from kinship.runtime.logs import get_logger
 from kinship.security.settings import server_settings
 from kinship.v1 import indexer_pb2, indexer_pb2_grpc
 
 from .adapters.milvus_gallery import MilvusGallery, VectorIndex
+from .domain import server_version
 from .domain.gallery import Gallery, GalleryStore
 from .transport import GalleryExecutor, IndexerServicer
 
@@ -26,6 +27,8 @@ log = get_logger("kinship.indexer")
 DEFAULT_PORT = 50052
 SERVICE_NAME = indexer_pb2.DESCRIPTOR.services_by_name["Indexer"].full_name
 LITE_FILE = Path("milvus") / "gallery.db"
+#: Longest wait at start for a Milvus server to tell its version (an unreachable one is checked when it answers).
+VERSION_CHECK_S = 5.0
 #: Milvus Lite's advisory lock inside that file's folder (milvus_lite.db.LOCK_FILENAME): one process holds it.
 LITE_LOCK = LITE_FILE / "LOCK"
 
@@ -269,6 +272,22 @@ def refuse_locked_lite(data_dir: Path) -> None:
         )
 
 
+def refuse_unsupported_milvus(store: server_version.ServerVersioned, timeout: float = VERSION_CHECK_S) -> str | None:
+    """ConfigError (the indexer does not start) when the Milvus server answers with a version outside
+    the supported range; the version it reported otherwise, or None when it did not answer within
+    `timeout`: the indexer then starts NOT_SERVING, and the adapter checks the version when it connects."""
+    try:
+        with deadlines.deadline_scope(timeout):
+            reported = store.server_version()
+        server_version.check(reported, store.uri)
+    except server_version.UnsupportedMilvus as exc:
+        raise ConfigError(exc.message) from exc
+    except (Unavailable, DeadlineExceeded) as exc:
+        log.warning("milvus did not answer at start; its version is checked when it does", error=exc.message)
+        return None
+    return reported
+
+
 async def build(settings: SimpleNamespace) -> IndexerService:
     if not settings.milvus_uri:
         refuse_locked_lite(settings.data_dir)
@@ -280,6 +299,13 @@ async def build(settings: SimpleNamespace) -> IndexerService:
         vector_index=vector_index(settings),
         shards=settings.milvus_shards,
     )
+    if settings.milvus_uri:  # Milvus Lite is the pinned package's, tested as pinned; it connects on first use
+        timeout = min(settings.milvus_timeout_seconds, VERSION_CHECK_S)
+        try:
+            await asyncio.to_thread(refuse_unsupported_milvus, store, timeout)
+        except ConfigError:
+            await asyncio.to_thread(store.close)
+            raise
     return IndexerService(
         store,
         readiness_timeout=settings.milvus_timeout_seconds,

@@ -12,7 +12,9 @@ the exact model id and the schema version are kept in collection properties; row
 counts come from a `count(*)` query (the server's collection stats stay 0 until a
 flush); scalar index types differ (Lite: INVERTED only; server 2.3: STL_SORT for
 numbers, Trie for strings). Every index is declared at creation, because the server
-refuses new indexes on a loaded collection.
+refuses new indexes on a loaded collection. The server's version is read on every new
+connection and checked against the supported range (`domain/server_version.py`): a
+server outside it is refused (UnsupportedMilvus, FAILED_PRECONDITION) before any call.
 
 The schema (version `SCHEMA_VERSION`, stored in the collection property
 `kinship.schema_version` and checked whenever a collection is opened; see
@@ -72,6 +74,7 @@ from kinship.runtime.errors import DeadlineExceeded, FailedPrecondition, NotFoun
 from kinship.runtime.logs import get_logger
 from kinship.runtime.tenancy import TENANT_PATTERN
 
+from ..domain import server_version
 from ..domain.model import (
     Attributes,
     CollectionInfo,
@@ -346,6 +349,8 @@ class MilvusGallery:
         # Searches on the event loop's own channel to where the client connects (see search_soon).
         self._search_channel: SearchChannel | None = None
         self._upsert_works: bool | None = None
+        # What Milvus reported when the client connected (checked against the supported range then).
+        self._server_version = ""
         self._writing = KeysBeingWritten(max(timeout, NO_DEADLINE_RETRY_S))
         # Collections this process is creating: not to be loaded (or read) until every index exists.
         self._creating: set[str] = set()
@@ -364,6 +369,18 @@ class MilvusGallery:
     def ping(self) -> None:
         """Milvus answers, and every gallery collection has this code's schema version."""
         self._models_by_collection(retry=False)
+
+    def server_version(self, *, retry: bool = True) -> str:
+        """The version Milvus reports, read when connecting (a server outside the supported range
+        is refused there: UnsupportedMilvus, FAILED_PRECONDITION); Unavailable while it does not answer."""
+        if not self._server_version:
+            reported = self._call(
+                "read the server version",
+                lambda c, t: self._server_version or str(c.get_server_version(timeout=t)),
+                retry=retry,
+            )
+            self._server_version = self._server_version or reported
+        return self._server_version
 
     def model_ids(self) -> list[str]:
         return sorted(self._models_by_collection().values())
@@ -677,10 +694,38 @@ class MilvusGallery:
                         f"cannot connect to Milvus at {self._shown_uri}: {_describe(exc)} "
                         "(check --milvus-uri / KINSHIP_MILVUS_URI; a Milvus Lite file admits one process only)"
                     ) from exc
+                try:
+                    self._server_version = self._supported_version(self._client)
+                except BaseException:
+                    # Connected but refused (or the version unread): the next call connects and checks again.
+                    client, self._client = self._client, None
+                    with contextlib.suppress(Exception):
+                        client.close()
+                    raise
                 handler = _handler_of(self._client)
                 self._search_channel = SearchChannel.following(handler, self._token) if handler else None
-                log.info("connected to milvus", uri=self._shown_uri, search_channel=self._search_channel is not None)
+                log.info(
+                    "connected to milvus",
+                    uri=self._shown_uri,
+                    version=self._server_version,
+                    search_channel=self._search_channel is not None,
+                )
             return self._client
+
+    def _supported_version(self, client: MilvusClient) -> str:
+        """The version the just-opened client's server reports, once it is in the supported range.
+
+        Checked on every connection, not only at start: an indexer that started while Milvus was
+        down must not begin writing to a server of a version no test has run.
+        """
+        try:
+            reported = str(client.get_server_version(timeout=deadlines.remaining(self._timeout)))
+        except Exception as exc:  # noqa: BLE001 - a server that cannot say its version is not usable yet
+            raise Unavailable(
+                f"Milvus at {self._shown_uri} did not tell its version: {_describe(exc)}; retry shortly"
+            ) from exc
+        server_version.check(reported, self._shown_uri)
+        return reported
 
     def _call(
         self,
@@ -774,9 +819,9 @@ class MilvusGallery:
         (docs/benchmarks.md); a load of new records now deletes nothing.
         """
         if self._upsert_works is None:
-            version = self._call("read the server version", lambda c, t: c.get_server_version(timeout=t))
-            self._upsert_works = self._lite or not _older_than(str(version), (2, 4))
-            log.info("milvus server version", version=str(version), native_upsert=self._upsert_works)
+            version = self.server_version()
+            self._upsert_works = self._lite or not _older_than(version, (2, 4))
+            log.info("milvus server version", version=version, native_upsert=self._upsert_works)
         if self._upsert_works:
             return lambda client, name, rows, timeout: _write_columns(client, "upsert", name, rows, timeout)
 
