@@ -7,6 +7,11 @@ without the `hash` field. Changing any field breaks that event's hash; removing 
 reordering events breaks `seq` and `prev` of the one after. `verify` finds the first
 such break and says where.
 
+With a signing key (`checkpoints`), a sink also writes signed checkpoints into the chain
+(lines with a `checkpoint` field instead of an event's) and to a second sink; `verify`
+checks their hashes like any line's, `checkpoints.verify_anchored` their signatures.
+`read_events` and `query` leave them out.
+
 The file sink appends under an exclusive `flock` (several server processes may share
 one file), reads the last event for `prev`/`seq` where another writer appended since
 its own last write, writes, and fsyncs before it returns: the caller sends its
@@ -16,6 +21,7 @@ response only after that.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import datetime
 import fcntl
@@ -25,10 +31,14 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # checkpoints builds on this module
+    from .checkpoints import Checkpointer
 
 GENESIS = "0" * 64
 #: The longest line an event is written as. Container runtimes cut longer log lines into
@@ -138,18 +148,37 @@ class FileSink:
     same path (rotation) is noticed by its inode and opened afresh.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, checkpointer: Checkpointer | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.checkpointer = checkpointer
         self._lock = threading.Lock()  # one handle, one writer at a time within the process
         self._handle: IO[bytes] | None = None
         self._head: tuple[int, int, str] | None = None  # (file size after our write, seq, hash)
+        self._first: str | None = None  # the hash of the open file's first line (for checkpoints)
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.append_many([event])[0]
 
     def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One lock, one write and one fsync for all of `events` (the trail's group commit)."""
+        """One lock, one write and one fsync for all of `events` (the trail's group commit).
+
+        With a checkpointer, a checkpoint that is due goes in the same write, after the events.
+        """
+        return self._append(events, checkpoint=False)
+
+    def checkpoint(self) -> bool:
+        """Writes a checkpoint of the file's head now where this sink wrote events since its last; says whether."""
+        if self.checkpointer is None or not self.checkpointer.uncovered:
+            return False
+        self._append((), checkpoint=True)
+        return True
+
+    def checkpoint_wait(self) -> float | None:
+        return None if self.checkpointer is None else self.checkpointer.wait()
+
+    def _append(self, events: Sequence[dict[str, Any]], *, checkpoint: bool) -> list[dict[str, Any]]:
+        statement = None
         with self._lock:
             handle = self._open()
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -169,24 +198,47 @@ class FileSink:
                     linked = chain(event, seq + offset, prev)
                     prev = linked["hash"]
                     written.append(linked)
-                data = b"".join(canonical(linked) + b"\n" for linked in written)
-                handle.seek(0, os.SEEK_END)
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-                self._head = (size + len(data), written[-1]["seq"], prev) if written else self._head
+                lines = list(written)
+                if self.checkpointer is not None:
+                    self.checkpointer.count(len(written))
+                    if (checkpoint or self.checkpointer.due()) and (seq > 1 or written):
+                        if seq == 1:
+                            self._first = written[0]["hash"]
+                        marker = self.checkpointer.line(
+                            first=self._first_hash(handle), seq=seq + len(written) - 1, head=prev
+                        )
+                        lines.append(chain(marker, seq + len(written), prev))
+                        statement, prev = marker["checkpoint"], lines[-1]["hash"]
+                data = b"".join(canonical(linked) + b"\n" for linked in lines)
+                if data:
+                    handle.seek(0, os.SEEK_END)
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    self._head = (size + len(data), lines[-1]["seq"], prev)
             except BaseException:
                 self._head = None  # what reached the file is unknown: read it next time
+                if self.checkpointer is not None and statement is not None:
+                    self.checkpointer.failed()
                 raise
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+        if statement is not None:
+            self.checkpointer.written(statement)  # the second sink, outside the log's lock
         return written
+
+    def _first_hash(self, handle: IO[bytes]) -> str:
+        """The hash of the file's first line (kept while the file stays the same)."""
+        if self._first is None:
+            handle.seek(0)
+            self._first = str(json.loads(handle.readline())["hash"])
+        return self._first
 
     def close(self) -> None:
         with self._lock:
             if self._handle is not None:
                 self._handle.close()
-                self._handle, self._head = None, None
+                self._handle, self._head, self._first = None, None, None
 
     def __del__(self) -> None:  # a sink dropped without close() (tests, a trail rebuilt) frees its file
         handle = getattr(self, "_handle", None)
@@ -203,7 +255,7 @@ class FileSink:
             if same:
                 return self._handle
             self._handle.close()
-            self._handle, self._head = None, None
+            self._handle, self._head, self._first = None, None, None
         created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._handle = os.fdopen(fd, "r+b")
@@ -220,22 +272,54 @@ class FileSink:
 class StreamSink:
     """JSON lines on a stream (stdout) for a cluster's log pipeline; one chain per process."""
 
-    def __init__(self, stream: IO[str] | None = None):
+    def __init__(self, stream: IO[str] | None = None, checkpointer: Checkpointer | None = None):
         self._stream = stream
+        self.checkpointer = checkpointer
+        self._lock = threading.Lock()
         self._seq = 0
         self._prev = GENESIS
+        self._first = GENESIS
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        self._seq += 1
-        linked = chain({**event, "stream": "audit"}, self._seq, self._prev)
-        self._prev = linked["hash"]
-        stream = self._stream or sys.stdout
-        stream.write(canonical(linked).decode() + "\n")
-        stream.flush()
-        return linked
+        return self.append_many([event])[0]
 
     def append_many(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self.append(event) for event in events]
+        return self._append(events, checkpoint=False)
+
+    def checkpoint(self) -> bool:
+        if self.checkpointer is None or not self.checkpointer.uncovered:
+            return False
+        self._append((), checkpoint=True)
+        return True
+
+    def checkpoint_wait(self) -> float | None:
+        return None if self.checkpointer is None else self.checkpointer.wait()
+
+    def _append(self, events: Sequence[dict[str, Any]], *, checkpoint: bool) -> list[dict[str, Any]]:
+        statement = None
+        with self._lock:
+            written = []
+            for event in events:
+                self._seq += 1
+                linked = chain({**event, "stream": "audit"}, self._seq, self._prev)
+                self._prev = linked["hash"]
+                if self._seq == 1:
+                    self._first = linked["hash"]
+                written.append(linked)
+            lines = list(written)
+            if self.checkpointer is not None:
+                self.checkpointer.count(len(written))
+                if (checkpoint or self.checkpointer.due()) and self._seq:
+                    marker = self.checkpointer.line(first=self._first, seq=self._seq, head=self._prev)
+                    self._seq += 1
+                    lines.append(chain({**marker, "stream": "audit"}, self._seq, self._prev))
+                    self._prev, statement = lines[-1]["hash"], marker["checkpoint"]
+            stream = self._stream or sys.stdout
+            stream.write("".join(canonical(linked).decode() + "\n" for linked in lines))
+            stream.flush()
+        if statement is not None:
+            self.checkpointer.written(statement)
+        return written
 
 
 class AuditTrail:
@@ -264,6 +348,15 @@ class AuditTrail:
         self._writing = False  # a group is queued or being written: new events wait for the next
         self._groups: queue.SimpleQueue[list[tuple[dict[str, Any], asyncio.Future[None]]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        if any(getattr(sink, "checkpointer", None) is not None for sink in self._sinks):
+            # Events a checkpoint has not covered yet get one when the process exits normally.
+            atexit.register(_checkpoint_at_exit, weakref.ref(self))
+
+    def checkpoint(self) -> None:
+        """Writes a checkpoint now on every sink with events that none covers yet."""
+        for sink in self._sinks:
+            if getattr(sink, "checkpointer", None) is not None:
+                sink.checkpoint()
 
     async def record(self, event: dict[str, Any]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -282,11 +375,21 @@ class AuditTrail:
             self._thread = threading.Thread(target=self._write_groups, name="audit-writer", daemon=True)
             self._thread.start()
 
+    def _checkpoint_wait(self) -> float | None:
+        """Seconds until a sink's timed checkpoint is due; None where no sink waits for one."""
+        waits = [w for sink in self._sinks if (w := _wait_of(sink)) is not None]
+        return min(waits) if waits else None
+
     def _write_groups(self) -> None:
         while True:
+            wait = self._checkpoint_wait()
             try:
-                group = self._groups.get(timeout=_WRITER_IDLE_S)
+                group = self._groups.get(timeout=_WRITER_IDLE_S if wait is None else min(wait, _WRITER_IDLE_S))
             except queue.Empty:
+                if wait is not None:  # the writer stays while events wait for their checkpoint
+                    if self._checkpoint_wait() == 0.0:
+                        self._timed_checkpoints()
+                    continue
                 with self._lock:
                     if self._groups.empty():  # nothing was queued meanwhile: the next event starts a writer
                         self._thread = None
@@ -315,6 +418,33 @@ class AuditTrail:
         for sink in self._sinks:
             sink.append_many(events)
 
+    def _timed_checkpoints(self) -> None:
+        for sink in self._sinks:
+            if _wait_of(sink) == 0.0:
+                try:
+                    sink.checkpoint()
+                except Exception as exc:  # noqa: BLE001 - tried again later; the events are written
+                    sink.checkpointer.failed()
+                    _log_error("audit checkpoint not written: %s", exc)
+
+
+def _wait_of(sink: Sink) -> float | None:
+    wait = getattr(sink, "checkpoint_wait", None)
+    return wait() if wait is not None else None
+
+
+def _log_error(message: str, *args: Any) -> None:
+    import logging
+
+    logging.getLogger(__name__).error(message, *args)
+
+
+def _checkpoint_at_exit(ref: weakref.ref[AuditTrail]) -> None:
+    audit = ref()
+    if audit is not None:
+        with contextlib.suppress(Exception):
+            audit.checkpoint()
+
 
 def _settle(futures: list[asyncio.Future[None]], failure: Exception | None) -> None:
     for done in futures:
@@ -336,11 +466,21 @@ class VerifyResult:
     head: str
     problem: str | None = None
     line: int | None = None
+    #: checkpoint lines among the chain's (their hashes checked here, their signatures only with the key)
+    checkpoints: int = 0
 
 
-def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
-    """Checks every event's hash, seq and prev; stops at the first break and says where."""
-    prev, seq, count = GENESIS, 0, 0
+#: Told each line whose hash, seq and prev are right: (line number, line, its seq, the hash before it);
+#: returns a problem to stop verification at that line, or None.
+Inspect = Callable[[int, dict[str, Any], int, str], str | None]
+
+
+def verify(path: Path, *, expect_head: str | None = None, inspect: Inspect | None = None) -> VerifyResult:
+    """Checks every event's hash, seq and prev; stops at the first break and says where.
+
+    `events` counts the events, not the checkpoint lines among them (`checkpoints`).
+    """
+    prev, seq, count, marks = GENESIS, 0, 0, 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.rstrip(b"\n")
@@ -366,9 +506,14 @@ def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
                 )
             if event_hash(event) != stated_hash:
                 return VerifyResult(
-                    False, count, prev, "the event's content does not match its hash: it was changed", number
+                    False, count, prev, "the event's content does not match its hash: it was changed", number, marks
                 )
-            prev, seq, count = stated_hash, stated_seq, count + 1
+            if inspect is not None:
+                problem = inspect(number, event, stated_seq, prev)
+                if problem is not None:
+                    return VerifyResult(False, count, prev, problem, number, marks)
+            is_mark = "checkpoint" in event
+            prev, seq, count, marks = stated_hash, stated_seq, count + (not is_mark), marks + is_mark
     if expect_head is not None and expect_head != prev:
         return VerifyResult(
             False,
@@ -377,15 +522,19 @@ def verify(path: Path, *, expect_head: str | None = None) -> VerifyResult:
             f"the last event's hash is {prev}, not the expected {expect_head}: events at the end were "
             "removed (or added)",
             None,
+            marks,
         )
-    return VerifyResult(True, count, prev)
+    return VerifyResult(True, count, prev, checkpoints=marks)
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
+def read_events(path: Path, *, checkpoints: bool = False) -> Iterator[dict[str, Any]]:
+    """The events of an audit file, in order; checkpoint lines only when asked for."""
     with open(path, "rb") as handle:
         for raw in handle:
             if raw.strip():
-                yield json.loads(raw)
+                event = json.loads(raw)
+                if checkpoints or "checkpoint" not in event:
+                    yield event
 
 
 def _time(text: str) -> datetime.datetime:
@@ -407,6 +556,8 @@ def query(
     start = _time(since) if since else None
     end = _time(until) if until else None
     for event in events:
+        if "checkpoint" in event:  # a signed checkpoint, not a call
+            continue
         if caller and event.get("caller") != caller and event.get("via") != caller:
             continue
         if case_id and event.get("case_id") != case_id:

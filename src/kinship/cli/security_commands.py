@@ -1,4 +1,4 @@
-"""`kinship certs` (a local CA and certificates, bearer tokens) and `kinship audit` (verify, query).
+"""`kinship certs` (a local CA and certificates, bearer tokens) and `kinship audit` (keygen, verify, query).
 
 Also the client flags every client command takes: `--tls-dir DIR --as NAME` (mutual
 TLS with DIR/NAME.crt), `--token-file` (a bearer JWT), `--case-id` and `--purpose`
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from kinship.audit import trail
+from kinship.audit import checkpoints, trail
 from kinship.security import certs, client, tokens
 from kinship.security.policy import ROLES
 
@@ -52,10 +52,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires [default 3600]")
     token.set_defaults(func=cmd_certs_token)
 
-    audit = subparsers.add_parser("audit", help="verify and query the hash-chained audit trail")
+    audit = subparsers.add_parser("audit", help="make the checkpoint key, verify and query the audit trail")
     action = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    keygen = action.add_parser(
+        "keygen",
+        help="make the Ed25519 key that signs audit checkpoints: DIR/audit-signing.key (for the services' "
+        "KINSHIP_AUDIT_KEY_FILE) and DIR/audit-signing.pub (for `audit verify --key`)",
+    )
+    keygen.add_argument("dir", type=Path, help="folder for the key pair (made if missing)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
+    keygen.set_defaults(func=cmd_audit_keygen)
+
     verify = action.add_parser("verify", help="check every event's hash and the chain; exit 1 and say where it breaks")
     verify.add_argument("log", type=Path, help="an audit file (e.g. <data dir>/audit/ranker.audit.jsonl)")
+    verify.add_argument(
+        "--key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUBLIC_KEY_FILE",
+        help="the checkpoint key's public half (audit-signing.pub; repeatable, for keys rotated): also check every "
+        "signed checkpoint and the log against the checkpoint file, which catches a re-hashed chain and a cut-off end",
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="with --key: the checkpoint file, e.g. the copy in write-once storage [default "
+        "LOG's folder/checkpoints/NAME.checkpoints.jsonl]",
+    )
     verify.add_argument("--expect-head", help="the last hash you kept from an earlier verify: catches a cut-off end")
     verify.add_argument("--json", action="store_true", help="print JSON for programs")
     verify.set_defaults(func=cmd_audit_verify)
@@ -150,25 +174,77 @@ def cmd_certs_token(args: argparse.Namespace) -> int:
 # audit ---------------------------------------------------------------------------
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
     try:
-        result = trail.verify(args.log, expect_head=args.expect_head)
+        private, public = checkpoints.keygen(args.dir, force=args.force)
+    except (FileExistsError, OSError) as exc:
+        return _fail("audit keygen", str(exc))
+    print(private)
+    print(public)
+    kid = checkpoints.key_id(checkpoints.load_public_key(public))
+    print(
+        f"kinship audit keygen: key {kid}; give {private.name} to the services only (KINSHIP_AUDIT_KEY_FILE, a "
+        f"Kubernetes Secret), {public.name} to whoever verifies (`kinship audit verify LOG --key {public}`)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if args.checkpoints is not None and not args.key:
+        return _fail("audit verify", "--checkpoints needs --key PUBLIC_KEY_FILE (the signatures are what it checks)")
+    try:
+        if args.key:
+            keys = checkpoints.load_public_keys(args.key)
+            result: trail.VerifyResult | checkpoints.AnchoredResult = checkpoints.verify_anchored(
+                args.log, keys, args.checkpoints
+            )
+        else:
+            result = trail.verify(args.log, expect_head=args.expect_head)
+    except checkpoints.AuditKeyError as exc:
+        return _fail("audit verify", str(exc))
     except OSError as exc:
         return _fail("audit verify", f"cannot read {args.log}: {exc.strerror or exc}")
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "events": result.events,
-                    "head": result.head,
-                    "problem": result.problem,
-                    "line": result.line,
-                }
-            )
+    if result.ok and args.key and args.expect_head is not None and args.expect_head != result.head:
+        result = checkpoints.AnchoredResult(
+            False,
+            result.events,
+            result.head,
+            f"the last line's hash is {result.head}, not the expected {args.expect_head}: lines at the end were "
+            "removed (or added)",
         )
+    warnings = list(getattr(result, "warnings", ()))
+    if result.ok and not args.key:
+        marks = f" ({result.checkpoints} signed checkpoints in it not checked)" if result.checkpoints else ""
+        warnings.append(
+            f"unanchored{marks}: without --key nothing shows that the chain was not recomputed after an edit, or "
+            "that its end was not cut off (pass --key audit-signing.pub, or --expect-head)"
+        )
+    if args.json:
+        report = {
+            "ok": result.ok,
+            "events": result.events,
+            "head": result.head,
+            "problem": result.problem,
+            "line": result.line,
+            "anchored": bool(args.key) and result.ok,
+            "checkpoints": result.checkpoints,
+            "warnings": warnings,
+        }
+        if isinstance(result, checkpoints.AnchoredResult):
+            report.update(anchors=result.anchors, anchored_seq=result.anchored_seq, unanchored=result.unanchored)
+        print(json.dumps(report))
     elif result.ok:
-        print(f"{args.log}: OK, {result.events} events, chain intact; last hash {result.head}")
+        if isinstance(result, checkpoints.AnchoredResult):
+            print(
+                f"{args.log}: OK, {result.events} events, chain intact, {result.checkpoints} signed checkpoints in "
+                f"the log and {result.anchors} in the checkpoint file verify; anchored up to seq "
+                f"{result.anchored_seq}; last hash {result.head}"
+            )
+        else:
+            print(f"{args.log}: OK, {result.events} events, chain intact; last hash {result.head}")
+        for warning in warnings:
+            print(f"kinship audit verify: warning: {warning}", file=sys.stderr)
     else:
         where = f"line {result.line}" if result.line else "end of file"
         print(

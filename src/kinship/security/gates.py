@@ -29,12 +29,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import structlog
 
+from kinship.audit import checkpoints
 from kinship.audit.trail import AuditTrail, FileSink, StreamSink, now_iso
 from kinship.runtime import errors, grpc_errors
 from kinship.runtime.deadlines import CALL_DEADLINE, work_deadline
@@ -744,6 +746,37 @@ class ParseRequest:
         _refuse_malformed(request)
 
 
+def audit_sinks(service: str, settings: SimpleNamespace) -> list[Any]:
+    """The audit sinks the settings ask for, each with signed checkpoints where a key file is given."""
+    key_file = getattr(settings, "audit_key_file", None)
+    key = checkpoints.load_private_key(key_file) if key_file is not None else None
+    folder = getattr(settings, "audit_checkpoint_dir", None)
+
+    def checkpointer(log_name: str, sink_path: Path | None) -> checkpoints.Checkpointer | None:
+        if key is None:
+            return None
+        return checkpoints.Checkpointer(
+            key,
+            log_name=log_name,
+            sink=checkpoints.CheckpointFile(sink_path) if sink_path is not None else None,
+            every_events=int(getattr(settings, "audit_checkpoint_events", checkpoints.DEFAULT_EVERY_EVENTS)),
+            every_seconds=float(getattr(settings, "audit_checkpoint_seconds", checkpoints.DEFAULT_EVERY_SECONDS)),
+        )
+
+    sinks: list[Any] = []
+    if settings.audit_sink in ("file", "both"):
+        path = audit_path(settings, service)
+        sinks.append(FileSink(path, checkpointer(path.name, checkpoints.checkpoint_path(path, folder))))
+    if settings.audit_sink in ("stdout", "both"):
+        # One chain per process: its checkpoints name the service and go to the folder only where one is set.
+        name = f"stdout:{service}"
+        where = Path(folder) / f"{service}.stdout.checkpoints.jsonl" if folder is not None else None
+        sinks.append(StreamSink(checkpointer=checkpointer(name, where)))
+    if key is not None:
+        log.info("audit checkpoints signed", key_id=checkpoints.key_id(key.public_key()))
+    return sinks
+
+
 def build_interceptors(service: str, settings: SimpleNamespace) -> list[grpc.aio.ServerInterceptor]:
     """The security interceptors the settings ask for, outermost first (see `security.settings`)."""
     # Settings made by hand (tests) may lack the security ones: their defaults apply.
@@ -763,11 +796,7 @@ def build_interceptors(service: str, settings: SimpleNamespace) -> list[grpc.aio
         SizeLimits(max_top_k=settings.max_top_k, max_top_n=settings.max_top_n, max_batch=settings.max_batch),
         CapDeadline(settings.max_deadline_seconds),
     ]
-    sinks: list[Any] = []
-    if settings.audit_sink in ("file", "both"):
-        sinks.append(FileSink(audit_path(settings, service)))
-    if settings.audit_sink in ("stdout", "both"):
-        sinks.append(StreamSink())
+    sinks = audit_sinks(service, settings)
     if not enforced:
         log.warning("security is OFF: every local caller is allowed; the audit trail is still written")
     return [SecurityInterceptor(gates, Audit(AuditTrail(sinks), service), enforced=enforced)]

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from kinship.audit import checkpoints
 from kinship.runtime import config
 from kinship.runtime.config import Setting
 
@@ -42,6 +43,16 @@ def _folder_exists(value: Path | None) -> str | None:
 def _files_exist(value: tuple[Path, ...]) -> str | None:
     missing = [str(p) for p in value if not p.is_file()]
     return f"no such key file: {', '.join(missing)}" if missing else None
+
+
+def _audit_key(value: Path | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        checkpoints.load_private_key(value)
+    except checkpoints.AuditKeyError as exc:
+        return str(exc)
+    return None
 
 
 def security_settings(service: str) -> list[Setting]:
@@ -103,6 +114,40 @@ def security_settings(service: str) -> list[Setting]:
             "where audit events go: the file, JSON lines on stdout (for a cluster log pipeline), or both",
             str.lower,
             choices=("file", "stdout", "both"),
+        ),
+        Setting(
+            "audit_key_file",
+            "KINSHIP_AUDIT_KEY_FILE",
+            None,
+            "the Ed25519 private key (PEM) that signs audit checkpoints (`kinship audit keygen DIR`; mount it "
+            "from a Secret): turns on signed checkpoints in the trail and in the checkpoint folder",
+            lambda t: Path(t).expanduser(),
+            _audit_key,
+        ),
+        Setting(
+            "audit_checkpoint_dir",
+            "KINSHIP_AUDIT_CHECKPOINT_DIR",
+            None,
+            "with a key: the folder each trail's signed checkpoints are also written to, to ship to write-once "
+            "storage [default <audit file's folder>/checkpoints for the file; none for stdout]",
+            lambda t: Path(t).expanduser(),
+        ),
+        Setting(
+            "audit_checkpoint_events",
+            "KINSHIP_AUDIT_CHECKPOINT_EVENTS",
+            1000,
+            "with a key: a signed checkpoint after at most this many events",
+            int,
+            config.positive,
+        ),
+        Setting(
+            "audit_checkpoint_seconds",
+            "KINSHIP_AUDIT_CHECKPOINT_SECONDS",
+            60.0,
+            "with a key: a signed checkpoint once an event has waited this long for one (the most the end of a "
+            "trail is covered by no signature)",
+            float,
+            config.positive,
         ),
         Setting(
             "rate_limit_per_second",
