@@ -163,8 +163,10 @@ def test_ports_and_settings_agree_with_the_code(overlay) -> None:
         svc_ports = {p["name"]: p["port"] for p in services[f"kinship-{service}"]["spec"]["ports"]}
         assert svc_ports == {"grpc": PORTS[service], "metrics": METRICS_PORT}
         # Every value the manifests give passes the service's own checks (ConfigError otherwise).
-        # KINSHIP_TLS_DIR names the Secret's mount, which exists only in the pod: its files are checked there.
-        plain = {k: v for k, v in env.items() if isinstance(v, str) and k != "KINSHIP_TLS_DIR"}
+        # KINSHIP_TLS_DIR and KINSHIP_AUDIT_KEY_FILE name Secrets' mounts, which exist only in the pod: their
+        # files are checked there.
+        in_pod = ("KINSHIP_TLS_DIR", "KINSHIP_AUDIT_KEY_FILE")
+        plain = {k: v for k, v in env.items() if isinstance(v, str) and k not in in_pod}
         config.resolve(module.settings(), env=plain)
     ranker = container_env(docs, "ranker")
     for dependency in ("embedder", "indexer"):
@@ -228,6 +230,7 @@ def test_security_settings_per_overlay(overlay) -> None:
         if name == "dev":
             assert env.get("KINSHIP_PLAINTEXT") == "true", "dev chooses plaintext explicitly"
             assert "KINSHIP_TLS_DIR" not in env
+            assert "KINSHIP_AUDIT_KEY_FILE" not in env
         else:
             assert "KINSHIP_PLAINTEXT" not in env, "prod is secure by default"
             assert env["KINSHIP_TLS_DIR"] == "/etc/kinship/tls"
@@ -236,6 +239,13 @@ def test_security_settings_per_overlay(overlay) -> None:
             assert volumes[mount["name"]]["secret"]["secretName"] == "kinship-tls"
             health = int(env[f"KINSHIP_{service.upper()}_HEALTH_PORT"])
             assert health not in (PORTS[service], METRICS_PORT)
+            # Signed audit checkpoints, with the private key from its own Secret, read-only.
+            key_file = env["KINSHIP_AUDIT_KEY_FILE"]
+            key_mount = mounts[key_file.rsplit("/", 1)[0]]
+            assert key_mount["readOnly"] is True
+            key_volume = volumes[key_mount["name"]]["secret"]
+            assert key_volume["secretName"] == "kinship-audit-key"
+            assert [item["path"] for item in key_volume["items"]] == [key_file.rsplit("/", 1)[1]]
 
 
 # NetworkPolicy, evaluated as the API defines it (pod and namespace selectors by matchLabels).
