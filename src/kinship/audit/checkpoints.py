@@ -210,16 +210,26 @@ class CheckpointFile:
 
 
 def read_checkpoint_file(path: Path) -> list[tuple[int, Any]]:
-    """(line number, statement) for each non-empty line; a line that is not JSON is returned as None."""
+    """(line number, statement) for each statement; a line that is not JSON is returned as None.
+
+    The file may also be a copy of an audit log (a stream shipped to write-once storage):
+    its checkpoint lines give their statements, and its events are passed over.
+    """
     found: list[tuple[int, Any]] = []
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
             try:
-                found.append((number, json.loads(raw)))
+                item = json.loads(raw)
             except ValueError:
                 found.append((number, None))
+                continue
+            if isinstance(item, dict) and "hash" in item and "prev" in item:  # a line of a log
+                if "checkpoint" in item:
+                    found.append((number, item["checkpoint"]))
+                continue
+            found.append((number, item))
     return found
 
 

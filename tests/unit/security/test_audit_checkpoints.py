@@ -7,6 +7,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -173,6 +175,13 @@ def test_a_stream_sink_writes_checkpoints_into_its_own_chain(tmp_path, keys) -> 
     lines = _lines(copy)
     assert all(line["stream"] == "audit" for line in lines) and sum("checkpoint" in x for x in lines) == 2
     assert _verify(copy, keys, external).ok
+    # A copy kept in write-once storage serves as the checkpoint file: a cut-off end of the other is found.
+    kept = tmp_path / "worm-copy.jsonl"
+    kept.write_text(out.getvalue())
+    assert _verify(copy, keys, kept).ok
+    cut = _save(tmp_path / "cut.jsonl", lines[:-2])  # the last event and the checkpoint after it
+    result = _verify(cut, keys, kept)
+    assert not result.ok and "the end was cut off" in result.problem
 
 
 # Tampering ----------------------------------------------------------------------
@@ -352,3 +361,26 @@ def test_settings_turn_checkpoints_on_from_the_key_file(tmp_path, keys) -> None:
     assert all(sink.checkpointer is None for sink in audit_sinks("ranker", plain))
     with pytest.raises(config.ConfigError, match="public key"):
         config.resolve(server_settings("ranker", 0), {**values, "audit_key_file": str(keys.public)}, env={})
+
+
+def test_a_process_that_exits_normally_leaves_its_last_events_covered(tmp_path, keys) -> None:
+    log = tmp_path / "indexer.audit.jsonl"
+    script = f"""
+import asyncio
+from pathlib import Path
+from kinship.audit import checkpoints, trail
+log = Path({str(log)!r})
+key = checkpoints.load_private_key(Path({str(keys.private)!r}))
+checkpointer = checkpoints.Checkpointer(
+    key, log_name=log.name, sink=checkpoints.CheckpointFile(checkpoints.checkpoint_path(log)), every_seconds=3600
+)
+audit = trail.AuditTrail([trail.FileSink(log, checkpointer)])
+async def main():
+    for n in range(3):
+        await audit.record({{"time": trail.now_iso(), "rpc": "/x/Search", "outcome": "OK", "n": n}})
+asyncio.run(main())
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert "checkpoint" in _lines(log)[-1]
+    result = _verify(log, keys)
+    assert result.ok and result.events == 3 and result.unanchored == 0, result
