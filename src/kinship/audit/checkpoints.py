@@ -308,6 +308,11 @@ class Checkpointer:
             # The log holds the checkpoint; the next one supersedes this (the last names the count).
             log.error("audit checkpoint not written to %s: %s", self.sink.path, exc)
 
+    def nothing_to_cover(self) -> None:
+        """The log is empty (replaced under the writer): what was counted is in another file now."""
+        with self._lock:
+            self.uncovered, self._oldest = 0, None
+
     def failed(self) -> None:
         """Writing the checkpoint line failed: try again after a pause, not at once."""
         with self._lock:

@@ -201,7 +201,9 @@ class FileSink:
                 lines = list(written)
                 if self.checkpointer is not None:
                     self.checkpointer.count(len(written))
-                    if (checkpoint or self.checkpointer.due()) and (seq > 1 or written):
+                    if checkpoint and seq == 1 and not written:
+                        self.checkpointer.nothing_to_cover()
+                    elif (checkpoint or self.checkpointer.due()) and (seq > 1 or written):
                         if seq == 1:
                             self._first = written[0]["hash"]
                         marker = self.checkpointer.line(
