@@ -238,6 +238,17 @@ def test_a_deleted_event_is_found_with_or_without_the_chain_rehashed(tmp_path, k
     assert "covers 3 events but follows seq 2: 1 event was removed before it" in result.problem, result
 
 
+def test_reordered_events_with_the_chain_rehashed_are_found(tmp_path, keys) -> None:
+    log = _keyed_log(tmp_path, keys.key)
+    lines = _lines(log)
+    a, b = _events_index(lines, 3), _events_index(lines, 4)
+    lines[a], lines[b] = lines[b], lines[a]
+    swapped = _save(tmp_path / "swapped.jsonl", _rehash(lines))
+    assert trail.verify(swapped).ok
+    result = _verify(swapped, keys, checkpoints.checkpoint_path(log))
+    assert not result.ok and "reordered" in result.problem and "after seq 3" in result.problem, result
+
+
 def test_a_truncated_tail_is_found_against_the_checkpoint_file(tmp_path, keys) -> None:
     log = _keyed_log(tmp_path, keys.key)
     lines = _lines(log)
