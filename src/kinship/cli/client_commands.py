@@ -27,6 +27,7 @@ from kinship.client import enrolment as sdk_enrolment
 from kinship.client.enrolment import EnrolError, EnrolItem, EnrolProgress
 from kinship.client.types import RELATIONS, SEXES, most_prominent
 from kinship.domain.verbal import verbal_scale
+from kinship.ranker.domain.validation import Limits as RankerLimits
 from kinship.runtime import addresses
 from kinship.runtime.clients import sync_channel
 from kinship.security import client as client_security
@@ -39,8 +40,17 @@ from kinship.v1 import (
 )
 
 from . import security_commands
+from .errors import PARTLY_DONE, CommandError, PartlyDone, UsageError, report, suggest_relation
 
-__all__ = ["RELATIONS", "SEXES", "EnrolItem", "most_prominent"]  # kept here for callers of the CLI module
+__all__ = [
+    "RELATIONS",
+    "SEXES",
+    "CommandError",
+    "EnrolItem",
+    "PartlyDone",
+    "UsageError",
+    "most_prominent",
+]  # kept here for callers of the CLI module
 CALL_TIMEOUT = 120.0
 LEAD_NOTICE = "A candidate is a lead for a person to verify, never an identification."
 RELATIVE_SYNTAX = "RELATION[@WHEN][:LABEL]=IMAGE[,IMAGE...]"
@@ -56,8 +66,26 @@ RELATIVE_HELP = (
 )
 
 
-class CommandError(Exception):
-    """A problem to report to the person at the terminal, then exit 1."""
+#: The ranker's own bounds on top_n (its validation Limits), so the help says what the server does: 0 asks for
+#: the ranker's default.
+RANKER_MAX_TOP_N, RANKER_DEFAULT_TOP_N = RankerLimits().max_top_n, RankerLimits().default_top_n
+TOP_N_HELP = (
+    f"how many candidates, 1 to {RANKER_MAX_TOP_N} [default 10]; 0 leaves it to the ranker, which then returns "
+    f"{RANKER_DEFAULT_TOP_N}"
+)
+
+
+def top_n(text: str) -> int:
+    """--top-n: 0 (the ranker's default) to the ranker's maximum, refused as a usage error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= RANKER_MAX_TOP_N:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {RANKER_MAX_TOP_N} (0 for the ranker's default, {RANKER_DEFAULT_TOP_N}), got {value}"
+        )
+    return value
 
 
 def _address(flag_value: str | None, env: str, port: int) -> str:
@@ -113,14 +141,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument("--source", default="cli", help="source label for every image given [default cli]")
     enroll.add_argument("--model-id", default="", help="embedding model (default: the embedder's default)")
     enroll.add_argument("--indexer", help="indexer address [env KINSHIP_INDEXER_ADDRESS; default 127.0.0.1:50052]")
-    enroll.add_argument(
+    journal = enroll.add_mutually_exclusive_group()
+    journal.add_argument(
         "--journal",
         type=Path,
         metavar="DIR",
         help="folder of the resume journal: a run stopped part way goes on from what the indexer acknowledged "
         "[default $XDG_STATE_HOME/kinship-search/enrol-journals]",
     )
-    enroll.add_argument(
+    journal.add_argument(
         "--no-journal", action="store_true", help="keep no journal (a re-run then embeds everything again)"
     )
     enroll.add_argument(
@@ -147,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default they are left out, and the answer says how many records were)",
     )
     _add_soft_facts(find)
-    find.add_argument("--top-n", type=int, default=10, help="how many candidates [default 10]")
+    find.add_argument("--top-n", type=top_n, default=10, metavar="N", help=TOP_N_HELP)
     find.add_argument("--aligned", action="store_true", help="the --relative photos: " + ALIGNED_HELP)
     _add_report_flags(find)
     _add_common(find, "ranker")
@@ -189,7 +218,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--relative", action="append", required=True, metavar=RELATIVE_SYNTAX, help=RELATIVE_HELP)
     _add_known_facts(case)
     case.add_argument("--aligned", action="store_true", help="the --relative photos: " + ALIGNED_HELP)
-    case.add_argument("--top-n", type=int, default=10, help="how many candidates were asked for [default 10]")
+    case.add_argument("--top-n", type=top_n, default=10, metavar="N", help="as asked of find: " + TOP_N_HELP)
     case.add_argument("--output", type=Path, help="the HTML file to write")
     _add_report_flags(case, output=False)
     security_commands.add_client_flags(case)
@@ -237,9 +266,9 @@ def _soft_facts(args: argparse.Namespace, missing: ranker_pb2.MissingPerson) -> 
     soft_year, soft_region = getattr(args, "soft_birth_year", False), getattr(args, "soft_region", False)
     year_penalty, region_penalty = getattr(args, "birth_year_penalty", None), getattr(args, "region_penalty", None)
     if soft_year and not missing.HasField("birth_year"):
-        raise CommandError("--soft-birth-year: give the window too (--birth-year, or --born-from/--born-to)")
+        raise UsageError("--soft-birth-year: give the window too (--birth-year, or --born-from/--born-to)")
     if soft_region and not missing.regions:
-        raise CommandError("--soft-region: give the regions too (--region)")
+        raise UsageError("--soft-region: give the regions too (--region)")
     for flag, value, needs, needs_flag in (
         ("--birth-year-penalty", year_penalty, soft_year, "--soft-birth-year"),
         ("--region-penalty", region_penalty, soft_region, "--soft-region"),
@@ -247,9 +276,9 @@ def _soft_facts(args: argparse.Namespace, missing: ranker_pb2.MissingPerson) -> 
         if value is None:
             continue
         if not needs:
-            raise CommandError(f"{flag} is the penalty of {needs_flag}: give {needs_flag} too")
+            raise UsageError(f"{flag} is the penalty of {needs_flag}: give {needs_flag} too")
         if not (math.isfinite(value) and -10 <= value < 0):
-            raise CommandError(f"{flag} must be below 0 and at least -10 (a log10 likelihood ratio), got {value:g}")
+            raise UsageError(f"{flag} must be below 0 and at least -10 (a log10 likelihood ratio), got {value:g}")
     if soft_year:
         missing.soft.birth_year = True
         missing.soft.birth_year_log10_lr_per_year = year_penalty or 0.0
@@ -260,9 +289,16 @@ def _soft_facts(args: argparse.Namespace, missing: ranker_pb2.MissingPerson) -> 
 
 def _add_known_facts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sex", choices=sorted(SEXES), help="sex of the missing person, if known")
-    parser.add_argument("--birth-year", type=int, help="birth year of the missing person, if known")
-    parser.add_argument("--born-from", type=int, help="earliest possible birth year")
-    parser.add_argument("--born-to", type=int, help="latest possible birth year")
+    # One known year, or a window: --birth-year conflicts with each of --born-from and --born-to (two
+    # groups sharing --birth-year: argparse refuses either pair, exit 2, naming both flags).
+    with_from = parser.add_mutually_exclusive_group()
+    one_year = with_from.add_argument(
+        "--birth-year", type=int, help="birth year of the missing person, if known (or a window: --born-from/--born-to)"
+    )
+    with_from.add_argument("--born-from", type=int, help="earliest possible birth year")
+    with_to = parser.add_mutually_exclusive_group()
+    with_to._group_actions.append(one_year)  # noqa: SLF001 - argparse has no public way to share an action
+    with_to.add_argument("--born-to", type=int, help="latest possible birth year")
     parser.add_argument("--region", action="append", default=[], help="search only this region (repeatable)")
     parser.add_argument(
         "--prior",
@@ -310,20 +346,15 @@ def _add_common(parser: argparse.ArgumentParser, service: str) -> None:
 
 
 def _run(func):
-    """Turns gRPC failures and CommandErrors into one clear line on stderr and exit code 1."""
+    """Turns gRPC failures and CommandErrors into what the person (or, with --json, a program) reads, and the
+    exit code of the table in kinship.cli.errors: every field violation, named by the flag that set it."""
 
     def wrapper(args: argparse.Namespace) -> int:
         try:
             security_commands.apply_client_flags(args)
             return func(args)
-        except (CommandError, ValueError, OSError) as exc:
-            print(f"kinship {args.command}: {exc}", file=sys.stderr)
-            return 1
-        except grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "ERROR"
-            hint = " (is `kinship serve all` running?)" if code == "UNAVAILABLE" else ""
-            print(f"kinship {args.command}: {code}: {exc.details()}{hint}", file=sys.stderr)
-            return 1
+        except (CommandError, ValueError, OSError, grpc.RpcError) as exc:
+            return report(args, exc)
 
     return wrapper
 
@@ -554,11 +585,11 @@ def _when(text: str, spec: str) -> dict:
     if spec.isdigit() and len(spec) == 4:
         year = int(spec)
         if not 1900 <= year <= datetime.date.today().year:
-            raise CommandError(f"--relative {text!r}: the year the photo was taken must be 1900 to this year")
+            raise UsageError(f"--relative {text!r}: the year the photo was taken must be 1900 to this year")
         return {"capture_year": year}
     if math.isfinite(value) and 0 <= value <= 130:
         return {"age_at_photo": value}
-    raise CommandError(
+    raise UsageError(
         f"--relative {text!r}: after @ write the age at the photo (self@6=kid.jpg) or the year it was taken "
         "(self@1998=kid.jpg)"
     )
@@ -568,17 +599,20 @@ def parse_relative(text: str, index: int, *, aligned: bool = False) -> ranker_pb
     """`father=dad.jpg`, `sister:anna=a1.jpg,a2.jpg`, `self@6=kid.jpg` -> a Relative with its photos."""
     head, sep, paths = text.partition("=")
     if not sep or not paths:
-        raise CommandError(f"--relative {text!r}: write RELATION=IMAGE, for example father=dad.jpg")
+        raise UsageError(f"--relative {text!r}: write RELATION=IMAGE, for example father=dad.jpg")
     relation_part, _, label = head.partition(":")
     if "@" in label:
-        raise CommandError(
+        raise UsageError(
             f"--relative {text!r}: the photo date goes before the label: RELATION[@WHEN][:LABEL]=IMAGE, "
             f"for example father@1990:dad=x.jpg"
         )
     relation_name, at, when = relation_part.partition("@")
     relation = RELATIONS.get(relation_name.strip().lower())
     if relation is None:
-        raise CommandError(f"--relative {text!r}: relation must be one of {', '.join(RELATIONS)}")
+        raise UsageError(
+            f"--relative {text!r}: relation must be one of {', '.join(RELATIONS)}"
+            f"{suggest_relation(relation_name, list(RELATIONS))}"
+        )
     dates = _when(text, when.strip()) if at else {}
     photos = [
         ranker_pb2.Photo(image=_read_image(Path(p.strip())), pre_aligned=aligned, **dates)
@@ -586,7 +620,7 @@ def parse_relative(text: str, index: int, *, aligned: bool = False) -> ranker_pb
         if p.strip()
     ]
     if not photos:
-        raise CommandError(f"--relative {text!r}: no image after '='")
+        raise UsageError(f"--relative {text!r}: no image after '='")
     return ranker_pb2.Relative(label=label.strip(), relation=relation, photos=photos)
 
 
@@ -628,12 +662,12 @@ def build_compare_request(args: argparse.Namespace) -> ranker_pb2.CompareKinship
     )
     if args.candidate_person:
         if args.candidate_sex:
-            raise CommandError("--candidate-sex is for --candidate photos; a gallery person's sex is on record")
+            raise UsageError("--candidate-sex is for --candidate photos; a gallery person's sex is on record")
         request.candidate_person_id = args.candidate_person
     else:
         paths = [p.strip() for p in args.candidate.split(",") if p.strip()]
         if not paths:
-            raise CommandError("--candidate: give one or more images, comma-separated")
+            raise UsageError("--candidate: give one or more images, comma-separated")
         request.candidate_photos.photos.extend(
             ranker_pb2.Photo(image=_read_image(Path(p)), pre_aligned=args.aligned) for p in paths
         )
@@ -744,12 +778,16 @@ def cmd_find(args: argparse.Namespace) -> int:
     _check_report_paths(args, args.report)
     with _client(args) as client:
         reply = client.find_relatives(request=request).proto
-    if args.report or args.pdf:
-        write_case_report(reply, request, args, args.report)
     if args.json:
-        print(to_json(reply))
-        return 0
-    print("\n".join(find_lines(reply)))
+        print(to_json(reply), flush=True)
+    else:
+        print("\n".join(find_lines(reply)), flush=True)
+    if args.report or args.pdf:
+        try:
+            write_case_report(reply, request, args, args.report)
+        except PartlyDone as exc:  # the search's answer is out (on stdout, JSON or not): say what is missing
+            print(f"kinship find: {exc}", file=sys.stderr)
+            return PARTLY_DONE
     return 0
 
 
@@ -776,7 +814,12 @@ def _check_report_paths(args: argparse.Namespace, output: Path | None) -> None:
         if path is not None and not path.resolve().parent.is_dir():
             raise CommandError(f"{flag} {path}: the folder {path.parent} does not exist")
     if args.pdf is not None and chromium_path() is None:
-        raise CommandError(PDF_NEEDS_CHROMIUM)
+        kept = output if output is not None else kept_html(args.pdf)
+        print(
+            f"kinship {args.command}: no headless Chromium found: the report will be written as HTML ({kept}), "
+            "not printed to PDF",
+            file=sys.stderr,
+        )
 
 
 def relative_face_crops(request: ranker_pb2.FindRelativesRequest, embedder) -> dict[int, list[bytes]]:
@@ -810,9 +853,20 @@ def relative_face_crops(request: ranker_pb2.FindRelativesRequest, embedder) -> d
 
 
 PDF_NEEDS_CHROMIUM = (
-    "--pdf needs a headless Chromium (chromium, chromium-browser or google-chrome on PATH; on Debian "
-    "`apt-get install chromium`); write --report HTML instead"
+    "--pdf needs a headless Chromium (chromium, chromium-browser, google-chrome or google-chrome-stable on PATH), "
+    "and none was found"
 )
+INSTALL_CHROMIUM = (
+    "install one (Debian/Ubuntu: `sudo apt-get install chromium`, or chromium-browser; Fedora: `sudo dnf install "
+    "chromium`; macOS: `brew install --cask chromium`) and print the saved answer without searching again: "
+    "`kinship report case --response saved.json --relative ... --pdf case.pdf` (with the response of "
+    "`kinship find --json`); or open the HTML in a browser and print it (A4)"
+)
+
+
+def kept_html(pdf_path: Path) -> Path:
+    """Where the HTML of a --pdf without --report/--output is kept when the PDF cannot be printed."""
+    return pdf_path.with_suffix(".html")
 
 
 def chromium_path() -> str | None:
@@ -831,7 +885,7 @@ def print_pdf(html_path: Path, pdf_path: Path) -> None:
 
     browser = chromium_path()
     if browser is None:
-        raise CommandError(PDF_NEEDS_CHROMIUM)
+        raise PartlyDone(PDF_NEEDS_CHROMIUM)
     cmd = [
         browser,
         "--headless",
@@ -844,10 +898,10 @@ def print_pdf(html_path: Path, pdf_path: Path) -> None:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired as exc:
-        raise CommandError(f"{browser} did not print {pdf_path} within 120 s") from exc
+        raise PartlyDone(f"{browser} did not print {pdf_path} within 120 s") from exc
     if done.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise CommandError(f"{browser} could not print {pdf_path} (exit {done.returncode}): {' | '.join(tail)}")
+        raise PartlyDone(f"{browser} could not print {pdf_path} (exit {done.returncode}): {' | '.join(tail)}")
 
 
 def write_case_report(
@@ -856,7 +910,10 @@ def write_case_report(
     args: argparse.Namespace,
     output: Path | None,
 ) -> None:
-    """Crops the relatives' faces through the embedder, renders the report, writes HTML and/or PDF."""
+    """Crops the relatives' faces through the embedder, renders the report, writes HTML and/or PDF.
+
+    When the PDF cannot be printed (no Chromium, or it fails) the HTML is kept, at `output` or beside the
+    PDF's path, and PartlyDone says where and how to get the PDF."""
     import tempfile
 
     from kinship.reports.case import load_gallery_photos, render_case_report
@@ -880,7 +937,18 @@ def write_case_report(
             source = output if output is not None else Path(tmp) / "case.html"
             if output is None:
                 source.write_text(html, encoding="utf-8")
-            print_pdf(source, args.pdf)
+            try:
+                print_pdf(source, args.pdf)
+            except PartlyDone as exc:
+                if output is None:
+                    kept = kept_html(args.pdf)
+                    kept.write_text(html, encoding="utf-8")
+                    print(f"case report written to {kept}", file=sys.stderr)
+                    source = kept
+                raise PartlyDone(
+                    f"{exc}: the PDF {args.pdf} was not written; the HTML report is kept at {source}. To get the "
+                    f"PDF, {INSTALL_CHROMIUM}"
+                ) from exc
         print(f"case report printed to {args.pdf}", file=sys.stderr)
 
 
@@ -898,7 +966,7 @@ def load_find_response(path: Path) -> ranker_pb2.FindRelativesResponse:
 @_run
 def cmd_report_case(args: argparse.Namespace) -> int:
     if args.output is None and args.pdf is None:
-        raise CommandError("give --output case.html and/or --pdf case.pdf")
+        raise UsageError("give --output case.html and/or --pdf case.pdf")
     reply = load_find_response(args.response)
     request = build_find_request(args)
     if len(request.relatives) != max((len(c.evidence) for c in reply.candidates), default=len(request.relatives)):
