@@ -33,6 +33,8 @@ from kinship.runtime import config, processes
 from kinship.runtime.errors import ConfigError
 from kinship.runtime.logs import configure_logging
 
+from . import service_logs
+
 SERVICES = {"embedder": 50051, "indexer": 50052, "ranker": 50053}
 START_ORDER = ("embedder", "indexer", "ranker")
 #: The indexer's Milvus Lite lock under the data dir (kinship.indexer.bootstrap.LITE_LOCK, not imported:
@@ -88,6 +90,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     everything.add_argument(
         "--plaintext", action="store_true", help="allow plaintext on a non-loopback --host (local development only)"
+    )
+    everything.add_argument(
+        "--logs",
+        metavar="DIR|-",
+        default=None,
+        help="where the services' own logs go: a folder, one file per service (embedder.log, indexer.log, "
+        "ranker.log, appended to), or - for this terminal; this terminal shows a summary and the services' "
+        "warnings and errors, one line each [default DATA_DIR/logs]",
+    )
+    everything.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=None,
+        help="the services' log format: json (one object per line, for machines) or console (for people) "
+        "[env KINSHIP_LOG_FORMAT; default json]",
+    )
+    everything.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="the services' log level [env KINSHIP_LOG_LEVEL; default info]",
     )
     everything.set_defaults(func=run_all)
 
@@ -265,6 +288,14 @@ def run_all(args: argparse.Namespace) -> int:
     if busy:
         print(f"kinship serve all: {busy}", file=sys.stderr)
         return 2
+    log_dir = None if args.logs == "-" else Path(args.logs).expanduser() if args.logs else data_dir / "logs"
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"kinship serve all: cannot create the log folder {log_dir}: {exc}; pass --logs", file=sys.stderr)
+            return 2
+    relay = service_logs.Relay() if log_dir is not None else None
 
     stop_requested = False
 
@@ -303,13 +334,30 @@ def run_all(args: argparse.Namespace) -> int:
                 cmd += ["--artifacts-dir", str(data_dir / "artifacts")]
             if name == "ranker":
                 cmd += ["--embedder-address", addresses["embedder"], "--indexer-address", addresses["indexer"]]
+            if args.log_format:
+                cmd += ["--log-format", args.log_format]
+            if args.log_level:
+                cmd += ["--log-level", args.log_level]
+            log_file = service_logs.open_log(log_dir, name) if log_dir is not None else None
             # Children ignore Ctrl-C from the terminal's process group: the supervisor
             # decides when and how they stop (SIGTERM, then a grace period). If the
             # supervisor dies, SIGKILL included, the kernel sends them SIGTERM.
-            process = subprocess.Popen(
-                cmd, start_new_session=True, preexec_fn=processes.die_with_parent(signal.SIGTERM)
-            )
+            # With a log folder, the service writes its log (stdout and stderr) straight to its file, which
+            # outlives this supervisor; the relay shows its warnings and errors here, one line each.
+            try:
+                process = subprocess.Popen(
+                    cmd,
+                    start_new_session=True,
+                    preexec_fn=processes.die_with_parent(signal.SIGTERM),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT if log_file is not None else None,
+                )
+            finally:
+                if log_file is not None:
+                    log_file.close()
             children.append(Child(name, ports[name], process))
+            if relay is not None:
+                relay.follow(name, service_logs.log_path(log_dir, name))
             print(f"kinship: started {name} (pid {process.pid}) on {addresses[name]}", file=sys.stderr)
         for child in children:
             if stop_requested:
@@ -319,12 +367,25 @@ def run_all(args: argparse.Namespace) -> int:
                     why = f"exited with code {child.process.returncode}"
                 else:
                     why = f"did not become SERVING on {addresses[child.name]} within {args.start_timeout:.0f}s"
-                print(f"kinship serve all: {child.name} {why} (see its log above); stopping", file=sys.stderr)
+                where = "see its log above"
+                if log_dir is not None:
+                    where = f"the end of its log, {service_logs.log_path(log_dir, child.name)}:"
+                print(f"kinship serve all: {child.name} {why} ({where}); stopping", file=sys.stderr)
+                if log_dir is not None:
+                    service_logs.print_tail(service_logs.log_path(log_dir, child.name))
                 return 1
         if stop_requested:
             return 0
         pids = ", ".join(str(child.process.pid) for child in children)
         print(f"kinship: all three services are SERVING (pids {pids}; data in {data_dir})", file=sys.stderr)
+        if relay is not None:
+            relay.ready()
+        if log_dir is not None:
+            print(
+                f"kinship: the services' logs are in {log_dir} ({', '.join(f'{n}.log' for n in START_ORDER)}); "
+                "their warnings and errors show here (--logs - shows every line here)",
+                file=sys.stderr,
+            )
         if args.sample_gallery:
             from kinship.security import client as client_security
 
@@ -341,6 +402,8 @@ def run_all(args: argparse.Namespace) -> int:
                         f"kinship serve all: {child.name} exited with code {child.process.returncode}; stopping the others",
                         file=sys.stderr,
                     )
+                    if log_dir is not None:
+                        service_logs.print_tail(service_logs.log_path(log_dir, child.name))
                     exit_code = 1
                     stop_requested = True
                     break
@@ -348,6 +411,8 @@ def run_all(args: argparse.Namespace) -> int:
         return exit_code
     finally:
         _stop_children(children, args.grace_seconds)
+        if relay is not None:
+            relay.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("kinship: stopped", file=sys.stderr)
