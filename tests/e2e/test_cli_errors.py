@@ -11,6 +11,7 @@ processes (a fresh data folder: its first enrolment happens here), the CLI as su
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 
@@ -44,13 +45,20 @@ def photos(suite, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def enrolled(suite, photos):
-    """The first enrolment of this fresh suite."""
+    """The first enrolment of this fresh suite (its start and end kept in the suite, for its log lines)."""
     env = suite["env"]
+    suite["first_enrolment"] = [_now()]
     report = json.loads(
         ok(cli(env, "enroll", str(photos["twice"]), "--person-per-file", "--no-journal", "--json")).stdout
     )
+    suite["first_enrolment"].append(_now())
     assert report["person_count"] == 16
     return env
+
+
+def _now() -> str:
+    """UTC now as the services' log lines stamp it (structlog's ISO format), comparable as text."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # 4. errors in CLI terms ------------------------------------------------------------
@@ -155,6 +163,10 @@ def test_exit_codes_are_documented_and_unreachable_is_3(enrolled, photos):
     assert "is `kinship serve all` running?" in done.stderr
     error = json.loads(cli(away, "find", "--relative", f"self={photos['query']}", "--json").stdout)["error"]
     assert error["code"] == "UNAVAILABLE" and error["exit_code"] == 3
+    unconfirmed = cli(enrolled, "delete", "--person", "a-tom-hanks", "--json")  # no terminal to ask, no --yes
+    assert unconfirmed.returncode == 2 and unconfirmed.stderr == ""
+    refusal = json.loads(unconfirmed.stdout)["error"]
+    assert refusal["code"] == "USAGE" and "add --yes to erase them" in refusal["message"]
     missing = cli(enrolled, "embed", str(photos["dir"] / "no-such.jpg"), "--json")
     assert missing.returncode == 1 and json.loads(missing.stdout)["error"]["message"].startswith("cannot read")
 
@@ -207,8 +219,10 @@ def test_serve_all_is_quiet_and_the_first_enrolment_logs_no_error(suite, enrolle
     for service in ("embedder", "indexer", "ranker"):
         for line in (logs / f"{service}.log").read_text().splitlines():
             records.append(json.loads(line))  # every line is JSON, the libraries' too
-    assert any(r.get("event") == "created collection" for r in records)  # the first enrolment is in the log
-    errors = [r for r in records if r.get("level") in ("error", "critical", "exception")]
-    assert errors == []
+    started, ended = suite["first_enrolment"]
+    during = [r for r in records if started <= r.get("timestamp", "") <= ended]
+    assert any(r.get("event") == "created collection" for r in during)  # the enrolment created the collections
+    errors = [r for r in during if r.get("level") in ("error", "critical", "exception")]
+    assert errors == [], json.dumps(errors, indent=1)[:4000]
     assert not any("Method not implemented" in json.dumps(r) for r in records)
     assert "Traceback" not in terminal and " error: " not in terminal

@@ -17,9 +17,7 @@ from kinship.client.types import GalleryPerson
 
 from . import client_commands
 from .client_commands import CommandError
-
-#: Exit code of a command refused before any call for how it was asked (as argparse's usage errors).
-USAGE_ERROR = 2
+from .errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -138,12 +136,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
     person_ids = list(dict.fromkeys(args.person))
     named = ", ".join(person_ids)
     if not args.yes and not sys.stdin.isatty():
-        print(
-            f"kinship delete: not erasing {named} without confirmation: stdin is not a terminal, so nothing can "
-            "be asked; add --yes to erase them",
-            file=sys.stderr,
+        # A usage error (exit 2), printed as every error is: one line, or JSON on stdout with --json.
+        raise UsageError(
+            f"not erasing {named} without confirmation: stdin is not a terminal, so nothing can be asked; "
+            "add --yes to erase them"
         )
-        return USAGE_ERROR
     with client_commands._client(args, tenant=args.tenant) as client:
         if not args.yes:
             people = client.people(person_ids)
