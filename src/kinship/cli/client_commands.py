@@ -27,7 +27,7 @@ from kinship.client import enrolment as sdk_enrolment
 from kinship.client.enrolment import EnrolError, EnrolItem, EnrolProgress
 from kinship.client.types import RELATIONS, SEXES, most_prominent
 from kinship.domain.verbal import verbal_scale
-from kinship.ranker.domain.validation import Limits as RankerLimits
+from kinship.ranker.public import Limits as RankerLimits
 from kinship.runtime import addresses
 from kinship.runtime.clients import sync_channel
 from kinship.security import client as client_security
