@@ -114,7 +114,9 @@ def test_search_needs_a_case_id_and_a_purpose_and_is_audited_once(secure_suite) 
 
     refused = _find(secure_suite)
     assert refused.returncode == 1
-    assert "PERMISSION_DENIED" in refused.stderr and "x-case-id" in refused.stderr, refused.stderr
+    # With --json the refusal is JSON on stdout (the CLI's error shape), naming the code and the missing header.
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "PERMISSION_DENIED" and "x-case-id" in error["message"], refused.stdout
 
     found = _find(secure_suite, "--case-id", "case-42", "--purpose", "missing person 2026-117")
     assert found.returncode == 0, found.stderr
